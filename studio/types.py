@@ -1,0 +1,139 @@
+"""The shared vocabulary: small dataclasses every layer speaks.
+
+Providers turn their wire formats into these; the UI and CLI only ever see these.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Literal, Union
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class FewShotExample:
+    """One example exchange compiled into the instructions."""
+    prompt: str
+    response: str
+
+
+@dataclass
+class AssistantSpec:
+    """What an assistant is. Stored by the app (OpenAI no longer keeps these)."""
+    name: str
+    description: str = ""
+    instructions: str = ""
+    examples: list[FewShotExample] = field(default_factory=list)
+    provider: str = ""          # "" = the workspace default provider
+    model: str = ""             # "" = the provider's default model
+    tools: list[str] = field(default_factory=list)   # built-in tool names, or "code_interpreter"
+    knowledge_base: str | None = None
+    example_label_prompt: str = "Viewer comment"
+    example_label_response: str = "Reply"
+    id: str = field(default_factory=lambda: new_id("asst"))
+    owner: str = ""
+
+
+@dataclass
+class ToolCall:
+    """A call the model asked for, and (once run) its result."""
+    name: str
+    arguments: dict[str, Any]
+    id: str = field(default_factory=lambda: new_id("call"))
+    result: str | None = None
+    error: bool = False
+    kind: Literal["function", "code_interpreter"] = "function"
+
+
+@dataclass
+class Citation:
+    title: str
+    quote: str = ""
+    source: str = ""
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class Message:
+    role: Literal["user", "assistant"]
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    id: str = field(default_factory=lambda: new_id("msg"))
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class Thread:
+    """A conversation. `provider_ref` is the provider's own id (an OpenAI conversation id), if any."""
+    owner: str
+    assistant_id: str
+    provider: str
+    title: str = "New thread"
+    provider_ref: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    id: str = field(default_factory=lambda: new_id("thread"))
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    provider: str
+    owned_by: str = ""
+    context_window: int | None = None
+    shutdown_date: date | None = None
+    description: str = ""
+
+
+# --- streamed events: what a provider yields during one turn -----------------
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ToolCallStarted:
+    call: ToolCall
+
+
+@dataclass
+class ToolCallFinished:
+    call: ToolCall
+
+
+@dataclass
+class CitationFound:
+    citation: Citation
+
+
+@dataclass
+class Done:
+    usage: Usage = field(default_factory=Usage)
+    provider_ref: str | None = None   # e.g. the conversation id, when the provider created one
+
+
+@dataclass
+class ErrorEvent:
+    """A turn failed. `message` is safe to show a user; `retryable` says whether Retry may help."""
+    message: str
+    retryable: bool = True
+    code: str = ""
+
+
+Event = Union[TextDelta, ToolCallStarted, ToolCallFinished, CitationFound, Done, ErrorEvent]

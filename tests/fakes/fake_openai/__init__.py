@@ -1,0 +1,37 @@
+"""A stateful fake OpenAI HTTP server for tests and benches (the real SDK talks to it over HTTP).
+
+openai-python 3.x sends requests through httpx2, which respx cannot intercept, so tests
+point the SDK at this server instead (`base_url=fake.base_url` or OPENAI_BASE_URL):
+
+    with FakeOpenAI() as fake:
+        client = OpenAI(api_key="sk-test", base_url=fake.base_url)
+        ...
+        fake.last("/responses").body["instructions"]
+
+Endpoints: GET /v1/models[/{id}]; /v1/conversations (create with items, retrieve, update,
+delete, list/add items); POST /v1/responses and POST /v1/chat/completions, streamed
+(real event order, `sequence_number`s) or not.
+
+How it answers (deterministic, from the input; see brain.py):
+  - the last user message echoed: "You said: <text>", streamed word by word;
+  - `[[call NAME {"arg": ...}]]` -> a function call if tool NAME is offered; several
+    directives -> parallel calls in one response; tool results sent back -> "Results: a; b";
+  - `[[code print(1+1)]]` -> a code_interpreter_call (logs "2") if that tool is offered,
+    then "The code printed: 2".
+
+How it fails:
+  - key "sk-bad" -> 401 invalid_api_key (the message echoes the key, as the real one does);
+  - an unknown model -> 404 model_not_found;
+  - model "rate-limited" -> 429 rate_limit_exceeded, "server-error" -> 500 (both with a
+    short retry-after-ms so SDK retries are quick; count them with `fake.count(path)`);
+  - model "fail-midstream" -> a few text deltas, then `response.failed` (Responses) or a
+    dropped connection (chat); "fail-midstream-error" sends an `error` event instead;
+  - input over `max_input_chars` (20,000) -> 400 context_length_exceeded (Responses with
+    truncation="auto" only counts the new input, as the server may drop old items).
+"""
+from tests.fakes.fake_openai.server import (DEFAULT_MODELS, FAIL_MIDSTREAM, FAIL_MIDSTREAM_ERROR,
+                                            RATE_LIMITED, SERVER_ERROR, FakeConversation, FakeOpenAI,
+                                            RecordedRequest)
+
+__all__ = ["FakeOpenAI", "FakeConversation", "RecordedRequest", "DEFAULT_MODELS",
+           "RATE_LIMITED", "SERVER_ERROR", "FAIL_MIDSTREAM", "FAIL_MIDSTREAM_ERROR"]

@@ -1,0 +1,207 @@
+"""`FakeOpenAI`: the fake server object: state, request recording, auth/model checks, lifecycle."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.fakes.fake_openai import errors
+from tests.fakes.fake_openai.errors import FakeAPIError
+
+# Model names that trigger failures instead of answers (see the package docstring).
+RATE_LIMITED, SERVER_ERROR = "rate-limited", "server-error"
+FAIL_MIDSTREAM, FAIL_MIDSTREAM_ERROR = "fail-midstream", "fail-midstream-error"
+SPECIAL_MODELS = {RATE_LIMITED, SERVER_ERROR, FAIL_MIDSTREAM, FAIL_MIDSTREAM_ERROR}
+
+DEFAULT_MODELS: list[dict] = [
+    {"id": "gpt-4.1-mini", "object": "model", "created": 1744318173, "owned_by": "system",
+     "shutdown_date": "2027-01-14"},
+    {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system",
+     "shutdown_date": "2027-01-14"},
+    {"id": "gpt-5-mini", "object": "model", "created": 1754425928, "owned_by": "system"},
+    {"id": "text-embedding-3-small", "object": "model", "created": 1705948997, "owned_by": "system"},
+]
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it (tests assert on these)."""
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: Any = None
+
+
+@dataclass
+class FakeConversation:
+    id: str
+    created_at: int
+    metadata: dict = field(default_factory=dict)
+    items: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "object": "conversation", "created_at": self.created_at,
+                "metadata": self.metadata}
+
+
+class FakeOpenAI:
+    """A stateful fake OpenAI API on 127.0.0.1 (random port), run by uvicorn in a thread.
+
+    Knobs (plain attributes, change them between requests): `delta_delay` (seconds slept
+    before each streamed delta), `max_input_chars` (longer input -> 400
+    context_length_exceeded), `retry_after_ms` (sent with 429/500 so SDK retries are fast),
+    `bad_keys`, `models`. State: `requests`, `conversations`.
+    """
+
+    def __init__(self, delta_delay: float = 0.0, max_input_chars: int = 20_000,
+                 retry_after_ms: int = 5, bad_keys: tuple[str, ...] = ("sk-bad",)):
+        self._defaults = dict(delta_delay=delta_delay, max_input_chars=max_input_chars,
+                              retry_after_ms=retry_after_ms, bad_keys=tuple(bad_keys))
+        self.requests: list[RecordedRequest] = []
+        self.conversations: dict[str, FakeConversation] = {}
+        self.reset()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.port: int | None = None
+        self.app = self._build_app()
+
+    # --- lifecycle -----------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """What to give the SDK as base_url / OPENAI_BASE_URL."""
+        if self.port is None:
+            raise RuntimeError("FakeOpenAI is not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        """Bind a free port and serve in a daemon thread; returns once it accepts connections."""
+        # Binding first means the port is known (and reserved) before uvicorn starts.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="critical", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="fake-openai", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("FakeOpenAI did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down and release the port."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget requests and conversations and restore the knobs (call between tests)."""
+        self.requests.clear()
+        self.conversations.clear()
+        for name, value in self._defaults.items():
+            setattr(self, name, value)
+        self.models = [dict(m) for m in DEFAULT_MODELS]
+
+    # --- inspection ----------------------------------------------------------------
+    def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
+        """Requests whose path ends with `path` (e.g. "/responses")."""
+        return [r for r in self.requests
+                if r.path.endswith(path) and (method is None or r.method == method)]
+
+    def count(self, path: str, method: str | None = None) -> int:
+        return len(self.requests_to(path, method))
+
+    def last(self, path: str, method: str | None = None) -> RecordedRequest:
+        found = self.requests_to(path, method)
+        if not found:
+            raise AssertionError(f"no request to {path} was recorded")
+        return found[-1]
+
+    # --- helpers for the route modules ---------------------------------------------
+    @staticmethod
+    def new_id(prefix: str) -> str:
+        return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+    async def begin(self, request: Request) -> Any:
+        """Record the request, check the key, and return its JSON body (or None)."""
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        self.requests.append(RecordedRequest(request.method, request.url.path, dict(request.headers),
+                                             dict(request.query_params), body))
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise errors.missing_key()
+        if auth[7:].strip() in self.bad_keys:
+            raise errors.invalid_key(auth[7:].strip())
+        if isinstance(body, str):
+            raise FakeAPIError(400, "We could not parse the JSON body of your request.")
+        return body
+
+    def check_model(self, model: Any) -> str:
+        """Raise the error a model name asks for; return the model when it can answer."""
+        if not model:
+            raise FakeAPIError(400, "Missing required parameter: 'model'.", param="model",
+                               code="missing_required_parameter")
+        if model == RATE_LIMITED:
+            raise errors.rate_limited(model, self.retry_after_ms)
+        if model == SERVER_ERROR:
+            raise errors.server_error(self.retry_after_ms)
+        if model not in SPECIAL_MODELS and model not in {m["id"] for m in self.models}:
+            raise errors.model_not_found(model)
+        return model
+
+    def check_length(self, chars: int, param: str) -> None:
+        if chars > self.max_input_chars:
+            raise errors.context_too_long(param, chars // 4, self.max_input_chars // 4)
+
+    # --- app -----------------------------------------------------------------------
+    def _build_app(self) -> Starlette:
+        from tests.fakes.fake_openai import chat, responses   # they import this module
+
+        async def list_models(request: Request):
+            await self.begin(request)
+            return JSONResponse({"object": "list", "data": self.models})
+
+        async def get_model(request: Request):
+            await self.begin(request)
+            model_id = request.path_params["model"]
+            for m in self.models:
+                if m["id"] == model_id:
+                    return JSONResponse(m)
+            raise errors.model_not_found(model_id)
+
+        routes = [Route("/v1/models", list_models, methods=["GET"]),
+                  Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+                  *responses.routes(self), *chat.routes(self)]
+        return Starlette(routes=routes,
+                         exception_handlers={FakeAPIError: lambda request, exc: exc.response()})
