@@ -22,6 +22,7 @@ class Settings:
     api_key: str = field(default="", repr=False)          # never shown, logged or written
     database_url: str = ""
     context_window: int = 8192                            # for compatible servers (unknown otherwise)
+    local_max_tokens: int = 256                           # reply length cap for the embedded model
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, secrets: Mapping | None = None) -> "Settings":
@@ -49,6 +50,7 @@ class Settings:
             api_key=api_key,
             database_url=get("STUDIO_DATABASE_URL") or f"sqlite:///{data_dir / 'studio.db'}",
             context_window=int(get("STUDIO_CONTEXT_WINDOW") or 8192),
+            local_max_tokens=int(get("STUDIO_LOCAL_MAX_TOKENS") or 256),
         )
 
     def with_overrides(self, **changes) -> "Settings":

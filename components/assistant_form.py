@@ -1,0 +1,70 @@
+"""The assistant editor: every field of an AssistantSpec."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from studio.assistants import compile_instructions
+from studio.providers import LABELS
+from studio.settings import PROVIDERS
+from studio.tools import BUILTIN_TOOLS
+from studio.types import AssistantSpec, FewShotExample
+
+TOOL_CHOICES = [*BUILTIN_TOOLS, "code_interpreter"]
+
+
+def _tool_label(name: str) -> str:
+    if name == "code_interpreter":
+        return "code_interpreter (OpenAI only)"
+    return name
+
+
+def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
+    """Draw the editor for `spec`; return the edited copy when Save is pressed."""
+    key = spec.id
+    with st.form(f"assistant_{key}"):
+        name = st.text_input("Name", value=spec.name)
+        description = st.text_input("Description", value=spec.description)
+        instructions = st.text_area("Instructions", value=spec.instructions, height=160,
+                                    help="The system prompt: who the assistant is and how it answers.")
+        st.markdown("**Few-shot examples** — pairs compiled into the instructions")
+        labels = st.columns(2)
+        prompt_label = labels[0].text_input("Label for the prompt", value=spec.example_label_prompt)
+        response_label = labels[1].text_input("Label for the reply", value=spec.example_label_response)
+        table = pd.DataFrame([{"prompt": e.prompt, "response": e.response} for e in spec.examples],
+                             columns=["prompt", "response"])
+        edited = st.data_editor(table, num_rows="dynamic", use_container_width=True,
+                                key=f"examples_{key}",
+                                column_config={"prompt": st.column_config.TextColumn("Prompt", width="large"),
+                                               "response": st.column_config.TextColumn("Response", width="large")})
+        cols = st.columns(2)
+        choices = ["", *PROVIDERS]
+        provider = cols[0].selectbox("Provider", choices, index=choices.index(spec.provider or ""),
+                                     format_func=lambda p: LABELS.get(p, "Session default"))
+        model = cols[1].text_input("Model", value=spec.model, placeholder="provider default")
+        tools = st.multiselect("Tools", TOOL_CHOICES, default=[t for t in spec.tools if t in TOOL_CHOICES],
+                               format_func=_tool_label,
+                               help="Function tools run on OpenAI and compatible servers; "
+                                    "the embedded model cannot call tools.")
+        saved = st.form_submit_button("Save", type="primary")
+    examples = [FewShotExample(str(r.prompt), str(r.response))
+                for r in edited.fillna("").itertuples() if str(r.prompt).strip() or str(r.response).strip()]
+    edited_spec = AssistantSpec(
+        id=spec.id, owner=spec.owner, name=name.strip(), description=description.strip(),
+        instructions=instructions, examples=examples, provider=provider, model=model.strip(),
+        tools=tools, knowledge_base=spec.knowledge_base,
+        example_label_prompt=prompt_label.strip() or "Prompt",
+        example_label_response=response_label.strip() or "Reply")
+    with st.expander("What the model receives (compiled instructions)"):
+        st.code(compile_instructions(edited_spec) or "(empty)", language="text")
+    if not saved:
+        return None
+    if not edited_spec.name:
+        st.error("Give the assistant a name before saving.")
+        return None
+    half = [e for e in examples if not (e.prompt.strip() and e.response.strip())]
+    if half:
+        st.error("Each few-shot example needs both a prompt and a response "
+                 f"({len(half)} row(s) have only one).")
+        return None
+    return edited_spec

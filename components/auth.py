@@ -1,0 +1,60 @@
+"""The login gate: first-run admin creation, then streamlit-authenticator's login form."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+import streamlit_authenticator as stauth
+
+from components import context
+from studio.auth import UserError
+
+
+def first_run_form() -> None:
+    """Ask for the first admin account (no default password ships)."""
+    st.title("Welcome to Assistant Studio")
+    st.write("This is a fresh workspace. Create the first account; it will be the administrator.")
+    with st.form("first_admin"):
+        username = st.text_input("Username")
+        name = st.text_input("Display name (optional)")
+        password = st.text_input("Password", type="password")
+        repeat = st.text_input("Repeat password", type="password")
+        submitted = st.form_submit_button("Create admin account", type="primary")
+    if submitted:
+        if password != repeat:
+            st.error("The two passwords differ; type them again.")
+            return
+        try:
+            context.user_file().add_user(username, password, name=name, admin=True)
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        st.session_state["account_created"] = username.strip().lower()
+        st.rerun()
+
+
+def authenticator() -> stauth.Authenticate:
+    users = context.user_file()
+    cookie = users.load()["cookie"]
+    return stauth.Authenticate(
+        str(users.path), cookie["name"], cookie["key"], cookie["expiry_days"],
+        # The cookie is read from st.context, so the library's pre-login pause is not needed.
+        login_sleep_time=float(os.environ.get("STUDIO_LOGIN_SLEEP", "0")))
+
+
+def require_login() -> stauth.Authenticate:
+    """Show the first-run or login form and stop the script until someone is signed in."""
+    if not context.user_file().has_users():
+        first_run_form()
+        st.stop()
+    auth = authenticator()
+    created = st.session_state.get("account_created")
+    if created and not st.session_state.get("authentication_status"):
+        st.success(f"Account '{created}' created. Log in with it.")
+    auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
+    status = st.session_state.get("authentication_status")
+    if status is False:
+        st.error("Wrong username or password.")
+    if not status:
+        st.stop()
+    return auth

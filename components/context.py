@@ -1,0 +1,62 @@
+"""Per-process resources and per-session settings for the pages."""
+from __future__ import annotations
+
+import streamlit as st
+
+from studio.auth import UserFile
+from studio.providers import Provider, make_provider
+from studio.settings import Settings
+from studio.store import Store
+from studio.types import AssistantSpec
+
+OVERRIDES = "provider_overrides"   # session_state key: choices made in the sidebar, this session only
+
+
+def _secrets() -> dict:
+    # With no secrets file, any access to st.secrets raises; treat that as "no secrets".
+    try:
+        return dict(st.secrets)
+    except Exception:
+        return {}
+
+
+def base_settings() -> Settings:
+    return Settings.load(secrets=_secrets())
+
+
+def settings() -> Settings:
+    """Settings for this session: environment/secrets, then what the user chose in the sidebar."""
+    return base_settings().with_overrides(**st.session_state.get(OVERRIDES, {}))
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database_url: str) -> Store:
+    return Store(database_url)
+
+
+def store() -> Store:
+    s = settings()
+    s.ensure_data_dir()
+    return _store(s.database_url)
+
+
+def user_file() -> UserFile:
+    s = settings()
+    return UserFile(s.ensure_data_dir() / "users.yaml")
+
+
+def current_user() -> str:
+    return st.session_state.get("username") or ""
+
+
+def is_admin() -> bool:
+    return "admin" in (st.session_state.get("roles") or [])
+
+
+def provider_for(spec: AssistantSpec | None, progress=None, name: str | None = None) -> Provider:
+    """The provider a turn runs on: the thread's or assistant's own, else the session's choice."""
+    s = settings()
+    chosen = name or (spec.provider if spec and spec.provider else s.provider)
+    if chosen != s.provider:
+        s = s.with_overrides(provider=chosen, model="")   # the default model belongs to the default provider
+    return make_provider(s, progress=progress)

@@ -1,0 +1,85 @@
+"""The current thread in session state, and the sidebar that lists, resumes and manages threads."""
+from __future__ import annotations
+
+import streamlit as st
+
+from components import context
+from studio.chat import new_thread
+from studio.export import thread_to_json, thread_to_markdown
+from studio.providers import Provider
+from studio.store import Store
+from studio.types import AssistantSpec, Thread
+
+THREAD = "thread"   # session_state key holding the current Thread
+
+
+def current_thread() -> Thread | None:
+    """The thread in session state; after a browser reload, the one named in the URL."""
+    thread = st.session_state.get(THREAD)
+    if thread is None and (thread_id := st.query_params.get("thread")):
+        thread = context.store().get_thread(thread_id)
+        if thread and (thread.owner == context.current_user() or context.is_admin()):
+            st.session_state[THREAD] = thread
+            st.session_state["assistant_id"] = thread.assistant_id
+        else:
+            thread = None
+    return thread
+
+
+def start_thread(spec: AssistantSpec, provider: Provider) -> Thread:
+    thread = new_thread(context.current_user(), spec, provider)
+    st.session_state[THREAD] = thread
+    st.query_params.pop("thread", None)
+    return thread
+
+
+def remember_in_url(thread: Thread) -> None:
+    # The thread id in the URL is what lets a browser reload land back on the same thread.
+    if st.query_params.get("thread") != thread.id:
+        st.query_params["thread"] = thread.id
+
+
+def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | None) -> None:
+    with st.sidebar:
+        st.subheader("Threads")
+        if st.button("➕ New thread", use_container_width=True, key="new_thread"):
+            st.session_state.pop(THREAD, None)
+            st.query_params.pop("thread", None)
+            st.rerun()
+        show_all = context.is_admin() and st.toggle("All users' threads", key="all_threads")
+        threads = store.list_threads(None if show_all else context.current_user())
+        if not threads:
+            st.caption("No threads yet: your first message starts one.")
+        for thread in threads[:50]:
+            is_current = current is not None and thread.id == current.id
+            label = ("▶ " if is_current else "") + thread.title
+            if show_all and thread.owner != context.current_user():
+                label += f" · {thread.owner}"
+            if st.button(label, key=f"open_{thread.id}", use_container_width=True,
+                         type="primary" if is_current else "secondary"):
+                opened = store.get_thread(thread.id)
+                st.session_state[THREAD] = opened
+                st.session_state["assistant_id"] = opened.assistant_id
+                st.query_params["thread"] = opened.id
+                st.rerun()
+        if current is not None and current.messages:
+            _thread_actions(store, current, spec)
+
+
+def _thread_actions(store: Store, thread: Thread, spec: AssistantSpec | None) -> None:
+    with st.expander("This thread", expanded=False):
+        title = st.text_input("Title", value=thread.title, key=f"title_{thread.id}")
+        if st.button("Rename", key="rename_thread") and title.strip():
+            store.rename_thread(thread.id, title)
+            thread.title = store.get_thread(thread.id).title
+            st.rerun()
+        st.download_button("Export Markdown", thread_to_markdown(thread, spec),
+                           file_name=f"{thread.id}.md", mime="text/markdown", key="export_md")
+        st.download_button("Export JSON", thread_to_json(thread, spec),
+                           file_name=f"{thread.id}.json", mime="application/json", key="export_json")
+        if st.button("Delete thread", key="delete_thread", type="secondary"):
+            store.delete_thread(thread.id)
+            st.session_state.pop(THREAD, None)
+            st.query_params.pop("thread", None)
+            st.toast(f"Deleted “{thread.title}”.")
+            st.rerun()

@@ -1,0 +1,75 @@
+"""Chat with an assistant. The current thread lives in st.session_state."""
+import streamlit as st
+
+from components import context
+from components.model_loading import ensure_local_model
+from components.threads import current_thread, remember_in_url, start_thread, thread_sidebar
+from components.transcript import show_messages, stream_turn
+from studio.chat import needs_retry, run_turn
+from studio.providers import ProviderError
+
+store = context.store()
+user = context.current_user()
+assistants = store.list_assistants(None if context.is_admin() else user)
+if not assistants:
+    st.info("You have no assistants yet.")
+    st.page_link("pages/assistants.py", label="Create one on the Assistants page", icon="🧩")
+    st.stop()
+
+thread = current_thread()
+by_id = {a.id: a for a in assistants}
+if st.session_state.get("assistant_id") not in by_id:
+    st.session_state["assistant_id"] = assistants[0].id
+spec_id = st.sidebar.selectbox("Assistant", list(by_id), key="assistant_id",
+                               format_func=lambda i: by_id[i].name)
+spec = by_id[spec_id]
+if thread is not None and thread.assistant_id != spec.id:
+    thread = None   # another assistant was picked: its next message starts a new thread
+
+provider_error = None
+try:
+    provider = context.provider_for(spec, name=thread.provider if thread and thread.messages else None)
+except ProviderError as exc:
+    provider, provider_error = None, str(exc)
+if thread is None and provider is not None:
+    thread = start_thread(spec, provider)
+thread_sidebar(store, thread, spec)
+
+st.title(spec.name)
+if spec.description:
+    st.caption(spec.description)
+if provider is not None:
+    model = spec.model or context.settings().model or provider.default_model()
+    st.caption(f"Runs on **{provider.label}** · model `{model}`")
+    wanted_tools = [t for t in spec.tools if t]
+    if wanted_tools and not provider.capabilities.function_tools:
+        st.info(" ".join(provider.limitations()) + f" (This assistant asks for: {', '.join(wanted_tools)}.)")
+    if "code_interpreter" in spec.tools and not provider.capabilities.code_interpreter:
+        st.info(f"{provider.label} has no code interpreter; only OpenAI runs code.")
+if provider_error:
+    st.error(provider_error)
+
+if thread is not None:
+    show_messages(thread.messages)
+
+retry = False
+if thread is not None and needs_retry(thread):
+    st.warning(st.session_state.get("turn_error") or "The last message has no reply yet.")
+    retry = st.button("↻ Retry", key="retry", disabled=provider is None)
+elif st.session_state.get("turn_error"):
+    st.error(st.session_state.pop("turn_error"))
+
+prompt = st.chat_input(f"Message {spec.name}…", disabled=provider is None)
+if (prompt is not None or retry) and provider is not None:
+    st.session_state.pop("turn_error", None)
+    if prompt is not None:
+        with st.chat_message("user"):
+            st.markdown(prompt)
+    if provider.name == "local":
+        ensure_local_model(context.settings().data_dir)
+    error = stream_turn(run_turn(store, provider, thread, spec, prompt))
+    if error is not None:
+        st.session_state["turn_error"] = error.message
+    if thread.messages:
+        remember_in_url(thread)
+    st.rerun()

@@ -1,0 +1,214 @@
+"""Any OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, LM Studio, ...).
+
+The app keeps the thread: each turn sends the system prompt plus as much recent history as
+fits the model's context window, streams the reply, and runs parallel tool calls.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from openai import OpenAI
+
+from studio.assistants import compile_instructions
+from studio.providers.base import Capabilities, Provider, ProviderError
+from studio.providers.openai_errors import describe_error, provider_error
+from studio.providers.openai_provider import (MAX_TOOL_ROUNDS, parse_arguments, parse_shutdown_date,
+                                              run_calls_events)
+from studio.tools import get_tools
+from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, TextDelta, Thread,
+                          ToolCall, Usage, new_id)
+
+KEY_HINT = "Check the API key set for the OpenAI-compatible server"
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately generous token estimate (~3 characters a token, plus per-message overhead).
+
+    The server's tokenizer is unknown (and tiktoken's files cannot be fetched offline), so err
+    on the side of trimming a little more history than needed.
+    """
+    return len(text) // 3 + 4
+
+
+class CompatibleProvider(Provider):
+    """chat.completions on a configurable base URL; threads are kept by the app."""
+
+    name = "compatible"
+    label = "OpenAI-compatible server"
+    capabilities = Capabilities(function_tools=True, code_interpreter=False, server_threads=False,
+                                fine_tuning=False)
+
+    def __init__(self, base_url: str, api_key: str = "", default_model: str = "",
+                 context_window: int = 8192, max_retries: int = 1, timeout: float = 60):
+        self._api_key = api_key or ""
+        self._default_model = default_model
+        self.context_window = context_window
+        self.reply_reserve = min(1024, context_window // 4)   # room left for the answer
+        # Most local servers need no key, but the SDK insists on one.
+        self.client = OpenAI(api_key=self._api_key or "not-needed", base_url=base_url,
+                             max_retries=max_retries, timeout=timeout)
+        self.base_url = str(self.client.base_url)
+
+    def default_model(self) -> str:
+        return self._default_model
+
+    def list_models(self) -> list[ModelInfo]:
+        """The models the server lists at /v1/models. Raises ProviderError."""
+        try:
+            models = list(self.client.models.list())
+        except Exception as exc:
+            raise provider_error(exc, base_url=self.base_url, secrets=self._secrets(),
+                                 key_hint=KEY_HINT) from None
+        return [ModelInfo(id=m.id, provider=self.name, owned_by=getattr(m, "owned_by", "") or "",
+                          context_window=self.context_window,
+                          shutdown_date=parse_shutdown_date(getattr(m, "shutdown_date", None)))
+                for m in models]
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key,) if self._api_key else ()
+
+    def _first_listed_model(self) -> str:
+        """With no model configured, use the first one the server lists (most serve just one)."""
+        models = list(self.client.models.list())   # errors here are described like a turn's
+        if not models:
+            raise ProviderError(f"No model is set and {self.base_url} lists none. Choose a model in "
+                                "settings.")
+        self._default_model = models[0].id
+        return self._default_model
+
+    # --- a turn --------------------------------------------------------------------
+    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+        """Stream the reply to the thread's last (user) message; see Provider.stream_reply."""
+        if not thread.messages or thread.messages[-1].role != "user":
+            yield ErrorEvent("There is no new message to answer.", False, "no_user_message")
+            return
+        progress = {"streaming": False}
+        model = spec.model or self._default_model
+        try:
+            model = model or self._first_listed_model()
+            yield from self._turn(thread, spec, model, progress)
+        except ProviderError as exc:
+            yield ErrorEvent(str(exc), False, "no_model")
+        except Exception as exc:
+            yield describe_error(exc, base_url=self.base_url, model=model, secrets=self._secrets(),
+                                 key_hint=KEY_HINT, midstream=progress["streaming"])
+
+    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: dict) -> Iterator[Event]:
+        tools = get_tools(spec.tools)
+        schemas = [t.chat_schema() for t in tools]
+        messages = self.build_messages(thread, spec, schemas)
+        if isinstance(messages, ErrorEvent):
+            yield messages
+            return
+        usage = Usage()
+        for round_no in range(MAX_TOOL_ROUNDS + 1):
+            options: dict[str, Any] = {"tools": schemas} if schemas else {}
+            if schemas and round_no == MAX_TOOL_ROUNDS:
+                options["tool_choice"] = "none"   # last round: make the model answer in words
+            stream = self.client.chat.completions.create(
+                model=model, messages=messages, stream=True, stream_options={"include_usage": True},
+                **options)
+            text: list[str] = []
+            calls: list[ToolCall] = []
+            outcome = yield from self._read_stream(stream, text, calls, usage, progress)
+            if outcome is not None:
+                yield outcome
+                return
+            if not calls:
+                break
+            if round_no == MAX_TOOL_ROUNDS:
+                yield ErrorEvent(f"The assistant asked for tools more than {MAX_TOOL_ROUNDS} times in "
+                                 "one turn and was stopped. Rephrase the request.", False, "tool_loop")
+                return
+            yield from run_calls_events(calls, tools)
+            messages.append({"role": "assistant", "content": "".join(text) or None, "tool_calls": [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, str)
+                              else json.dumps(c.arguments)}} for c in calls]})
+            messages.extend({"role": "tool", "tool_call_id": c.id, "content": c.result or ""} for c in calls)
+        yield Done(usage=usage)
+
+    def _read_stream(self, stream, text: list[str], calls: list[ToolCall], usage: Usage,
+                     progress: dict) -> Iterator[Event]:
+        """Yield text deltas; gather streamed tool calls (by index) into `calls`.
+
+        Returns None when the reply finished, or an ErrorEvent when the stream ended early.
+        """
+        partial: dict[int, dict[str, str]] = {}
+        finished = False
+        with stream:
+            for chunk in stream:
+                progress["streaming"] = True
+                if chunk.usage:
+                    usage.input_tokens += chunk.usage.prompt_tokens or 0
+                    usage.output_tokens += chunk.usage.completion_tokens or 0
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        text.append(delta.content)
+                        yield TextDelta(delta.content)
+                    for tc in (delta.tool_calls if delta is not None else None) or []:
+                        slot = partial.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = tc.id or slot["id"]
+                        if tc.function is not None:
+                            if tc.function.name and tc.function.name != slot["name"]:
+                                slot["name"] += tc.function.name
+                            slot["arguments"] += tc.function.arguments or ""
+                    finished = finished or choice.finish_reason is not None
+        if not finished:
+            return ErrorEvent(f"The reply from {self.base_url} stopped before it was complete. Retry to "
+                              "get a full answer.", True, "stream_interrupted")
+        calls.extend(ToolCall(name=slot["name"], arguments=parse_arguments(slot["arguments"]),
+                              id=slot["id"] or new_id("call"))
+                     for _, slot in sorted(partial.items()))
+        return None
+
+    # --- context -------------------------------------------------------------------
+    def build_messages(self, thread: Thread, spec: AssistantSpec,
+                       tool_schemas: list[dict] | None = None) -> list[dict] | ErrorEvent:
+        """System prompt + the newest history that fits the context window + the new message.
+
+        Returns an ErrorEvent when the new message alone does not fit.
+        """
+        system = compile_instructions(spec)
+        budget = (self.context_window - self.reply_reserve
+                  - (estimate_tokens(system) if system else 0)
+                  - (estimate_tokens(json.dumps(tool_schemas)) if tool_schemas else 0))
+        last = thread.messages[-1]
+        used = estimate_tokens(last.content)
+        if used > budget:
+            return ErrorEvent(
+                f"The message is too long for this model: about {used} tokens, but its context window "
+                f"({self.context_window} tokens) leaves room for about {max(budget, 0)}. Shorten the "
+                "message, or raise the context window in settings if the model allows it.",
+                False, "context_length_exceeded")
+        kept: list[Message] = []
+        for message in reversed(thread.messages[:-1]):   # newest first, so the oldest are dropped
+            if not message.content.strip():
+                continue
+            cost = estimate_tokens(message.content)
+            if used + cost > budget:
+                break
+            kept.append(message)
+            used += cost
+        history = _alternating(list(reversed(kept)) + [last])
+        return ([{"role": "system", "content": system}] if system else []) + history
+
+
+def _alternating(messages: list[Message]) -> list[dict]:
+    """Chat dicts starting with a user turn, consecutive same-role messages merged.
+
+    Many local chat templates reject two user messages in a row (e.g. after a failed turn) or
+    a conversation that starts with the assistant (after trimming).
+    """
+    while messages and messages[0].role != "user":
+        messages = messages[1:]
+    out: list[dict] = []
+    for m in messages:
+        if out and out[-1]["role"] == m.role:
+            out[-1]["content"] += "\n\n" + m.content
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+

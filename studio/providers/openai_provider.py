@@ -1,0 +1,238 @@
+"""OpenAI (hosted): a thread is a Conversation, a turn is a streamed Responses API call.
+
+The Assistants API is gone (2026-08-26) and so are stored prompts, so every request carries
+the assistant's compiled instructions and tools; the Conversation keeps the history.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timezone
+from typing import Any, Iterator
+
+import openai
+from openai import OpenAI
+
+from studio.assistants import compile_instructions
+from studio.providers.base import Capabilities, Provider, ProviderError
+from studio.providers.openai_errors import describe_error, provider_error, stream_failure
+from studio.tools import Tool, get_tools, run_tool_calls
+from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, TextDelta, Thread,
+                          ToolCall, ToolCallFinished, ToolCallStarted, Usage)
+
+CODE_INTERPRETER = "code_interpreter"
+MAX_TOOL_ROUNDS = 5           # model -> tools -> model ... at most this many times per turn
+ITEMS_PER_REQUEST = 20        # the Conversations API accepts at most 20 items per call
+# Families /v1/models lists that cannot hold a conversation.
+NOT_CHAT = re.compile(r"embedding|tts|whisper|dall-e|gpt-image|moderation|realtime|transcribe|"
+                      r"^babbage|^davinci|-audio", re.I)
+
+
+class OpenAIProvider(Provider):
+    """The hosted OpenAI API, through the official SDK (its retries, timeouts and errors)."""
+
+    name = "openai"
+    label = "OpenAI"
+    capabilities = Capabilities(function_tools=True, code_interpreter=True, server_threads=True,
+                                fine_tuning=True)
+
+    def __init__(self, api_key: str, base_url: str | None = None, default_model: str = "gpt-4.1-mini",
+                 max_retries: int = 2, timeout: float = 60):
+        self._api_key = api_key or ""
+        self._default_model = default_model
+        # The SDK refuses an empty key at construction; a missing key is reported per call instead.
+        self.client = OpenAI(api_key=self._api_key or "missing", base_url=base_url,
+                             max_retries=max_retries, timeout=timeout)
+        self.base_url = str(self.client.base_url)   # base_url=None means OPENAI_BASE_URL or the default
+
+    def default_model(self) -> str:
+        return self._default_model
+
+    # --- models --------------------------------------------------------------------
+    def list_models(self) -> list[ModelInfo]:
+        """Chat-capable models from /v1/models, with their shutdown dates. Raises ProviderError."""
+        if not self._api_key:
+            raise ProviderError("No OpenAI API key is set. Set OPENAI_API_KEY in your settings or "
+                                ".streamlit/secrets.toml.")
+        try:
+            models = list(self.client.models.list())
+        except Exception as exc:
+            raise self._provider_error(exc) from None   # `from None`: the cause may quote the key
+        return sorted((ModelInfo(id=m.id, provider=self.name, owned_by=m.owned_by or "",
+                                 shutdown_date=parse_shutdown_date(getattr(m, "shutdown_date", None)))
+                       for m in models if not NOT_CHAT.search(m.id)), key=lambda m: m.id)
+
+    # --- a turn --------------------------------------------------------------------
+    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+        """Stream the reply to the thread's last (user) message; see Provider.stream_reply."""
+        if not self._api_key:
+            yield ErrorEvent("No OpenAI API key is set. Set OPENAI_API_KEY in your settings or "
+                             ".streamlit/secrets.toml, or use the local provider.", False, "missing_api_key")
+            return
+        if not thread.messages or thread.messages[-1].role != "user":
+            yield ErrorEvent("There is no new message to answer.", False, "no_user_message")
+            return
+        model = spec.model or self._default_model
+        progress = {"streaming": False}   # set once events arrive: failures after that are mid-stream
+        try:
+            yield from self._turn(thread, spec, model, progress)
+        except Exception as exc:
+            yield describe_error(exc, base_url=self.base_url, model=model, secrets=(self._api_key,),
+                                 midstream=progress["streaming"])
+
+    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: dict) -> Iterator[Event]:
+        conversation = thread.provider_ref or self._new_conversation(thread.messages[:-1])
+        tools = get_tools(spec.tools)
+        options = self._request_options(spec, tools)
+        pending: list[dict] = [{"type": "message", "role": "user", "content": thread.messages[-1].content}]
+        usage = Usage()
+        for round_no in range(MAX_TOOL_ROUNDS + 1):
+            if round_no == MAX_TOOL_ROUNDS and "tools" in options:
+                options["tool_choice"] = "none"   # last round: make the model answer in words
+            try:
+                stream = self._create(model, conversation, pending, options)
+            except openai.NotFoundError as exc:
+                if round_no or not thread.provider_ref or not _is_missing_conversation(exc):
+                    raise
+                # The conversation was deleted on the server: start a new one from our copy.
+                conversation = self._new_conversation(thread.messages[:-1])
+                stream = self._create(model, conversation, pending, options)
+            calls: list[ToolCall] = []
+            outcome = yield from self._read_stream(stream, calls, usage, progress)
+            if outcome is not None:
+                yield outcome
+                return
+            if not calls:
+                break
+            if round_no == MAX_TOOL_ROUNDS:   # tool_choice="none" should make this impossible
+                yield ErrorEvent(f"The assistant asked for tools more than {MAX_TOOL_ROUNDS} times in "
+                                 "one turn and was stopped. Rephrase the request.", False, "tool_loop")
+                return
+            yield from run_calls_events(calls, tools)
+            pending = [{"type": "function_call_output", "call_id": c.id, "output": c.result or ""}
+                       for c in calls]
+        yield Done(usage=usage, provider_ref=conversation)
+
+    def _request_options(self, spec: AssistantSpec, tools: list[Tool]) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        instructions = compile_instructions(spec)
+        if instructions:
+            options["instructions"] = instructions
+        schemas = [t.responses_schema() for t in tools]
+        if CODE_INTERPRETER in spec.tools:
+            schemas.append({"type": "code_interpreter", "container": {"type": "auto"}})
+            options["include"] = ["code_interpreter_call.outputs"]   # else the logs are not returned
+        if schemas:
+            options["tools"] = schemas
+        return options
+
+    def _create(self, model: str, conversation: str, pending: list[dict], options: dict):
+        # truncation="auto": a long conversation drops its oldest items instead of failing.
+        return self.client.responses.create(model=model, conversation=conversation, input=pending,
+                                            stream=True, truncation="auto", **options)
+
+    def _read_stream(self, stream, calls: list[ToolCall], usage: Usage,
+                     progress: dict) -> Iterator[Event]:
+        """Yield events from one streamed response; collect function calls into `calls`.
+
+        Returns None when the response completed, or the ErrorEvent that ended it.
+        """
+        running: dict[str, ToolCall] = {}   # code interpreter calls by item id
+        with stream:
+            for event in stream:
+                progress["streaming"] = True
+                kind = event.type
+                if kind == "response.output_text.delta":
+                    if event.delta:
+                        yield TextDelta(event.delta)
+                elif kind == "response.code_interpreter_call_code.done":
+                    call = running[event.item_id] = _code_call(event.item_id, event.code)
+                    yield ToolCallStarted(call)
+                elif kind == "response.output_item.done":
+                    item = event.item
+                    if item.type == "function_call":
+                        calls.append(ToolCall(name=item.name, arguments=parse_arguments(item.arguments),
+                                              id=item.call_id))
+                    elif item.type == "code_interpreter_call":
+                        call = running.pop(item.id, None)
+                        if call is None:
+                            call = _code_call(item.id, item.code or "")
+                            yield ToolCallStarted(call)
+                        call.arguments = {"code": item.code or ""}
+                        call.result = _code_output(item)
+                        call.error = item.status == "failed"
+                        yield ToolCallFinished(call)
+                elif kind in ("response.completed", "response.incomplete"):
+                    if event.response.usage:
+                        usage.input_tokens += event.response.usage.input_tokens
+                        usage.output_tokens += event.response.usage.output_tokens
+                    return None
+                elif kind == "response.failed":
+                    error = event.response.error
+                    return stream_failure(error.message if error else "", error.code if error else "",
+                                          (self._api_key,))
+                elif kind == "error":
+                    return stream_failure(event.message, event.code or "", (self._api_key,))
+        return ErrorEvent("The reply stopped before it was complete. Retry to get a full answer.",
+                          True, "stream_interrupted")
+
+    def _new_conversation(self, history: list[Message]) -> str:
+        """A Conversation holding `history` (the app's copy), e.g. for a thread begun elsewhere."""
+        items = [{"type": "message", "role": m.role, "content": m.content}
+                 for m in history if m.content.strip()]
+        conversation = self.client.conversations.create(items=items[:ITEMS_PER_REQUEST])
+        for start in range(ITEMS_PER_REQUEST, len(items), ITEMS_PER_REQUEST):
+            self.client.conversations.items.create(conversation.id,
+                                                   items=items[start:start + ITEMS_PER_REQUEST])
+        return conversation.id
+
+    def _provider_error(self, exc: BaseException) -> ProviderError:
+        return provider_error(exc, base_url=self.base_url, secrets=(self._api_key,))
+
+
+def run_calls_events(calls: list[ToolCall], tools: list[Tool]) -> Iterator[Event]:
+    """Announce the calls, run them in parallel, report each result."""
+    for call in calls:
+        yield ToolCallStarted(call)
+    run_tool_calls(calls, tools)
+    for call in calls:
+        yield ToolCallFinished(call)
+
+
+def _code_call(item_id: str, code: str) -> ToolCall:
+    return ToolCall(name=CODE_INTERPRETER, arguments={"code": code}, id=item_id, kind="code_interpreter")
+
+
+def _code_output(item) -> str:
+    parts = []
+    for out in item.outputs or []:
+        if out.type == "logs":
+            parts.append(out.logs)
+        elif out.type == "image":
+            parts.append(f"[image: {out.url}]")
+    return "".join(parts).rstrip("\n")
+
+
+def parse_arguments(text: str) -> Any:
+    """Arguments as a dict; text that is not JSON is passed on as is (the tool runner reports it)."""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text
+
+
+def _is_missing_conversation(exc: openai.NotFoundError) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return "conversation" in f"{body.get('param', '')} {exc.message}".lower()
+
+
+def parse_shutdown_date(value: Any) -> date | None:
+    """/v1/models gives shutdown dates as ISO text; tolerate a Unix timestamp too."""
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, tz=timezone.utc).date()
+        return date.fromisoformat(str(value)[:10])
+    except (ValueError, OverflowError, OSError):
+        return None

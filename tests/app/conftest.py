@@ -1,0 +1,43 @@
+"""AppTest fixtures: a fresh workspace per test, and a signed-in app."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "ws"))
+    monkeypatch.setenv("STUDIO_PROVIDER", "local")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("STUDIO_MODEL", raising=False)
+    st.cache_resource.clear()   # it survives between AppTest instances
+    yield tmp_path / "ws"
+    st.cache_resource.clear()
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=120)
+
+
+def login(at: AppTest, username: str, password: str) -> AppTest:
+    form_inputs = [t for t in at.text_input if t.label in ("Username", "Password")]
+    form_inputs[0].input(username)
+    form_inputs[1].input(password)
+    next(b for b in at.button if b.label == "Log in").click()
+    return at.run()
+
+
+@pytest.fixture
+def signed_in(workspace):
+    """An AppTest where the admin 'ada' is signed in, landed on the chat page."""
+    from studio.auth import UserFile
+    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse", name="Ada")
+    at = new_app().run()
+    return login(at, "ada", "correct-horse")

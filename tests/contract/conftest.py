@@ -1,0 +1,97 @@
+"""Fixtures for the provider contract tests: one fake OpenAI server, one case per provider.
+
+To put another provider under the same contract (e.g. "local"), add a factory to CASES.
+A case with `fake=None` (no HTTP server behind it) skips the tests that inspect requests
+or provoke server errors; tests needing tools skip on the provider's capabilities.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:   # so plain `pytest` (not only `python -m pytest`) finds the packages
+    sys.path.insert(0, str(ROOT))
+
+from studio.providers.base import Provider   # noqa: E402
+from studio.providers.compatible import CompatibleProvider   # noqa: E402
+from studio.providers.openai_provider import OpenAIProvider   # noqa: E402
+from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest   # noqa: E402
+
+API_KEY = "sk-test-contract-S3CRET-0123456789"
+
+
+@dataclass
+class ProviderCase:
+    """A provider under test, how to build variants of it, and how to read what it sent."""
+    name: str
+    make: Callable[..., Provider]          # make(**overrides) -> a fresh provider
+    fake: FakeOpenAI | None = None         # the server behind it, None if there is none
+    endpoint: str = ""                     # the path its turns are POSTed to
+
+    def turn_requests(self) -> list[RecordedRequest]:
+        return self.fake.requests_to(self.endpoint, "POST") if self.fake else []
+
+    def system_prompt(self, request: RecordedRequest) -> str:
+        """The system prompt a turn request carried."""
+        body = request.body
+        if "instructions" in body:
+            return body.get("instructions") or ""
+        first = (body.get("messages") or [{}])[0]
+        return first.get("content", "") if first.get("role") == "system" else ""
+
+    def tool_names(self, request: RecordedRequest) -> list[str]:
+        """Names (or hosted types) of the tools offered in a turn request."""
+        names = []
+        for tool in request.body.get("tools") or []:
+            if tool.get("type") == "function":
+                names.append(tool.get("name") or (tool.get("function") or {}).get("name"))
+            else:
+                names.append(tool["type"])
+        return names
+
+
+def _openai(fake: FakeOpenAI) -> ProviderCase:
+    def make(**overrides: Any) -> Provider:
+        args = dict(api_key=API_KEY, base_url=fake.base_url, max_retries=2, timeout=10)
+        return OpenAIProvider(**{**args, **overrides})
+    return ProviderCase("openai", make, fake, "/v1/responses")
+
+
+def _compatible(fake: FakeOpenAI) -> ProviderCase:
+    def make(**overrides: Any) -> Provider:
+        args = dict(base_url=fake.base_url, api_key=API_KEY, default_model="gpt-4.1-mini",
+                    max_retries=2, timeout=10)
+        return CompatibleProvider(**{**args, **overrides})
+    return ProviderCase("compatible", make, fake, "/v1/chat/completions")
+
+
+CASES: dict[str, Callable[[FakeOpenAI], ProviderCase]] = {"openai": _openai, "compatible": _compatible}
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    """One fake OpenAI server for the whole session (state is reset per test by `fake`)."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeOpenAI):
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
+
+
+@pytest.fixture(params=list(CASES))
+def case(request, fake: FakeOpenAI) -> ProviderCase:
+    return CASES[request.param](fake)
+
+
+@pytest.fixture
+def provider(case: ProviderCase) -> Provider:
+    return case.make()
