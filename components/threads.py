@@ -39,13 +39,25 @@ def remember_in_url(thread: Thread) -> None:
         st.query_params["thread"] = thread.id
 
 
+def _forget_thread() -> None:
+    st.session_state.pop(THREAD, None)
+    st.query_params.pop("thread", None)
+
+
+def _open_thread(store: Store, thread_id: str) -> None:
+    # A callback: it runs before the page is drawn, so it may set the assistant picker's value.
+    opened = store.get_thread(thread_id)
+    if opened is None:
+        return
+    st.session_state[THREAD] = opened
+    st.session_state["assistant_id"] = opened.assistant_id
+    st.query_params["thread"] = opened.id
+
+
 def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | None) -> None:
     with st.sidebar:
         st.subheader("Threads")
-        if st.button("➕ New thread", use_container_width=True, key="new_thread"):
-            st.session_state.pop(THREAD, None)
-            st.query_params.pop("thread", None)
-            st.rerun()
+        st.button("➕ New thread", use_container_width=True, key="new_thread", on_click=_forget_thread)
         show_all = context.is_admin() and st.toggle("All users' threads", key="all_threads")
         threads = store.list_threads(None if show_all else context.current_user())
         if not threads:
@@ -55,13 +67,9 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
             label = ("▶ " if is_current else "") + thread.title
             if show_all and thread.owner != context.current_user():
                 label += f" · {thread.owner}"
-            if st.button(label, key=f"open_{thread.id}", use_container_width=True,
-                         type="primary" if is_current else "secondary"):
-                opened = store.get_thread(thread.id)
-                st.session_state[THREAD] = opened
-                st.session_state["assistant_id"] = opened.assistant_id
-                st.query_params["thread"] = opened.id
-                st.rerun()
+            st.button(label, key=f"open_{thread.id}", use_container_width=True,
+                      type="primary" if is_current else "secondary",
+                      on_click=_open_thread, args=(store, thread.id))
         if current is not None and current.messages:
             _thread_actions(store, current, spec)
 
@@ -79,7 +87,6 @@ def _thread_actions(store: Store, thread: Thread, spec: AssistantSpec | None) ->
                            file_name=f"{thread.id}.json", mime="application/json", key="export_json")
         if st.button("Delete thread", key="delete_thread", type="secondary"):
             store.delete_thread(thread.id)
-            st.session_state.pop(THREAD, None)
-            st.query_params.pop("thread", None)
+            _forget_thread()
             st.toast(f"Deleted “{thread.title}”.")
             st.rerun()

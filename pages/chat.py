@@ -66,7 +66,7 @@ if (prompt is not None or retry) and provider is not None:
         with st.chat_message("user"):
             st.markdown(prompt)
     if provider.name == "local":
-        ensure_local_model(context.settings().data_dir)
+        ensure_local_model(context.settings().model_dir)
     error = stream_turn(run_turn(store, provider, thread, spec, prompt))
     if error is not None:
         st.session_state["turn_error"] = error.message

@@ -47,23 +47,23 @@ def gguf_path() -> Path:
     return path
 
 
-def cache_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "models" / MODEL_ID
+def cache_dir(model_dir: Path) -> Path:
+    return Path(model_dir) / MODEL_ID
 
 
-def is_cached(data_dir: Path) -> bool:
-    return (cache_dir(data_dir) / "model.safetensors").exists()
+def is_cached(model_dir: Path) -> bool:
+    return (cache_dir(model_dir) / "model.safetensors").exists()
 
 
-def load_local_model(data_dir: Path, progress: Progress | None = None) -> LocalModel:
+def load_local_model(model_dir: Path, progress: Progress | None = None) -> LocalModel:
     """Load the model, from the workspace cache when there is one (fast), else from the GGUF."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
-    cached = cache_dir(data_dir)
-    if is_cached(data_dir):
+    cached = cache_dir(model_dir)
+    if is_cached(model_dir):
         say("Loading the embedded model from the workspace cache…")
         tokenizer = AutoTokenizer.from_pretrained(cached)
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
@@ -101,14 +101,14 @@ _loaded: dict[str, LocalModel] = {}
 _lock = threading.Lock()
 
 
-def get_local_model(data_dir: Path, progress: Progress | None = None) -> LocalModel:
+def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalModel:
     """The process-wide model (loaded once; later calls return at once)."""
-    key = str(Path(data_dir).resolve())
+    key = str(Path(model_dir).resolve())
     with _lock:
         if key not in _loaded:
-            _loaded[key] = load_local_model(Path(data_dir), progress)
+            _loaded[key] = load_local_model(Path(model_dir), progress)
         return _loaded[key]
 
 
-def is_loaded(data_dir: Path) -> bool:
-    return str(Path(data_dir).resolve()) in _loaded
+def is_loaded(model_dir: Path) -> bool:
+    return str(Path(model_dir).resolve()) in _loaded

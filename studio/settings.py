@@ -23,6 +23,7 @@ class Settings:
     database_url: str = ""
     context_window: int = 8192                            # for compatible servers (unknown otherwise)
     local_max_tokens: int = 256                           # reply length cap for the embedded model
+    model_dir: Path | None = None                         # cached local weights; default <data_dir>/models
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, secrets: Mapping | None = None) -> "Settings":
@@ -51,6 +52,7 @@ class Settings:
             database_url=get("STUDIO_DATABASE_URL") or f"sqlite:///{data_dir / 'studio.db'}",
             context_window=int(get("STUDIO_CONTEXT_WINDOW") or 8192),
             local_max_tokens=int(get("STUDIO_LOCAL_MAX_TOKENS") or 256),
+            model_dir=Path(get("STUDIO_MODEL_CACHE") or data_dir / "models").expanduser(),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -11,24 +11,16 @@ from typing import Any, Iterator
 from openai import OpenAI
 
 from studio.assistants import compile_instructions
+from studio.context import ContextTooLong, approx_tokens, fit_history
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.openai_errors import describe_error, provider_error
 from studio.providers.openai_provider import (MAX_TOOL_ROUNDS, parse_arguments, parse_shutdown_date,
                                               run_calls_events)
 from studio.tools import get_tools
-from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, TextDelta, Thread,
-                          ToolCall, Usage, new_id)
+from studio.types import (AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, ToolCall,
+                          Usage, new_id)
 
 KEY_HINT = "Check the API key set for the OpenAI-compatible server"
-
-
-def estimate_tokens(text: str) -> int:
-    """A deliberately generous token estimate (~3 characters a token, plus per-message overhead).
-
-    The server's tokenizer is unknown (and tiktoken's files cannot be fetched offline), so err
-    on the side of trimming a little more history than needed.
-    """
-    return len(text) // 3 + 4
 
 
 class CompatibleProvider(Provider):
@@ -171,44 +163,25 @@ class CompatibleProvider(Provider):
 
         Returns an ErrorEvent when the new message alone does not fit.
         """
-        system = compile_instructions(spec)
         budget = (self.context_window - self.reply_reserve
-                  - (estimate_tokens(system) if system else 0)
-                  - (estimate_tokens(json.dumps(tool_schemas)) if tool_schemas else 0))
+                  - (approx_tokens(json.dumps(tool_schemas)) if tool_schemas else 0))
         last = thread.messages[-1]
-        used = estimate_tokens(last.content)
-        if used > budget:
-            return ErrorEvent(
-                f"The message is too long for this model: about {used} tokens, but its context window "
-                f"({self.context_window} tokens) leaves room for about {max(budget, 0)}. Shorten the "
-                "message, or raise the context window in settings if the model allows it.",
-                False, "context_length_exceeded")
-        kept: list[Message] = []
-        for message in reversed(thread.messages[:-1]):   # newest first, so the oldest are dropped
-            if not message.content.strip():
-                continue
-            cost = estimate_tokens(message.content)
-            if used + cost > budget:
-                break
-            kept.append(message)
-            used += cost
-        history = _alternating(list(reversed(kept)) + [last])
-        return ([{"role": "system", "content": system}] if system else []) + history
+        history = [m for m in thread.messages if m is last or m.content.strip()]   # skip failed turns
+        try:
+            messages = fit_history(compile_instructions(spec), history, budget)
+        except ContextTooLong as exc:
+            return ErrorEvent(f"The message is too long for this model's context window "
+                              f"({self.context_window} tokens). {exc}", False, "context_length_exceeded")
+        return _merge_same_role(messages)
 
 
-def _alternating(messages: list[Message]) -> list[dict]:
-    """Chat dicts starting with a user turn, consecutive same-role messages merged.
-
-    Many local chat templates reject two user messages in a row (e.g. after a failed turn) or
-    a conversation that starts with the assistant (after trimming).
-    """
-    while messages and messages[0].role != "user":
-        messages = messages[1:]
+def _merge_same_role(messages: list[dict]) -> list[dict]:
+    """Consecutive same-role messages merged into one (e.g. two user messages after a failed turn):
+    many local chat templates insist that user and assistant alternate."""
     out: list[dict] = []
     for m in messages:
-        if out and out[-1]["role"] == m.role:
-            out[-1]["content"] += "\n\n" + m.content
+        if out and out[-1]["role"] == m["role"] != "system":
+            out[-1] = {**out[-1], "content": out[-1]["content"] + "\n\n" + m["content"]}
         else:
-            out.append({"role": m.role, "content": m.content})
+            out.append(m)
     return out
-

@@ -22,8 +22,8 @@ class LocalProvider(Provider):
     capabilities = Capabilities(function_tools=False, code_interpreter=False,
                                 server_threads=False, fine_tuning=False)
 
-    def __init__(self, data_dir: Path, max_new_tokens: int = 200, progress: Progress | None = None):
-        self.data_dir = Path(data_dir)
+    def __init__(self, model_dir: Path, max_new_tokens: int = 200, progress: Progress | None = None):
+        self.model_dir = Path(model_dir)
         self.max_new_tokens = max_new_tokens
         self.progress = progress
 
@@ -45,7 +45,7 @@ class LocalProvider(Provider):
                              f"the embedded model is '{MODEL_ID}'.", retryable=False, code="model_not_found")
             return
         try:
-            local = get_local_model(self.data_dir, self.progress)
+            local = get_local_model(self.model_dir, self.progress)
         except (ModelNotInstalled, OSError) as exc:
             yield ErrorEvent(f"The embedded model could not be loaded: {exc}", retryable=False)
             return
@@ -64,7 +64,7 @@ class LocalProvider(Provider):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        local = get_local_model(self.data_dir, self.progress)
+        local = get_local_model(self.model_dir, self.progress)
         inputs = local.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True,

@@ -32,6 +32,7 @@ class ProviderCase:
     make: Callable[..., Provider]          # make(**overrides) -> a fresh provider
     fake: FakeOpenAI | None = None         # the server behind it, None if there is none
     endpoint: str = ""                     # the path its turns are POSTed to
+    api_key: str = API_KEY                 # must never appear in an error message
 
     def turn_requests(self) -> list[RecordedRequest]:
         return self.fake.requests_to(self.endpoint, "POST") if self.fake else []
@@ -95,3 +96,9 @@ def case(request, fake: FakeOpenAI) -> ProviderCase:
 @pytest.fixture
 def provider(case: ProviderCase) -> Provider:
     return case.make()
+
+
+@pytest.fixture
+def case_for(fake: FakeOpenAI) -> Callable[[str], ProviderCase]:
+    """For provider-specific tests: case_for("compatible")."""
+    return lambda name: CASES[name](fake)

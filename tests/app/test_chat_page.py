@@ -1,0 +1,79 @@
+"""The chat page on the embedded model: send, stream, threads."""
+from studio.store import Store
+from tests.app.conftest import new_app, login
+
+
+def chat_messages(at):
+    return [(m.name, m.markdown[0].value if m.markdown else "") for m in at.chat_message]
+
+
+def send(at, text):
+    at.chat_input[0].set_value(text)
+    return at.run()
+
+
+def test_landing_on_chat_shows_the_demo_assistant_and_its_runtime(signed_in):
+    at = signed_in
+    assert not at.exception
+    assert at.title[0].value == "Comment responder"
+    assert any("Embedded model" in c.value for c in at.caption)
+    assert at.chat_input[0].placeholder == "Message Comment responder…"
+
+
+def test_sending_a_message_gets_a_reply_and_creates_a_titled_thread(signed_in, workspace):
+    at = send(signed_in, "Loved the video on pandas groupby!")
+    assert not at.exception, at.exception
+    messages = chat_messages(at)
+    assert messages[0] == ("user", "Loved the video on pandas groupby!")
+    assert messages[1][0] == "assistant" and messages[1][1].strip()
+    threads = Store(f"sqlite:///{workspace / 'studio.db'}").list_threads("ada")
+    assert [t.title for t in threads] == ["Loved the video on pandas groupby!"]
+    assert at.query_params["thread"] == threads[0].id
+    # the sidebar lists it, marked as current
+    assert any(b.label == "▶ Loved the video on pandas groupby!" for b in at.sidebar.button)
+
+
+def test_new_thread_then_resume_the_old_one(signed_in):
+    at = send(signed_in, "First thread message")
+    next(b for b in at.sidebar.button if b.label == "➕ New thread").click()
+    at.run()
+    assert chat_messages(at) == []
+    at = send(at, "Second thread message")
+    labels = [b.label for b in at.sidebar.button]
+    assert "▶ Second thread message" in labels and "First thread message" in labels
+    next(b for b in at.sidebar.button if b.label == "First thread message").click()
+    at.run()
+    assert chat_messages(at)[0] == ("user", "First thread message")
+    assert len(chat_messages(at)) == 2
+
+
+def test_rename_and_delete_a_thread(signed_in, workspace):
+    at = send(signed_in, "Something to rename")
+    title_box = next(t for t in at.sidebar.text_input if t.label == "Title")
+    title_box.input("Renamed thread")
+    next(b for b in at.sidebar.button if b.label == "Rename").click()
+    at.run()
+    assert any(b.label == "▶ Renamed thread" for b in at.sidebar.button)
+    next(b for b in at.sidebar.button if b.label == "Delete thread").click()
+    at.run()
+    assert not any("Renamed thread" in b.label for b in at.sidebar.button)
+    assert Store(f"sqlite:///{workspace / 'studio.db'}").list_threads("ada") == []
+
+
+def test_a_thread_is_reopened_from_the_url_in_a_new_session(signed_in, workspace):
+    at = send(signed_in, "Remember me")
+    thread_id = at.query_params["thread"]
+    fresh = new_app()
+    fresh.query_params["thread"] = thread_id
+    fresh.run()
+    fresh = login(fresh, "ada", "correct-horse")
+    assert chat_messages(fresh)[0] == ("user", "Remember me")
+
+
+def test_a_long_message_is_refused_clearly_and_kept_for_retry(signed_in):
+    text = "data " * 9000   # beyond the embedded model's 8k-token context
+    at = send(signed_in, text)
+    assert not at.exception
+    assert any("Shorten the message" in w.value for w in at.warning)
+    assert chat_messages(at)[0][0] == "user"          # the message is saved, not lost
+    assert any(b.label == "↻ Retry" for b in at.button)
