@@ -26,7 +26,7 @@ from studio.assistants import compile_instructions   # noqa: E402
 from studio.providers.compatible import CompatibleProvider   # noqa: E402
 from studio.providers.openai_provider import OpenAIProvider   # noqa: E402
 from studio.tools import get_tools   # noqa: E402
-from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta,   # noqa: E402
+from studio.types import (AssistantSpec, ErrorEvent, FewShotExample, Message, TextDelta,   # noqa: E402
                           Thread)
 from tests.fakes.fake_openai import FakeOpenAI   # noqa: E402
 
@@ -42,11 +42,11 @@ SPEC = AssistantSpec(
 Timing = tuple[float, float]   # (time to first token, total), seconds
 
 
-def timed(events: Iterator, is_token: Callable[[object], bool]) -> Timing:
-    """Consume a stream of events; return (time to first token, total time)."""
+def timed(start_stream: Callable[[], Iterator], is_token: Callable[[object], bool]) -> Timing:
+    """Start a stream (the request is inside the clock) and consume it; return (TTFT, total)."""
     start = time.perf_counter()
     first = None
-    for event in events:
+    for event in start_stream():
         if first is None and is_token(event):
             first = time.perf_counter()
         if isinstance(event, ErrorEvent):
@@ -65,15 +65,14 @@ def responses_pair(fake: FakeOpenAI, text: str) -> tuple[Callable[[], Timing], C
     tools = [t.responses_schema() for t in get_tools(SPEC.tools)]
 
     def studio() -> Timing:
-        return timed(provider.stream_reply(thread, SPEC), lambda e: isinstance(e, TextDelta))
+        return timed(lambda: provider.stream_reply(thread, SPEC), lambda e: isinstance(e, TextDelta))
 
     def direct() -> Timing:
         # What a hand-written app would send: the same compiled instructions, tools and input.
-        stream = client.responses.create(
+        return timed(lambda: client.responses.create(
             model=MODEL, instructions=compile_instructions(SPEC), conversation=conversation,
             input=[{"type": "message", "role": "user", "content": text}], tools=tools,
-            stream=True, truncation="auto")
-        return timed(stream, lambda e: e.type == "response.output_text.delta")
+            stream=True, truncation="auto"), lambda e: e.type == "response.output_text.delta")
 
     return studio, direct
 
@@ -90,12 +89,13 @@ def chat_pair(fake: FakeOpenAI, text: str) -> tuple[Callable[[], Timing], Callab
                 + [{"role": m.role, "content": m.content} for m in thread.messages])
 
     def studio() -> Timing:
-        return timed(provider.stream_reply(thread, SPEC), lambda e: isinstance(e, TextDelta))
+        return timed(lambda: provider.stream_reply(thread, SPEC), lambda e: isinstance(e, TextDelta))
 
     def direct() -> Timing:
-        stream = client.chat.completions.create(model=MODEL, messages=messages, tools=tools, stream=True,
-                                                stream_options={"include_usage": True})
-        return timed(stream, lambda c: bool(c.choices and c.choices[0].delta.content))
+        return timed(lambda: client.chat.completions.create(
+            model=MODEL, messages=messages, tools=tools, stream=True,
+            stream_options={"include_usage": True}),
+            lambda c: bool(c.choices and c.choices[0].delta.content))
 
     return studio, direct
 

@@ -59,6 +59,9 @@ def load_local_model(model_dir: Path, progress: Progress | None = None) -> Local
     """Load the model, from the workspace cache when there is one (fast), else from the GGUF."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()   # progress goes through `progress`, not tqdm on stderr
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()

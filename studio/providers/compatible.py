@@ -15,10 +15,9 @@ from studio.context import ContextTooLong, approx_tokens, fit_history
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.openai_errors import describe_error, provider_error
 from studio.providers.openai_provider import (MAX_TOOL_ROUNDS, parse_arguments, parse_shutdown_date,
-                                              run_calls_events)
+                                              run_calls_events, text_delta)
 from studio.tools import get_tools
-from studio.types import (AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, ToolCall,
-                          Usage, new_id)
+from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, Thread, ToolCall, Usage, new_id
 
 KEY_HINT = "Check the API key set for the OpenAI-compatible server"
 
@@ -113,7 +112,7 @@ class CompatibleProvider(Provider):
                 yield ErrorEvent(f"The assistant asked for tools more than {MAX_TOOL_ROUNDS} times in "
                                  "one turn and was stopped. Rephrase the request.", False, "tool_loop")
                 return
-            yield from run_calls_events(calls, tools)
+            yield from run_calls_events(calls, tools, progress)
             messages.append({"role": "assistant", "content": "".join(text) or None, "tool_calls": [
                 {"id": c.id, "type": "function",
                  "function": {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, str)
@@ -139,7 +138,7 @@ class CompatibleProvider(Provider):
                     delta = choice.delta
                     if delta is not None and delta.content:
                         text.append(delta.content)
-                        yield TextDelta(delta.content)
+                        yield from text_delta(delta.content, progress)
                     for tc in (delta.tool_calls if delta is not None else None) or []:
                         slot = partial.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
                         slot["id"] = tc.id or slot["id"]

@@ -13,7 +13,7 @@ from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
 # Sampling, because greedy decoding makes a 135M model repeat itself.
-GENERATION = dict(do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.15)
+GENERATION = dict(do_sample=True, temperature=0.3, top_p=0.9, repetition_penalty=1.1)
 
 
 class LocalProvider(Provider):

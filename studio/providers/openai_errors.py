@@ -44,7 +44,7 @@ def safe_url(url: str) -> str:
 def _server_message(exc: openai.APIError, secrets: tuple[str, ...]) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     message = body.get("message") if isinstance(body.get("message"), str) else exc.message
-    message = re.sub(r"^Error code: \d+ - ", "", message or "")
+    message = re.sub(r"^Error code: \d+( - )?", "", message or "")   # the SDK's prefix
     return redact(message.strip(), secrets)[:300]
 
 
@@ -77,8 +77,9 @@ def describe_error(exc: BaseException, *, base_url: str, model: str = "",
         if code == "model_not_found" or (model and model in (exc.message or "")):
             return ErrorEvent(f"Model '{model}' does not exist or you have no access to it. "
                               "Choose another model in settings.", False, "model_not_found")
-        return ErrorEvent(f"{url} answered 404 Not Found ({_server_message(exc, secrets) or 'no details'}). "
-                          "Check the base URL (it usually ends in /v1) and the model name.", False,
+        detail = _server_message(exc, secrets)
+        return ErrorEvent(f"{url} answered 404 Not Found" + (f" ({detail})" if detail else "")
+                          + ". Check the base URL (it usually ends in /v1) and the model name.", False,
                           code or "not_found")
     if isinstance(exc, openai.RateLimitError):
         if code == "insufficient_quota":
@@ -115,5 +116,6 @@ def provider_error(exc: BaseException, **kwargs) -> ProviderError:
 def stream_failure(message: str, code: str = "", secrets: tuple[str, ...] = ()) -> ErrorEvent:
     """An ErrorEvent for a failure the server reported inside the stream (response.failed / error)."""
     detail = redact(message or "", secrets).strip().rstrip(".")
-    text = "The reply failed part-way" + (f": {detail}." if detail else ".") + " Retry to get a complete answer."
+    text = "The reply failed part-way" + (f": {detail}." if detail else ".")
+    text += " Retry to get a complete answer."
     return ErrorEvent(text, True, code or "response_failed")

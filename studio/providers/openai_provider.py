@@ -108,7 +108,7 @@ class OpenAIProvider(Provider):
                 yield ErrorEvent(f"The assistant asked for tools more than {MAX_TOOL_ROUNDS} times in "
                                  "one turn and was stopped. Rephrase the request.", False, "tool_loop")
                 return
-            yield from run_calls_events(calls, tools)
+            yield from run_calls_events(calls, tools, progress)
             pending = [{"type": "function_call_output", "call_id": c.id, "output": c.result or ""}
                        for c in calls]
         yield Done(usage=usage, provider_ref=conversation)
@@ -138,13 +138,18 @@ class OpenAIProvider(Provider):
         Returns None when the response completed, or the ErrorEvent that ended it.
         """
         running: dict[str, ToolCall] = {}   # code interpreter calls by item id
+        # The stream is read to its end even after the terminal event: closing it early
+        # would discard the keep-alive connection (a new TLS handshake for the next request).
+        outcome: ErrorEvent | None = ErrorEvent(
+            "The reply stopped before it was complete. Retry to get a full answer.", True,
+            "stream_interrupted")
         with stream:
             for event in stream:
                 progress["streaming"] = True
                 kind = event.type
                 if kind == "response.output_text.delta":
                     if event.delta:
-                        yield TextDelta(event.delta)
+                        yield from text_delta(event.delta, progress)
                 elif kind == "response.code_interpreter_call_code.done":
                     call = running[event.item_id] = _code_call(event.item_id, event.code)
                     yield ToolCallStarted(call)
@@ -166,15 +171,14 @@ class OpenAIProvider(Provider):
                     if event.response.usage:
                         usage.input_tokens += event.response.usage.input_tokens
                         usage.output_tokens += event.response.usage.output_tokens
-                    return None
+                    outcome = None
                 elif kind == "response.failed":
                     error = event.response.error
-                    return stream_failure(error.message if error else "", error.code if error else "",
-                                          (self._api_key,))
+                    outcome = stream_failure(error.message if error else "", error.code if error else "",
+                                             (self._api_key,))
                 elif kind == "error":
-                    return stream_failure(event.message, event.code or "", (self._api_key,))
-        return ErrorEvent("The reply stopped before it was complete. Retry to get a full answer.",
-                          True, "stream_interrupted")
+                    outcome = stream_failure(event.message, event.code or "", (self._api_key,))
+        return outcome
 
     def _new_conversation(self, history: list[Message]) -> str:
         """A Conversation holding `history` (the app's copy), e.g. for a thread begun elsewhere."""
@@ -190,13 +194,23 @@ class OpenAIProvider(Provider):
         return provider_error(exc, base_url=self.base_url, secrets=(self._api_key,))
 
 
-def run_calls_events(calls: list[ToolCall], tools: list[Tool]) -> Iterator[Event]:
+def run_calls_events(calls: list[ToolCall], tools: list[Tool], progress: dict) -> Iterator[Event]:
     """Announce the calls, run them in parallel, report each result."""
     for call in calls:
         yield ToolCallStarted(call)
     run_tool_calls(calls, tools)
     for call in calls:
         yield ToolCallFinished(call)
+    if progress.get("spoke"):   # "Let me check." + tools + "It is 4." must not run together
+        progress["break_before_text"] = True
+
+
+def text_delta(text: str, progress: dict) -> Iterator[TextDelta]:
+    """A text delta, after a paragraph break when text came before the last tool round."""
+    if progress.pop("break_before_text", False):
+        yield TextDelta("\n\n")
+    progress["spoke"] = True
+    yield TextDelta(text)
 
 
 def _code_call(item_id: str, code: str) -> ToolCall:

@@ -6,21 +6,15 @@ or provoke server errors; tests needing tools skip on the provider's capabilitie
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:   # so plain `pytest` (not only `python -m pytest`) finds the packages
-    sys.path.insert(0, str(ROOT))
-
-from studio.providers.base import Provider   # noqa: E402
-from studio.providers.compatible import CompatibleProvider   # noqa: E402
-from studio.providers.openai_provider import OpenAIProvider   # noqa: E402
-from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest   # noqa: E402
+from studio.providers.base import Provider
+from studio.providers.compatible import CompatibleProvider
+from studio.providers.openai_provider import OpenAIProvider
+from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest
 
 API_KEY = "sk-test-contract-S3CRET-0123456789"
 

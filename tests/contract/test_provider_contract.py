@@ -182,6 +182,15 @@ def test_tool_errors_go_back_to_the_model(case, provider):
     assert reply_text(events).startswith("Results: Error")
 
 
+def test_text_before_and_after_a_tool_round_is_kept_apart(case, provider):
+    if not provider.capabilities.function_tools:
+        pytest.skip(f"{case.name} has no function tools")
+    spec = AssistantSpec(name="Calc", tools=["calculator"])
+    message = '[[say Let me check.]] [[call calculator {"expression": "6*7"}]]'
+    events, _ = turn_and_done(provider, thread_with(message), spec)
+    assert reply_text(events) == "Let me check.\n\nResults: 42"
+
+
 def test_tools_are_only_offered_when_switched_on(case, provider):
     needs_server(case)
     events, _ = turn_and_done(provider, thread_with(CALC_TWICE))
@@ -244,9 +253,18 @@ def test_unreachable_server(case):
     assert error.retryable is True
 
 
+def test_base_url_without_the_api_path(case):
+    needs_server(case)
+    wrong = case.fake.base_url.removesuffix("/v1")   # a common slip: the /v1 is missing
+    error = only_error(run_turn(case.make(base_url=wrong), thread_with("hi")), case.api_key)
+    assert "404" in error.message and "base URL" in error.message
+    assert error.retryable is False
+
+
 def test_unknown_model(case, provider):
     needs_server(case)
-    error = only_error(run_turn(provider, thread_with("hi"), AssistantSpec(name="x", model="gpt-0-nope")), case.api_key)
+    spec = AssistantSpec(name="x", model="gpt-0-nope")
+    error = only_error(run_turn(provider, thread_with("hi"), spec), case.api_key)
     assert "Model 'gpt-0-nope' does not exist" in error.message
     assert error.retryable is False
 
@@ -254,7 +272,8 @@ def test_unknown_model(case, provider):
 @pytest.mark.parametrize("model, status", [("rate-limited", "429"), ("server-error", "500")])
 def test_transient_errors_are_retried_then_reported(case, provider, model, status):
     needs_server(case)
-    error = only_error(run_turn(provider, thread_with("hi"), AssistantSpec(name="x", model=model)), case.api_key)
+    spec = AssistantSpec(name="x", model=model)
+    error = only_error(run_turn(provider, thread_with("hi"), spec), case.api_key)
     assert status in error.message
     assert error.retryable is True
     assert len(case.turn_requests()) == 1 + provider.client.max_retries   # the SDK retried

@@ -16,6 +16,7 @@ How it answers (deterministic, from the input; see brain.py):
   - the last user message echoed: "You said: <text>", streamed word by word;
   - `[[call NAME {"arg": ...}]]` -> a function call if tool NAME is offered; several
     directives -> parallel calls in one response; tool results sent back -> "Results: a; b";
+    `[[say Let me check.]]` beside them -> that text first, in the same response;
   - `[[code print(1+1)]]` -> a code_interpreter_call (logs "2") if that tool is offered,
     then "The code printed: 2".
 

@@ -5,6 +5,7 @@ Directives in the last user message drive it (they are stripped from the echoed 
     [[call NAME {json arguments}]]   a function call, if a function tool NAME is offered;
                                      several directives = parallel calls in one response
     [[code SOURCE]]                  a code_interpreter call, if that tool is offered
+    [[say TEXT]]                     text the model says before its function calls
 
 With no directive the reply is "You said: <text>". When the request carries tool
 results (function_call_output items / role "tool" messages) the reply is
@@ -13,11 +14,10 @@ results (function_call_output items / role "tool" messages) the reply is
 from __future__ import annotations
 
 import builtins
-import json
 import re
 from dataclasses import dataclass, field
 
-DIRECTIVE = re.compile(r"\[\[(call|code)\s+(.*?)\]\]", re.S)
+DIRECTIVE = re.compile(r"\[\[(call|code|say)\s+(.*?)\]\]", re.S)
 WORD = re.compile(r"\S+\s*|\s+")
 
 
@@ -47,6 +47,7 @@ def plan_reply(user_text: str, function_names: set[str], code_interpreter: bool,
     if tool_outputs:
         return Plan(text="Results: " + "; ".join(tool_outputs))
     plan = Plan()
+    preamble = [rest.strip() for kind, rest in DIRECTIVE.findall(user_text) if kind == "say"]
     for kind, rest in DIRECTIVE.findall(user_text):
         if not allow_tools:
             continue
@@ -58,7 +59,8 @@ def plan_reply(user_text: str, function_names: set[str], code_interpreter: bool,
             code = rest.strip()
             plan.code.append(PlannedCode(code=code, logs=run_code(code)))
     if plan.calls:
-        return plan          # a model that calls tools usually says nothing yet
+        plan.text = " ".join(preamble)   # usually nothing, sometimes "Let me check."
+        return plan
     if plan.code:
         plan.text = "The code printed: " + " ".join(c.logs.strip() for c in plan.code)
         return plan
@@ -98,10 +100,3 @@ def run_code(code: str) -> str:
 def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
-
-def args_are_json(arguments: str) -> bool:
-    try:
-        json.loads(arguments)
-        return True
-    except ValueError:
-        return False

@@ -88,8 +88,11 @@ class FakeOpenAI:
     def start(self) -> "FakeOpenAI":
         """Bind a free port and serve in a daemon thread; returns once it accepts connections."""
         # Binding first means the port is known (and reserved) before uvicorn starts.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio only disables Nagle on accepted sockets whose proto
+        # says TCP, and with Nagle on, streamed events stall ~40 ms on keep-alive connections.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="critical", access_log=False, lifespan="off",

@@ -1,0 +1,182 @@
+"""A user's first session in a real browser: create the admin, log in, chat with the embedded
+model (streamed), reload without being logged out, log out.
+
+The tests run in file order on one tab and one app server (see conftest.py): each journey starts
+where the previous one left the user. If an earlier one fails, the later ones are skipped.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+if not Path("/usr/bin/chromium").exists():
+    pytest.skip("/usr/bin/chromium is missing: browser tests need Debian's chromium",
+                allow_module_level=True)
+pytest.importorskip("playwright.sync_api")
+
+from playwright.sync_api import Page, expect  # noqa: E402
+
+USERNAME, PASSWORD, DISPLAY_NAME = "ada", "correct-horse-battery", "Ada Lovelace"
+FIRST_MESSAGE = "Loved the video on pandas groupby!"
+SECOND_MESSAGE = "Can you make a follow-up on merge?"
+CURSOR = "▌"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"   # git-ignored
+REPLY_TIMEOUT_MS = 90_000    # the very first model load dequantizes the GGUF (~25 s)
+
+USER_MESSAGES = '[data-testid="stChatMessage"]:has([data-testid="stChatMessageAvatarUser"])'
+ASSISTANT_MESSAGES = '[data-testid="stChatMessage"]:has([data-testid="stChatMessageAvatarAssistant"])'
+
+# Records every distinct text the newest assistant message shows, as the DOM changes.
+RECORD_STREAM_JS = """
+() => {
+  const seen = [];
+  window.__streamSamples = seen;
+  const sample = () => {
+    const msgs = document.querySelectorAll('%s');
+    if (!msgs.length) return;
+    const text = msgs[msgs.length - 1].querySelector('[data-testid="stChatMessageContent"]')?.innerText ?? '';
+    if (seen[seen.length - 1] !== text) seen.push(text);
+  };
+  window.__streamObserver = new MutationObserver(sample);
+  window.__streamObserver.observe(document.body, {subtree: true, childList: true, characterData: true});
+}
+""" % ASSISTANT_MESSAGES
+
+done: set[str] = set()   # journeys that passed, so later ones can skip instead of failing confusingly
+
+
+def needs(*journeys: str) -> None:
+    missing = [j for j in journeys if j not in done]
+    if missing:
+        pytest.skip(f"needs the earlier journey(s): {', '.join(missing)}")
+
+
+def login_form(page: Page):
+    return page.locator('[data-testid="stForm"]').filter(has_text="Log in to Assistant Studio")
+
+
+def log_in(page: Page, username: str, password: str) -> None:
+    form = login_form(page)
+    expect(form).to_be_visible()
+    form.get_by_role("textbox", name="Username").fill(username)
+    form.get_by_role("textbox", name="Password", exact=True).fill(password)
+    form.get_by_role("button", name="Log in").click()
+
+
+def reply_text(page: Page, index: int = -1) -> str:
+    """The text of an assistant message (without its avatar), once it has been drawn."""
+    replies = page.locator(ASSISTANT_MESSAGES)
+    reply = (replies.last if index == -1 else replies.nth(index)).locator('[data-testid="stChatMessageContent"]')
+    expect(reply).not_to_have_text("")
+    return reply.inner_text().strip()
+
+
+def chat_input(page: Page):
+    return page.locator('[data-testid="stChatInput"] textarea')
+
+
+def send_and_watch_stream(page: Page, text: str) -> list[str]:
+    """Send a message; return the distinct texts the assistant's reply showed while arriving."""
+    replies_before = page.locator(ASSISTANT_MESSAGES).count()
+    page.evaluate(RECORD_STREAM_JS)
+    box = chat_input(page)
+    box.fill(text)
+    box.press("Enter")
+    # The turn ends with a rerun that draws the stored thread; the reply then has no cursor.
+    expect(page.locator(ASSISTANT_MESSAGES)).to_have_count(replies_before + 1, timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator(ASSISTANT_MESSAGES).last).not_to_contain_text(CURSOR, timeout=REPLY_TIMEOUT_MS)
+    expect(page).to_have_url(re.compile(r"[?&]thread=thread_"), timeout=REPLY_TIMEOUT_MS)
+    samples = page.evaluate("() => { window.__streamObserver.disconnect(); return window.__streamSamples; }")
+    print("stream samples:", samples)
+    return samples
+
+
+def test_first_run_creates_the_admin_then_logs_in(page: Page):
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Welcome to Assistant Studio")).to_be_visible()
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_role("textbox", name="Username").fill(USERNAME)
+    form.get_by_role("textbox", name="Display name").fill(DISPLAY_NAME)
+    form.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
+    form.get_by_role("textbox", name="Repeat password").fill(PASSWORD)
+    form.get_by_role("button", name="Create admin account").click()
+
+    expect(login_form(page)).to_be_visible()
+    expect(page.get_by_text(f"Account '{USERNAME}' created. Log in with it.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Welcome to Assistant Studio")).to_have_count(0)
+
+    log_in(page, USERNAME, PASSWORD)
+    expect(page.get_by_role("heading", name="Comment responder")).to_be_visible()
+    expect(login_form(page)).to_have_count(0)
+    expect(page.get_by_text(f"Signed in as {DISPLAY_NAME}")).to_be_visible()
+    expect(chat_input(page)).to_have_attribute("placeholder", "Message Comment responder…")
+    done.add("first run")
+
+
+def test_chat_reply_streams_in_and_starts_a_thread(page: Page):
+    needs("first run")
+    samples = send_and_watch_stream(page, FIRST_MESSAGE)
+
+    expect(page.locator(USER_MESSAGES).first).to_contain_text(FIRST_MESSAGE)
+    final = reply_text(page)
+    assert final, "the assistant's reply is empty"
+    # Streaming: the reply was seen growing, with the cursor, before it was complete.
+    partial_lengths = {len(s) for s in samples if s.strip() and CURSOR in s}
+    assert len(partial_lengths) >= 2, f"the reply did not stream in; texts seen: {samples!r}"
+    assert final.rstrip(CURSOR) and CURSOR not in final
+
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    expect(sidebar.get_by_role("button", name=f"▶ {FIRST_MESSAGE}")).to_be_visible()
+    done.add("chat")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+
+
+def test_reload_keeps_the_login_and_the_thread(page: Page):
+    needs("chat")
+    url = page.url
+    reply = reply_text(page)
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Comment responder")).to_be_visible()
+    expect(login_form(page)).to_have_count(0)
+    assert page.url == url
+    expect(page.locator(USER_MESSAGES)).to_have_count(1)
+    expect(page.locator(USER_MESSAGES).first).to_contain_text(FIRST_MESSAGE)
+    expect(page.locator(ASSISTANT_MESSAGES)).to_have_count(1)
+    expect(page.locator(ASSISTANT_MESSAGES).first.locator('[data-testid="stChatMessageContent"]')
+           ).to_have_text(reply)
+    expect(page.locator('[data-testid="stSidebar"]').get_by_role("button", name=f"▶ {FIRST_MESSAGE}")
+           ).to_be_visible()
+
+    # The same thread goes on after the reload.
+    send_and_watch_stream(page, SECOND_MESSAGE)
+    expect(page.locator(USER_MESSAGES)).to_have_count(2)
+    expect(page.locator(USER_MESSAGES).nth(1)).to_contain_text(SECOND_MESSAGE)
+    expect(page.locator(ASSISTANT_MESSAGES)).to_have_count(2)
+    assert reply_text(page)
+    assert page.url == url, "the second message started another thread"
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    expect(sidebar.get_by_role("button", name=f"▶ {FIRST_MESSAGE}")).to_be_visible()
+    expect(sidebar.get_by_role("button", name=re.compile(re.escape(SECOND_MESSAGE)))).to_have_count(0)
+    done.add("reload")
+
+
+def test_log_out_then_a_wrong_password_is_refused(page: Page):
+    needs("first run")
+    page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Log out").click()
+    expect(login_form(page)).to_be_visible()
+    expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
+
+    log_in(page, USERNAME, "not-my-password")
+    expect(page.get_by_text("Wrong username or password")).to_be_visible()
+    expect(login_form(page)).to_be_visible()
+    expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
+
+    # Logged out for good: a reload does not sign back in from the cookie.
+    page.reload()
+    expect(login_form(page)).to_be_visible()
+    expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
