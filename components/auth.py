@@ -33,16 +33,26 @@ def first_run_form() -> None:
         st.rerun()
 
 
-def authenticator() -> stauth.Authenticate:
+class Authenticator(stauth.Authenticate):
+    def logout(self, *args, **kwargs) -> None:
+        super().logout(*args, **kwargs)
+        # On the click the library signs the session out but lets the script go on, so the page
+        # would be drawn once for nobody ("You have no assistants yet"). Stop instead: the cookie
+        # manager's rerun (after it deletes the cookie in the browser) then shows the login form.
+        if not st.session_state.get("authentication_status"):
+            st.stop()
+
+
+def authenticator() -> Authenticator:
     users = context.user_file()
     cookie = users.load()["cookie"]
-    return stauth.Authenticate(
+    return Authenticator(
         str(users.path), cookie["name"], cookie["key"], cookie["expiry_days"],
         # The cookie is read from st.context, so the library's pre-login pause is not needed.
         login_sleep_time=float(os.environ.get("STUDIO_LOGIN_SLEEP", "0")))
 
 
-def require_login() -> stauth.Authenticate:
+def require_login() -> Authenticator:
     """Show the first-run or login form and stop the script until someone is signed in."""
     if not context.user_file().has_users():
         first_run_form()

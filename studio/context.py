@@ -31,8 +31,9 @@ def fit_history(system: str, history: list[Message], budget: int,
         if used + cost > budget:
             if not kept:
                 raise ContextTooLong(
-                    f"This message is about {cost} tokens; with the instructions the model can take "
-                    f"only {max(budget - used, 0)} more. Shorten the message or the instructions.")
+                    f"This message is too long for the model: about {cost} tokens, and with the "
+                    f"instructions it can take only {max(budget - used, 0)} more. "
+                    f"Shorten the message or the instructions.")
             break
         kept.append({"role": message.role, "content": message.content})
         used += cost

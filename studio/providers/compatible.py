@@ -169,8 +169,9 @@ class CompatibleProvider(Provider):
         try:
             messages = fit_history(compile_instructions(spec), history, budget)
         except ContextTooLong as exc:
-            return ErrorEvent(f"The message is too long for this model's context window "
-                              f"({self.context_window} tokens). {exc}", False, "context_length_exceeded")
+            return ErrorEvent(f"{exc} (This server's context window is taken to be {self.context_window} "
+                              f"tokens: set STUDIO_CONTEXT_WINDOW if it is larger.)",
+                              False, "context_length_exceeded")
         return _merge_same_role(messages)
 
 

@@ -40,6 +40,9 @@ class LocalProvider(Provider):
                 "switch to OpenAI or a compatible server for tools."]
 
     def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+        if not thread.messages or thread.messages[-1].role != "user":
+            yield ErrorEvent("There is no new message to reply to.", retryable=False)
+            return
         if spec.model and spec.model != MODEL_ID:
             yield ErrorEvent(f"The model '{spec.model}' is not available locally; "
                              f"the embedded model is '{MODEL_ID}'.", retryable=False, code="model_not_found")

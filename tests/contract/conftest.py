@@ -6,13 +6,16 @@ or provoke server errors; tests needing tools skip on the provider's capabilitie
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from studio.providers.base import Provider
 from studio.providers.compatible import CompatibleProvider
+from studio.providers.local import LocalProvider
 from studio.providers.openai_provider import OpenAIProvider
 from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest
 
@@ -23,10 +26,23 @@ API_KEY = "sk-test-contract-S3CRET-0123456789"
 class ProviderCase:
     """A provider under test, how to build variants of it, and how to read what it sent."""
     name: str
-    make: Callable[..., Provider]          # make(**overrides) -> a fresh provider
+    factory: Callable[..., Provider]       # factory(**overrides) -> a fresh provider
     fake: FakeOpenAI | None = None         # the server behind it, None if there is none
     endpoint: str = ""                     # the path its turns are POSTed to
     api_key: str = API_KEY                 # must never appear in an error message
+    made: list[Provider] = field(default_factory=list)
+
+    def make(self, **overrides: Any) -> Provider:
+        """A fresh provider (with e.g. api_key= or base_url= overridden); closed after the test."""
+        provider = self.factory(**overrides)
+        self.made.append(provider)
+        return provider
+
+    def close(self) -> None:
+        for provider in self.made:   # their SDK clients hold pooled connections
+            client = getattr(provider, "client", None)
+            if client is not None:
+                client.close()
 
     def turn_requests(self) -> list[RecordedRequest]:
         return self.fake.requests_to(self.endpoint, "POST") if self.fake else []
@@ -65,7 +81,15 @@ def _compatible(fake: FakeOpenAI) -> ProviderCase:
     return ProviderCase("compatible", make, fake, "/v1/chat/completions")
 
 
-CASES: dict[str, Callable[[FakeOpenAI], ProviderCase]] = {"openai": _openai, "compatible": _compatible}
+def _local(fake: FakeOpenAI) -> ProviderCase:
+    # The embedded model itself: no server behind it, so server-inspecting tests skip.
+    def make(**overrides: Any) -> Provider:
+        return LocalProvider(Path(os.environ["STUDIO_MODEL_CACHE"]), max_new_tokens=16)
+    return ProviderCase("local", make, None, "")
+
+
+CASES: dict[str, Callable[[FakeOpenAI], ProviderCase]] = {
+    "openai": _openai, "compatible": _compatible, "local": _local}
 
 
 @pytest.fixture(scope="session")
@@ -83,8 +107,10 @@ def fake(fake_server: FakeOpenAI):
 
 
 @pytest.fixture(params=list(CASES))
-def case(request, fake: FakeOpenAI) -> ProviderCase:
-    return CASES[request.param](fake)
+def case(request, fake: FakeOpenAI):
+    case = CASES[request.param](fake)
+    yield case
+    case.close()
 
 
 @pytest.fixture
@@ -93,6 +119,13 @@ def provider(case: ProviderCase) -> Provider:
 
 
 @pytest.fixture
-def case_for(fake: FakeOpenAI) -> Callable[[str], ProviderCase]:
+def case_for(fake: FakeOpenAI):
     """For provider-specific tests: case_for("compatible")."""
-    return lambda name: CASES[name](fake)
+    made: list[ProviderCase] = []
+
+    def build(name: str) -> ProviderCase:
+        made.append(CASES[name](fake))
+        return made[-1]
+    yield build
+    for case in made:
+        case.close()

@@ -7,6 +7,7 @@ where the previous one left the user. If an earlier one fails, the later ones ar
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ USERNAME, PASSWORD, DISPLAY_NAME = "ada", "correct-horse-battery", "Ada Lovelace
 FIRST_MESSAGE = "Loved the video on pandas groupby!"
 SECOND_MESSAGE = "Can you make a follow-up on merge?"
 CURSOR = "▌"
+COOKIE = "assistant_studio_auth"   # the re-login cookie's name (studio.auth.UserFile)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"   # git-ignored
 REPLY_TIMEOUT_MS = 90_000    # the very first model load dequantizes the GGUF (~25 s)
 
@@ -37,12 +39,26 @@ RECORD_STREAM_JS = """
     const msgs = document.querySelectorAll('%s');
     if (!msgs.length) return;
     const text = msgs[msgs.length - 1].querySelector('[data-testid="stChatMessageContent"]')?.innerText ?? '';
-    if (seen[seen.length - 1] !== text) seen.push(text);
+    if (seen.length && seen[seen.length - 1][1] === text) return;
+    seen.push([Math.round(performance.now()), text]);
   };
   window.__streamObserver = new MutationObserver(sample);
   window.__streamObserver.observe(document.body, {subtree: true, childList: true, characterData: true});
 }
 """ % ASSISTANT_MESSAGES
+
+# Records every distinct text of the main area, to catch what flashes by between two states.
+RECORD_MAIN_JS = """
+() => {
+  const seen = [];
+  window.__mainTexts = seen;
+  window.__mainObserver = new MutationObserver(() => {
+    const text = document.querySelector('[data-testid="stMain"]')?.innerText ?? '';
+    if (seen[seen.length - 1] !== text) seen.push(text);
+  });
+  window.__mainObserver.observe(document.body, {subtree: true, childList: true, characterData: true});
+}
+"""
 
 done: set[str] = set()   # journeys that passed, so later ones can skip instead of failing confusingly
 
@@ -77,20 +93,30 @@ def chat_input(page: Page):
     return page.locator('[data-testid="stChatInput"] textarea')
 
 
+def app_is_idle(page: Page):
+    """Wait until no script run is in progress (Streamlit shows its "Running..." widget meanwhile)."""
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=REPLY_TIMEOUT_MS)
+
+
 def send_and_watch_stream(page: Page, text: str) -> list[str]:
-    """Send a message; return the distinct texts the assistant's reply showed while arriving."""
+    """Send a message and wait for the turn to finish; return the distinct texts the
+    assistant's reply showed while it arrived."""
+    users_before = page.locator(USER_MESSAGES).count()
     replies_before = page.locator(ASSISTANT_MESSAGES).count()
     page.evaluate(RECORD_STREAM_JS)
     box = chat_input(page)
     box.fill(text)
     box.press("Enter")
-    # The turn ends with a rerun that draws the stored thread; the reply then has no cursor.
+    expect(page.locator(USER_MESSAGES)).to_have_count(users_before + 1)
+    expect(page.locator(USER_MESSAGES).last).to_contain_text(text)
     expect(page.locator(ASSISTANT_MESSAGES)).to_have_count(replies_before + 1, timeout=REPLY_TIMEOUT_MS)
-    expect(page.locator(ASSISTANT_MESSAGES).last).not_to_contain_text(CURSOR, timeout=REPLY_TIMEOUT_MS)
-    expect(page).to_have_url(re.compile(r"[?&]thread=thread_"), timeout=REPLY_TIMEOUT_MS)
-    samples = page.evaluate("() => { window.__streamObserver.disconnect(); return window.__streamSamples; }")
-    print("stream samples:", samples)
-    return samples
+    # The turn ends with a rerun that draws the stored thread: a non-empty reply, no cursor.
+    last_reply = page.locator(ASSISTANT_MESSAGES).last.locator('[data-testid="stChatMessageContent"]')
+    expect(last_reply).to_have_text(re.compile(r"\S"), timeout=REPLY_TIMEOUT_MS)
+    expect(last_reply).not_to_contain_text(CURSOR, timeout=REPLY_TIMEOUT_MS)
+    app_is_idle(page)
+    expect(page).to_have_url(re.compile(r"[?&]thread=thread_"))
+    return page.evaluate("() => { window.__streamObserver.disconnect(); return window.__streamSamples; }")
 
 
 def test_first_run_creates_the_admin_then_logs_in(page: Page):
@@ -112,6 +138,11 @@ def test_first_run_creates_the_admin_then_logs_in(page: Page):
     expect(login_form(page)).to_have_count(0)
     expect(page.get_by_text(f"Signed in as {DISPLAY_NAME}")).to_be_visible()
     expect(chat_input(page)).to_have_attribute("placeholder", "Message Comment responder…")
+    # The login cookie (set from the browser by a component) is what a reload signs in with.
+    deadline = time.monotonic() + 15
+    while not any(c["name"] == COOKIE for c in page.context.cookies()):
+        assert time.monotonic() < deadline, f"no '{COOKIE}' cookie after logging in"
+        page.wait_for_timeout(100)
     done.add("first run")
 
 
@@ -123,7 +154,7 @@ def test_chat_reply_streams_in_and_starts_a_thread(page: Page):
     final = reply_text(page)
     assert final, "the assistant's reply is empty"
     # Streaming: the reply was seen growing, with the cursor, before it was complete.
-    partial_lengths = {len(s) for s in samples if s.strip() and CURSOR in s}
+    partial_lengths = {len(s) for _, s in samples if s.strip() and CURSOR in s}
     assert len(partial_lengths) >= 2, f"the reply did not stream in; texts seen: {samples!r}"
     assert final.rstrip(CURSOR) and CURSOR not in final
 
@@ -167,8 +198,13 @@ def test_reload_keeps_the_login_and_the_thread(page: Page):
 
 def test_log_out_then_a_wrong_password_is_refused(page: Page):
     needs("first run")
+    page.evaluate(RECORD_MAIN_JS)
     page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Log out").click()
     expect(login_form(page)).to_be_visible()
+    app_is_idle(page)
+    shown = page.evaluate("() => { window.__mainObserver.disconnect(); return window.__mainTexts; }")
+    # Nothing of the app is drawn for the signed-out session on the way to the login form.
+    assert not [t for t in shown if "You have no assistants yet" in t or "Comment responder" in t], shown
     expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
 
     log_in(page, USERNAME, "not-my-password")
