@@ -33,7 +33,7 @@ def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
         response_label = labels[1].text_input("Label for the reply", value=spec.example_label_response)
         table = pd.DataFrame([{"prompt": e.prompt, "response": e.response} for e in spec.examples],
                              columns=["prompt", "response"])
-        edited = st.data_editor(table, num_rows="dynamic", use_container_width=True,
+        edited = st.data_editor(table, num_rows="dynamic", width="stretch",
                                 key=f"examples_{key}",
                                 column_config={"prompt": st.column_config.TextColumn("Prompt", width="large"),
                                                "response": st.column_config.TextColumn("Response", width="large")})

@@ -15,29 +15,38 @@ def provider_panel() -> None:
     current = context.settings()
     with st.sidebar.expander(f"Provider: {current.provider}", expanded=False):
         with st.form("provider_settings", border=False):
-            provider = st.radio("Provider", PROVIDERS, index=PROVIDERS.index(current.provider),
-                                format_func=LABELS.get)
-            base_url = st.text_input("Base URL", value=current.base_url,
-                                     placeholder="http://localhost:11434/v1",
-                                     help="A compatible server's /v1 URL; for OpenAI leave empty.")
-            api_key = st.text_input(
-                "API key (this session only)", type="password", value="",
-                placeholder="set" if current.api_key else "not set",
-                help="Kept in this browser session only: never saved, logged or shown again.")
-            model = st.text_input("Default model", value=current.model,
-                                  placeholder="provider default")
-            applied = st.form_submit_button("Apply")
-        if applied:
-            overrides.update(provider=provider, base_url=base_url.strip(), model=model.strip())
-            if api_key.strip():
-                overrides["api_key"] = api_key.strip()
-            st.session_state.pop("models_cache", None)
-            st.rerun()
-        if overrides and st.button("Reset to configured defaults", key="provider_reset"):
-            st.session_state[context.OVERRIDES] = {}
-            st.rerun()
+            st.radio("Provider", PROVIDERS, index=PROVIDERS.index(current.provider),
+                     format_func=LABELS.get, key="panel_provider")
+            st.text_input("Base URL", value=current.base_url, key="panel_base_url",
+                          placeholder="http://localhost:11434/v1",
+                          help="A compatible server's /v1 URL; for OpenAI leave empty.")
+            st.text_input("API key (this session only)", type="password", value="", key="panel_api_key",
+                          placeholder="set" if current.api_key else "not set",
+                          help="Kept in this browser session only: never saved, logged or shown again.")
+            st.text_input("Default model", value=current.model, placeholder="provider default",
+                          key="panel_model")
+            st.form_submit_button("Apply", on_click=_apply)
+        if overrides:
+            st.button("Reset to configured defaults", key="provider_reset", on_click=_reset)
         st.caption(f"Configured default: {base.provider}" + (" · key set" if current.api_key else ""))
         _show_models()
+
+
+def _apply() -> None:
+    # A callback: it runs before the script, so the whole page already uses the new choice.
+    state = st.session_state
+    overrides = state.setdefault(context.OVERRIDES, {})
+    overrides.update(provider=state["panel_provider"], base_url=state["panel_base_url"].strip(),
+                     model=state["panel_model"].strip())
+    if state["panel_api_key"].strip():
+        overrides["api_key"] = state["panel_api_key"].strip()
+    state["panel_api_key"] = ""          # do not keep the typed key in a widget
+    state.pop("models_cache", None)
+
+
+def _reset() -> None:
+    st.session_state[context.OVERRIDES] = {}
+    st.session_state.pop("models_cache", None)
 
 
 def _show_models() -> None:
@@ -49,7 +58,7 @@ def _show_models() -> None:
         st.error(str(exc))
         return
     rows = [{"model": m.id, "retires": m.shutdown_date.isoformat() if m.shutdown_date else ""} for m in models]
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def cached_models():

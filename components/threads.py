@@ -57,7 +57,7 @@ def _open_thread(store: Store, thread_id: str) -> None:
 def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | None) -> None:
     with st.sidebar:
         st.subheader("Threads")
-        st.button("➕ New thread", use_container_width=True, key="new_thread", on_click=_forget_thread)
+        st.button("➕ New thread", width="stretch", key="new_thread", on_click=_forget_thread)
         show_all = context.is_admin() and st.toggle("All users' threads", key="all_threads")
         threads = store.list_threads(None if show_all else context.current_user())
         if not threads:
@@ -67,7 +67,7 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
             label = ("▶ " if is_current else "") + thread.title
             if show_all and thread.owner != context.current_user():
                 label += f" · {thread.owner}"
-            st.button(label, key=f"open_{thread.id}", use_container_width=True,
+            st.button(label, key=f"open_{thread.id}", width="stretch",
                       type="primary" if is_current else "secondary",
                       on_click=_open_thread, args=(store, thread.id))
         if current is not None and current.messages:

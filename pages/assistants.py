@@ -7,21 +7,34 @@ from studio.types import AssistantSpec
 
 store = context.store()
 user = context.current_user()
-st.title("Assistants")
-st.caption("An assistant is its instructions, few-shot examples, model and tools. "
-           "They are stored in this workspace.")
 
-assistants = store.list_assistants(None if context.is_admin() else user)
-by_id = {a.id: a for a in assistants}
-if st.button("➕ New assistant"):
+
+# Button callbacks run before the page is drawn, so they may pick what the selector shows.
+def create() -> None:
     fresh = store.save_assistant(AssistantSpec(name="New assistant", owner=user,
                                                instructions="You are a helpful assistant."))
     st.session_state["editing"] = fresh.id
-    st.rerun()
+
+
+def duplicate(assistant_id: str) -> None:
+    st.session_state["editing"] = store.duplicate_assistant(assistant_id, owner=user).id
+
+
+def delete(assistant_id: str) -> None:
+    store.delete_assistant(assistant_id)
+    st.session_state.pop("editing", None)
+
+
+st.title("Assistants")
+st.caption("An assistant is its instructions, few-shot examples, model and tools. "
+           "They are stored in this workspace.")
+st.button("➕ New assistant", on_click=create)
+
+assistants = store.list_assistants(None if context.is_admin() else user)
+by_id = {a.id: a for a in assistants}
 if not assistants:
     st.info("No assistants yet. Create one with the button above.")
     st.stop()
-
 if st.session_state.get("editing") not in by_id:
     st.session_state["editing"] = assistants[0].id
 spec_id = st.selectbox("Assistant", list(by_id), key="editing",
@@ -31,20 +44,13 @@ spec = by_id[spec_id]
 saved = assistant_form(spec)
 if saved is not None:
     store.save_assistant(saved)
-    st.toast(f"Saved “{saved.name}”.")
     st.session_state["saved_notice"] = saved.name
     st.rerun()
 if notice := st.session_state.pop("saved_notice", None):
     st.success(f"Saved “{notice}”.")
 
 left, right = st.columns(2)
-if left.button("Duplicate", key="duplicate"):
-    copy = store.duplicate_assistant(spec.id, owner=user)
-    st.session_state["editing"] = copy.id
-    st.rerun()
+left.button("Duplicate", key="duplicate", on_click=duplicate, args=(spec.id,))
 with right.popover("Delete"):
-    st.write(f"Delete “{spec.name}”? Its threads stay readable.")
-    if st.button("Yes, delete", key="confirm_delete", type="primary"):
-        store.delete_assistant(spec.id)
-        st.session_state.pop("editing", None)
-        st.rerun()
+    st.write(f"Delete “{spec.name}”? Threads already started with it stay readable.")
+    st.button("Yes, delete", key="confirm_delete", type="primary", on_click=delete, args=(spec.id,))

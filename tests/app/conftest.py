@@ -41,3 +41,22 @@ def signed_in(workspace):
     UserFile(workspace / "users.yaml").add_user("ada", "correct-horse", name="Ada")
     at = new_app().run()
     return login(at, "ada", "correct-horse")
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    from tests.fakes.fake_openai import FakeOpenAI
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def on_openai(workspace, fake_server, monkeypatch):
+    """The app configured for OpenAI, pointed at the fake server; 'ada' signed in."""
+    from studio.auth import UserFile
+    fake_server.reset()
+    monkeypatch.setenv("STUDIO_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-app-0123456789")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
+    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse")
+    return login(new_app().run(), "ada", "correct-horse")

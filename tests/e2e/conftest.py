@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"   # git-ignored
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 STARTUP_TIMEOUT_S = 60
@@ -96,3 +97,21 @@ def page(browser, app_url):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request):
+    """Keep a picture of the page when a browser test fails (tests/e2e/artifacts/, git-ignored)."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed and "page" in request.fixturenames:
+        ARTIFACTS.mkdir(exist_ok=True)
+        request.getfixturevalue("page").screenshot(
+            path=str(ARTIFACTS / f"failed-{request.node.name}.png"), full_page=True)

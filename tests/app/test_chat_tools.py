@@ -1,0 +1,82 @@
+"""The chat page on OpenAI (the fake server): tool call blocks, code interpreter, errors and retry."""
+from studio.store import Store
+from studio.types import AssistantSpec
+from tests.app.conftest import login, new_app
+
+
+def give_tools(workspace, tools):
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    [demo] = store.list_assistants("ada")
+    demo.tools = tools
+    store.save_assistant(demo)
+
+
+def send(at, text):
+    at.chat_input[0].set_value(text)
+    return at.run()
+
+
+def test_parallel_tool_calls_are_shown_as_collapsible_blocks(on_openai, workspace, fake_server):
+    give_tools(workspace, ["calculator", "convert_units"])
+    at = on_openai.run()
+    at = send(at, 'Two things [[call calculator {"expression": "6*7"}]] '
+                  '[[call convert_units {"value": 100, "from_unit": "degC", "to_unit": "degF"}]]')
+    assert not at.exception, at.exception
+    labels = [e.label for e in at.expander]
+    assert any("calculator(expression=\"6*7\")" in label for label in labels), labels
+    assert any("convert_units(" in label for label in labels), labels
+    reply = at.chat_message[1].markdown[-1].value
+    assert "42" in reply and "212" in reply
+    # both results went back to the model in one follow-up request
+    outputs = [i for i in fake_server.last("/v1/responses").body["input"]
+               if i.get("type") == "function_call_output"]
+    assert len(outputs) == 2
+
+
+def test_code_interpreter_code_and_output_are_shown(on_openai, workspace):
+    give_tools(workspace, ["code_interpreter"])
+    at = send(on_openai.run(), "Run it [[code print(1+1)]]")
+    assert not at.exception
+    block = next(e for e in at.expander if "Code interpreter" in e.label)
+    assert [c.value for c in block.code] == ["print(1+1)", "2"]
+
+
+def test_tools_are_plainly_unavailable_on_the_embedded_model(signed_in, workspace):
+    give_tools(workspace, ["calculator"])
+    at = signed_in.run()
+    assert any("cannot call function tools" in i.value for i in at.info)
+
+
+def test_a_rejected_key_is_a_clear_message_and_the_message_is_kept(on_openai, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-bad")
+    at = send(on_openai.run(), "Hello there")
+    assert not at.exception
+    assert any("API key was rejected" in w.value for w in at.warning)
+    assert "sk-bad" not in str([w.value for w in at.warning])
+    assert at.chat_message[0].markdown[0].value == "Hello there"
+    assert any(b.label == "↻ Retry" for b in at.button)
+
+
+def test_a_failure_mid_stream_can_be_retried(on_openai, workspace, monkeypatch):
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    [demo] = store.list_assistants("ada")
+    demo.model = "fail-midstream"
+    store.save_assistant(demo)
+    at = send(on_openai.run(), "one two three")
+    assert any("Retry" in w.value for w in at.warning)
+    demo.model = "gpt-4.1-mini"
+    store.save_assistant(demo)
+    next(b for b in at.button if b.label == "↻ Retry").click()
+    at.run()
+    assert not at.warning
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.chat_message[1].markdown[-1].value == "You said: one two three"
+
+
+def test_openai_without_a_key_says_how_to_set_one(workspace, monkeypatch):
+    from studio.auth import UserFile
+    monkeypatch.setenv("STUDIO_PROVIDER", "openai")
+    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse")
+    at = login(new_app().run(), "ada", "correct-horse")
+    assert any("OPENAI_API_KEY" in e.value for e in at.error)
+    assert at.chat_input[0].disabled
