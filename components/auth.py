@@ -67,4 +67,7 @@ def require_login() -> Authenticator:
         st.error("Wrong username or password.")
     if not status:
         st.stop()
+    # The sidebar's logout button needs this run's authenticator: building a second one would
+    # render a second cookie-manager component with the same key.
+    st.session_state["authenticator"] = auth
     return auth

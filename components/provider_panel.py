@@ -61,11 +61,24 @@ def _show_models() -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
 
 
-def cached_models():
-    """The model list of the session's provider, fetched once per session and provider."""
-    current = context.settings()
-    key = (current.provider, current.base_url)
+def cached_models(provider=None):
+    """A provider's model list (default: the session's), fetched once per session."""
+    provider = provider or context.provider_for(None)
+    key = (provider.name, context.settings().base_url)
     cache = st.session_state.setdefault("models_cache", {})
     if key not in cache:
-        cache[key] = context.provider_for(None).list_models()
+        cache[key] = provider.list_models()
     return cache[key]
+
+
+def retirement_notice(provider, model: str) -> None:
+    """Warn when the chosen model has a shutdown date (OpenAI publishes them in /v1/models)."""
+    if provider.name != "openai":
+        return
+    try:
+        info = next((m for m in cached_models(provider) if m.id == model), None)
+    except ProviderError:
+        return   # the turn itself will say what is wrong
+    if info and info.shutdown_date:
+        st.warning(f"`{model}` is scheduled to shut down on {info.shutdown_date:%Y-%m-%d}; "
+                   "pick a newer model in the assistant's settings before then.", icon="⏳")

@@ -2,9 +2,11 @@
 import streamlit as st
 
 from components import context
+from components.layout import shared_sidebar
 from components.assistant_form import assistant_form
 from studio.types import AssistantSpec
 
+shared_sidebar()
 store = context.store()
 user = context.current_user()
 

@@ -2,12 +2,15 @@
 import streamlit as st
 
 from components import context
+from components.layout import shared_sidebar
 from components.model_loading import ensure_local_model
+from components.provider_panel import retirement_notice
 from components.threads import current_thread, remember_in_url, start_thread, thread_sidebar
 from components.transcript import show_messages, stream_turn
 from studio.chat import needs_retry, run_turn
 from studio.providers import ProviderError
 
+shared_sidebar()
 store = context.store()
 user = context.current_user()
 assistants = store.list_assistants(None if context.is_admin() else user)
@@ -41,6 +44,7 @@ if spec.description:
 if provider is not None:
     model = spec.model or context.settings().model or provider.default_model()
     st.caption(f"Runs on **{provider.label}** · model `{model}`")
+    retirement_notice(provider, model)
     wanted_tools = [t for t in spec.tools if t]
     if wanted_tools and not provider.capabilities.function_tools:
         st.info(" ".join(provider.limitations()) + f" (This assistant asks for: {', '.join(wanted_tools)}.)")

@@ -89,11 +89,26 @@ def browser():
         browser.close()
 
 
+# Notes when the page last sent anything to the app (a rerun request) over Streamlit's websocket.
+TRACK_RERUN_REQUESTS_JS = """
+(() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (...args) {
+    window.__lastRerunRequest = performance.now();
+    return send.apply(this, args);
+  };
+})();
+"""
+
+
 @pytest.fixture(scope="module")
 def page(browser, app_url):
     """One tab for the whole module: the journeys build on each other (sign-up, chat, reload...)."""
+    from playwright.sync_api import expect
+    expect.set_options(timeout=20_000)
     context = browser.new_context(base_url=app_url, viewport={"width": 1400, "height": 900})
     context.set_default_timeout(20_000)
+    context.add_init_script(TRACK_RERUN_REQUESTS_JS)
     page = context.new_page()
     yield page
     context.close()

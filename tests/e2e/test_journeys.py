@@ -76,6 +76,7 @@ def login_form(page: Page):
 def log_in(page: Page, username: str, password: str) -> None:
     form = login_form(page)
     expect(form).to_be_visible()
+    settle(page)
     form.get_by_role("textbox", name="Username").fill(username)
     form.get_by_role("textbox", name="Password", exact=True).fill(password)
     form.get_by_role("button", name="Log in").click()
@@ -93,14 +94,27 @@ def chat_input(page: Page):
     return page.locator('[data-testid="stChatInput"] textarea')
 
 
-def app_is_idle(page: Page):
-    """Wait until no script run is in progress (Streamlit shows its "Running..." widget meanwhile)."""
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=REPLY_TIMEOUT_MS)
+def settle(page: Page, quiet_ms: int = 1000) -> None:
+    """Wait until the app is idle: no script run in progress (Streamlit's "Running..." widget is
+    gone) and no rerun requested for `quiet_ms`.
+
+    Needed because streamlit-authenticator's cookie manager is a component iframe that asks for
+    a rerun of its own shortly after it appears (and again when the cookies change). A click or a
+    chat message sent just then is dropped, or cut short, by that rerun.
+    """
+    page.evaluate("() => { window.__idleSince = undefined; }")
+    page.wait_for_function("""(quiet) => {
+        const now = performance.now();
+        if (document.querySelector('[data-testid="stStatusWidget"]')) { window.__idleSince = undefined; return false; }
+        if (window.__idleSince === undefined) window.__idleSince = now;
+        return now - Math.max(window.__idleSince, window.__lastRerunRequest || 0) >= quiet;
+    }""", arg=quiet_ms, polling=100, timeout=REPLY_TIMEOUT_MS)
 
 
 def send_and_watch_stream(page: Page, text: str) -> list[str]:
     """Send a message and wait for the turn to finish; return the distinct texts the
     assistant's reply showed while it arrived."""
+    settle(page)
     users_before = page.locator(USER_MESSAGES).count()
     replies_before = page.locator(ASSISTANT_MESSAGES).count()
     page.evaluate(RECORD_STREAM_JS)
@@ -114,7 +128,7 @@ def send_and_watch_stream(page: Page, text: str) -> list[str]:
     last_reply = page.locator(ASSISTANT_MESSAGES).last.locator('[data-testid="stChatMessageContent"]')
     expect(last_reply).to_have_text(re.compile(r"\S"), timeout=REPLY_TIMEOUT_MS)
     expect(last_reply).not_to_contain_text(CURSOR, timeout=REPLY_TIMEOUT_MS)
-    app_is_idle(page)
+    settle(page)
     expect(page).to_have_url(re.compile(r"[?&]thread=thread_"))
     return page.evaluate("() => { window.__streamObserver.disconnect(); return window.__streamSamples; }")
 
@@ -198,10 +212,11 @@ def test_reload_keeps_the_login_and_the_thread(page: Page):
 
 def test_log_out_then_a_wrong_password_is_refused(page: Page):
     needs("first run")
+    settle(page)
     page.evaluate(RECORD_MAIN_JS)
     page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Log out").click()
     expect(login_form(page)).to_be_visible()
-    app_is_idle(page)
+    settle(page)
     shown = page.evaluate("() => { window.__mainObserver.disconnect(); return window.__mainTexts; }")
     # Nothing of the app is drawn for the signed-out session on the way to the login form.
     assert not [t for t in shown if "You have no assistants yet" in t or "Comment responder" in t], shown

@@ -1,0 +1,17 @@
+"""The sidebar every page shares: who is signed in, log out, and the provider panel."""
+from __future__ import annotations
+
+import streamlit as st
+
+from components import context
+from components.provider_panel import provider_panel
+
+
+def shared_sidebar() -> None:
+    # Drawn by each page (not by app.py): elements app.py draws before page.run() are dropped
+    # from AppTest's tree on reruns, so the panel could not be tested there.
+    with st.sidebar:
+        st.caption(f"Signed in as **{st.session_state.get('name') or context.current_user()}**"
+                   + (" · admin" if context.is_admin() else ""))
+        st.session_state["authenticator"].logout("Log out", location="sidebar")
+    provider_panel()
