@@ -52,21 +52,38 @@ def authenticator() -> Authenticator:
         login_sleep_time=float(os.environ.get("STUDIO_LOGIN_SLEEP", "0")))
 
 
+def _signed_out() -> None:
+    """The only page a signed-out visitor can reach: empty, the forms are drawn around it."""
+
+
+def _no_pages_until_signed_in() -> None:
+    # In a run that never calls st.navigation, Streamlit falls back to the pages/ folder: the
+    # sidebar lists its files and /chat or /assistants run them directly, past this gate. One
+    # hidden, empty page closes that door. It is declared before the forms are drawn: widgets
+    # drawn after st.navigation keep one identity whatever page the URL asked for (before it, a
+    # first submit after the URL's page changed would be lost).
+    st.navigation([st.Page(_signed_out, title="Log in", default=True)], position="hidden")
+
+
 def require_login() -> Authenticator:
     """Show the first-run or login form and stop the script until someone is signed in."""
     if not context.user_file().has_users():
+        _no_pages_until_signed_in()
         first_run_form()
         st.stop()
     auth = authenticator()
-    created = st.session_state.get("account_created")
-    if created and not st.session_state.get("authentication_status"):
-        st.success(f"Account '{created}' created. Log in with it.")
-    auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
-    status = st.session_state.get("authentication_status")
-    if status is False:
-        st.error("Wrong username or password.")
-    if not status:
-        st.stop()
+    auth.login(location="unrendered")   # signs in from the browser's cookie, drawing nothing
+    if not st.session_state.get("authentication_status"):
+        _no_pages_until_signed_in()
+        created = st.session_state.get("account_created")
+        if created:
+            st.success(f"Account '{created}' created. Log in with it.")
+        auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
+        status = st.session_state.get("authentication_status")
+        if status is False:
+            st.error("Wrong username or password.")
+        if not status:
+            st.stop()
     # The sidebar's logout button needs this run's authenticator: building a second one would
     # render a second cookie-manager component with the same key.
     st.session_state["authenticator"] = auth

@@ -82,10 +82,9 @@ def log_in(page: Page, username: str, password: str) -> None:
     form.get_by_role("button", name="Log in").click()
 
 
-def reply_text(page: Page, index: int = -1) -> str:
-    """The text of an assistant message (without its avatar), once it has been drawn."""
-    replies = page.locator(ASSISTANT_MESSAGES)
-    reply = (replies.last if index == -1 else replies.nth(index)).locator('[data-testid="stChatMessageContent"]')
+def reply_text(page: Page) -> str:
+    """The text of the last assistant message (without its avatar), once it has been drawn."""
+    reply = page.locator(ASSISTANT_MESSAGES).last.locator('[data-testid="stChatMessageContent"]')
     expect(reply).not_to_have_text("")
     return reply.inner_text().strip()
 
@@ -136,6 +135,7 @@ def send_and_watch_stream(page: Page, text: str) -> list[str]:
 def test_first_run_creates_the_admin_then_logs_in(page: Page):
     page.goto("/")
     expect(page.get_by_role("heading", name="Welcome to Assistant Studio")).to_be_visible()
+    expect(page.locator('[data-testid="stSidebarNavLink"]')).to_have_count(0)   # no way past the gate
     form = page.locator('[data-testid="stForm"]')
     form.get_by_role("textbox", name="Username").fill(USERNAME)
     form.get_by_role("textbox", name="Display name").fill(DISPLAY_NAME)
@@ -151,6 +151,8 @@ def test_first_run_creates_the_admin_then_logs_in(page: Page):
     expect(page.get_by_role("heading", name="Comment responder")).to_be_visible()
     expect(login_form(page)).to_have_count(0)
     expect(page.get_by_text(f"Signed in as {DISPLAY_NAME}")).to_be_visible()
+    expect(page.locator('[data-testid="stSidebarNavLink"]')).to_have_text(
+        [re.compile(r"Chat$"), re.compile(r"Assistants$")])   # after their icons
     expect(chat_input(page)).to_have_attribute("placeholder", "Message Comment responder…")
     # The login cookie (set from the browser by a component) is what a reload signs in with.
     deadline = time.monotonic() + 15
@@ -170,7 +172,7 @@ def test_chat_reply_streams_in_and_starts_a_thread(page: Page):
     # Streaming: the reply was seen growing, with the cursor, before it was complete.
     partial_lengths = {len(s) for _, s in samples if s.strip() and CURSOR in s}
     assert len(partial_lengths) >= 2, f"the reply did not stream in; texts seen: {samples!r}"
-    assert final.rstrip(CURSOR) and CURSOR not in final
+    assert CURSOR not in final
 
     sidebar = page.locator('[data-testid="stSidebar"]')
     expect(sidebar.get_by_role("button", name=f"▶ {FIRST_MESSAGE}")).to_be_visible()
@@ -218,16 +220,27 @@ def test_log_out_then_a_wrong_password_is_refused(page: Page):
     expect(login_form(page)).to_be_visible()
     settle(page)
     shown = page.evaluate("() => { window.__mainObserver.disconnect(); return window.__mainTexts; }")
-    # Nothing of the app is drawn for the signed-out session on the way to the login form.
-    assert not [t for t in shown if "You have no assistants yet" in t or "Comment responder" in t], shown
+    # No page is drawn for the signed-out session on the way to the login form.
+    assert not [t for t in shown if "You have no assistants yet" in t or "Traceback" in t], shown
     expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
 
     log_in(page, USERNAME, "not-my-password")
     expect(page.get_by_text("Wrong username or password")).to_be_visible()
     expect(login_form(page)).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "wrong-password.png"), full_page=True)
     expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
 
     # Logged out for good: a reload does not sign back in from the cookie.
     page.reload()
     expect(login_form(page)).to_be_visible()
     expect(page.get_by_role("heading", name="Comment responder")).to_have_count(0)
+
+    # Signed out, no page can be reached: no page links, and a page's own URL shows the login form.
+    expect(page.locator('[data-testid="stSidebarNavLink"]')).to_have_count(0)
+    page.goto("/assistants")
+    expect(login_form(page)).to_be_visible()
+    settle(page)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.get_by_role("heading", name="Assistants")).to_have_count(0)
+    expect(page.get_by_text("Signed in as")).to_have_count(0)
