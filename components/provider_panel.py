@@ -82,3 +82,19 @@ def retirement_notice(provider, model: str) -> None:
     if info and info.shutdown_date:
         st.warning(f"`{model}` is scheduled to shut down on {info.shutdown_date:%Y-%m-%d}; "
                    "pick a newer model in the assistant's settings before then.", icon="⏳")
+
+
+def provider_notes(provider, spec, thread) -> None:
+    """Under the chat title: where the assistant runs, and plainly what that provider cannot do."""
+    model = spec.model or provider.default_model()
+    st.caption(f"Runs on **{provider.label}** · model `{model}`")
+    chosen = spec.provider or context.settings().provider
+    if thread is not None and thread.messages and thread.provider != chosen:
+        st.caption(f"This thread was started on {thread.provider} and stays there; "
+                   f"start a ➕ New thread to use {chosen}.")
+    retirement_notice(provider, model)
+    missing = [t for t in spec.tools if t != "code_interpreter"]
+    if missing and not provider.capabilities.function_tools:
+        st.info(" ".join(provider.limitations()) + f" (This assistant asks for: {', '.join(missing)}.)")
+    elif "code_interpreter" in spec.tools and not provider.capabilities.code_interpreter:
+        st.info(f"{provider.label} has no code interpreter; only OpenAI runs code.")

@@ -4,7 +4,7 @@ import streamlit as st
 from components import context
 from components.layout import shared_sidebar
 from components.model_loading import ensure_local_model
-from components.provider_panel import retirement_notice
+from components.provider_panel import provider_notes
 from components.threads import current_thread, remember_in_url, start_thread, thread_sidebar
 from components.transcript import show_messages, stream_turn
 from studio.chat import needs_retry, run_turn
@@ -42,14 +42,7 @@ st.title(spec.name)
 if spec.description:
     st.caption(spec.description)
 if provider is not None:
-    model = spec.model or context.settings().model or provider.default_model()
-    st.caption(f"Runs on **{provider.label}** · model `{model}`")
-    retirement_notice(provider, model)
-    wanted_tools = [t for t in spec.tools if t]
-    if wanted_tools and not provider.capabilities.function_tools:
-        st.info(" ".join(provider.limitations()) + f" (This assistant asks for: {', '.join(wanted_tools)}.)")
-    if "code_interpreter" in spec.tools and not provider.capabilities.code_interpreter:
-        st.info(f"{provider.label} has no code interpreter; only OpenAI runs code.")
+    provider_notes(provider, spec, thread)
 if provider_error:
     st.error(provider_error)
 

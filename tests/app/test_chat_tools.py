@@ -92,3 +92,15 @@ def test_a_model_with_a_shutdown_date_is_flagged_and_the_model_list_shows_dates(
     at.toggle(key="show_models").set_value(True).run()
     table = at.sidebar.dataframe[0].value
     assert table.set_index("model").loc["gpt-4o", "retires"] == "2027-01-14"
+
+
+def test_a_thread_stays_on_its_provider_after_the_session_switches(signed_in, workspace, fake_server):
+    at = signed_in
+    at.chat_input[0].set_value("on the local model").run()
+    fields = {t.label: t for t in at.text_input}
+    at.radio(key="panel_provider").set_value("compatible")
+    fields["Base URL"].input(fake_server.base_url)
+    next(b for b in at.button if b.label == "Apply").click()
+    at.run()
+    assert any("started on local and stays there" in c.value for c in at.caption)
+    assert any("Embedded model" in c.value for c in at.caption)
