@@ -19,7 +19,7 @@ import torch  # noqa: E402  (imported before timing so both loads pay the same)
 import transformers  # noqa: E402,F401
 
 from studio.assistants import compile_instructions, load_demo_assistant  # noqa: E402
-from studio.local_model import get_local_model, load_local_model  # noqa: E402
+from studio.local_model import get_local_model, load_local_model, on_model_thread  # noqa: E402
 from studio.providers.local import GENERATION, LocalProvider  # noqa: E402
 from studio.types import Done, TextDelta  # noqa: E402
 
@@ -54,8 +54,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
-        first = load_local_model(cache)
-        cached = load_local_model(cache)
+        first = on_model_thread(load_local_model, cache).result()
+        cached = on_model_thread(load_local_model, cache).result()
         print(f"first load (GGUF, dequantize, write cache): {first.load_seconds:6.2f} s")
         print(f"cached load (safetensors from workspace):  {cached.load_seconds:6.2f} s"
               f"   ratio cached/first = {cached.load_seconds / first.load_seconds:.3f}")
@@ -67,12 +67,16 @@ def main() -> None:
         messages = [{"role": "system", "content": compile_instructions(spec)},
                     {"role": "user", "content": "Great video on regression! Could you cover logistic regression?"}]
         studio_run(provider, messages)              # warm-up, both paths
-        bare_run(local.model, local.tokenizer, messages, args.tokens)
+        on_model_thread(bare_run, local.model, local.tokenizer, messages, args.tokens).result()
 
         studio_rates, bare_rates = [], []
         for i in range(args.rounds):                # alternate the order: the machine drifts
+            # The bare loop runs on the same model thread as studio's generation, so the ratio is
+            # the cost of studio's streaming layer alone (torch work on a second thread would
+            # slow both: see studio/local_model.py).
             runs = [("studio", lambda: studio_run(provider, messages)),
-                    ("bare", lambda: bare_run(local.model, local.tokenizer, messages, args.tokens))]
+                    ("bare", lambda: on_model_thread(bare_run, local.model, local.tokenizer, messages,
+                                                     args.tokens).result())]
             for name, run in (runs if i % 2 == 0 else runs[::-1]):
                 tokens, seconds = run()
                 (studio_rates if name == "studio" else bare_rates).append(tokens / seconds)

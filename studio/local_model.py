@@ -7,9 +7,10 @@ never downloaded.
 from __future__ import annotations
 
 import importlib.util
+import queue
 import shutil
-import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -100,17 +101,42 @@ def _clear_gguf_marker(model) -> None:
         model.is_quantized = False
 
 
+# All torch work (loading and generating) runs on this one thread. torch's OpenMP pool belongs
+# to the thread that calls it: two threads doing torch work in one process each keep a pool, and
+# on a 2-core machine they halve each other's speed (bench/local_generation.py showed it).
+_model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-model")
 _loaded: dict[str, LocalModel] = {}
-_lock = threading.Lock()
+
+
+def on_model_thread(fn: Callable, *args, **kwargs) -> Future:
+    """Run `fn` on the model thread (calls queue up there, one at a time)."""
+    return _model_thread.submit(fn, *args, **kwargs)
 
 
 def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalModel:
-    """The process-wide model (loaded once; later calls return at once)."""
+    """The process-wide model (loaded once; later calls return at once).
+
+    Progress messages are passed to `progress` on the calling thread (Streamlit can only draw there).
+    """
     key = str(Path(model_dir).resolve())
-    with _lock:
-        if key not in _loaded:
-            _loaded[key] = load_local_model(Path(model_dir), progress)
+    if key in _loaded:
         return _loaded[key]
+    messages: queue.Queue[str] = queue.Queue()
+
+    def load() -> LocalModel:
+        if key not in _loaded:   # another caller may have queued the same load first
+            _loaded[key] = load_local_model(Path(model_dir), messages.put)
+        return _loaded[key]
+
+    future = on_model_thread(load)
+    while not (future.done() and messages.empty()):
+        try:
+            message = messages.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if progress:
+            progress(message)
+    return future.result()
 
 
 def is_loaded(model_dir: Path) -> bool:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
 from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, fit_history
-from studio.local_model import CONTEXT_WINDOW, MODEL_ID, ModelNotInstalled, Progress, get_local_model
+from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelNotInstalled, Progress, get_local_model,
+                                on_model_thread)
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
@@ -70,8 +70,8 @@ class LocalProvider(Provider):
         local = get_local_model(self.model_dir, self.progress)
         inputs = local.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                        timeout=120)
+        # No timeout: a reply may wait its turn on the model thread behind another session's.
+        streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
 
         class StopWhenAbandoned(StoppingCriteria):
@@ -83,6 +83,9 @@ class LocalProvider(Provider):
         output_tokens = [0]
 
         def work():
+            if stop.is_set():   # abandoned while it waited in the queue
+                streamer.end()
+                return
             try:
                 with torch.inference_mode():
                     out = local.model.generate(
@@ -94,15 +97,14 @@ class LocalProvider(Provider):
                 failure.append(exc)
                 streamer.end()
 
-        worker = threading.Thread(target=work, name="local-generate", daemon=True)
-        worker.start()
+        finished = on_model_thread(work)
         try:
             for text in streamer:
                 if text:
                     yield TextDelta(text)
         finally:
             stop.set()
-        worker.join()
+        finished.result()
         if failure:
             yield ErrorEvent(f"The embedded model failed: {failure[0]}", retryable=True)
             return
