@@ -77,3 +77,10 @@ def test_a_long_message_is_refused_clearly_and_kept_for_retry(signed_in):
     assert any("Shorten the message" in w.value for w in at.warning)
     assert chat_messages(at)[0][0] == "user"          # the message is saved, not lost
     assert any(b.label == "↻ Retry" for b in at.button)
+
+
+def test_a_thread_offers_markdown_and_json_export(signed_in):
+    at = send(signed_in, "Export me")
+    buttons = at.get("download_button")
+    labels = [b.proto.label for b in buttons]
+    assert labels == ["Export Markdown", "Export JSON"]

@@ -212,6 +212,20 @@ def test_reload_keeps_the_login_and_the_thread(page: Page):
     done.add("reload")
 
 
+def test_reload_keeps_the_page(page: Page):
+    needs("first run")
+    settle(page)
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Assistants").click()
+    expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/assistants"))
+    settle(page)
+    page.reload()
+    expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
+    expect(login_form(page)).to_have_count(0)
+    expect(page.get_by_role("textbox", name="Name")).to_have_value("Comment responder")
+    settle(page)
+
+
 def test_log_out_then_a_wrong_password_is_refused(page: Page):
     needs("first run")
     settle(page)
