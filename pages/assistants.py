@@ -54,5 +54,5 @@ if notice := st.session_state.pop("saved_notice", None):
 left, right = st.columns(2)
 left.button("Duplicate", key="duplicate", on_click=duplicate, args=(spec.id,))
 with right.popover("Delete"):
-    st.write(f"Delete “{spec.name}”? Threads already started with it stay readable.")
+    st.write(f"Delete “{spec.name}”? Threads already started with it stay readable and exportable.")
     st.button("Yes, delete", key="confirm_delete", type="primary", on_click=delete, args=(spec.id,))

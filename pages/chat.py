@@ -21,6 +21,13 @@ if not assistants:
 
 thread = current_thread()
 by_id = {a.id: a for a in assistants}
+if thread is not None and thread.messages and thread.assistant_id not in by_id:
+    thread_sidebar(store, thread, None)
+    st.title(thread.title)
+    st.info("This thread's assistant was deleted: you can read and export the thread, "
+            "but not continue it. Start a ➕ New thread to chat.")
+    show_messages(thread.messages)
+    st.stop()
 if st.session_state.get("assistant_id") not in by_id:
     st.session_state["assistant_id"] = assistants[0].id
 spec_id = st.sidebar.selectbox("Assistant", list(by_id), key="assistant_id",

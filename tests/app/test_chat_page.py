@@ -84,3 +84,20 @@ def test_a_thread_offers_markdown_and_json_export(signed_in):
     buttons = at.get("download_button")
     labels = [b.proto.label for b in buttons]
     assert labels == ["Export Markdown", "Export JSON"]
+
+
+def test_a_thread_whose_assistant_was_deleted_stays_readable(signed_in, workspace):
+    at = send(signed_in, "Keep this conversation")
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    store.duplicate_assistant(store.list_assistants("ada")[0].id, owner="ada")
+    original = next(a for a in store.list_assistants("ada") if a.name == "Comment responder")
+    store.delete_assistant(original.id)
+    next(b for b in at.sidebar.button if b.label == "➕ New thread").click()
+    at.run()
+    next(b for b in at.sidebar.button if b.label == "Keep this conversation").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Keep this conversation"
+    assert "assistant was deleted" in at.info[0].value
+    assert chat_messages(at)[0] == ("user", "Keep this conversation")
+    assert not at.chat_input
