@@ -36,7 +36,7 @@ class OpenAIProvider(Provider):
     capabilities = Capabilities(function_tools=True, code_interpreter=True, server_threads=True,
                                 fine_tuning=True)
 
-    def __init__(self, api_key: str, base_url: str | None = None, default_model: str = "gpt-4.1-mini",
+    def __init__(self, api_key: str, base_url: str | None = None, default_model: str = "gpt-5-mini",
                  max_retries: int = 2, timeout: float = 60):
         self._api_key = api_key or ""
         self._default_model = default_model
