@@ -33,13 +33,22 @@ def first_run_form() -> None:
         st.rerun()
 
 
+# What streamlit-authenticator keeps in session state; everything else is the app's and belongs
+# to the user who is signing out.
+LIBRARY_KEYS = {"logout", "authentication_status", "name", "username", "email", "roles", "init"}
+
+
 class Authenticator(stauth.Authenticate):
     def logout(self, *args, **kwargs) -> None:
         super().logout(*args, **kwargs)
-        # On the click the library signs the session out but lets the script go on, so the page
-        # would be drawn once for nobody ("You have no assistants yet"). Stop instead: the cookie
-        # manager's rerun (after it deletes the cookie in the browser) then shows the login form.
         if not st.session_state.get("authentication_status"):
+            # The next person to sign in on this tab must not inherit this user's thread or the
+            # API key they typed in the sidebar.
+            for key in [k for k in st.session_state if k not in LIBRARY_KEYS]:
+                del st.session_state[key]
+            # On the click the library signs the session out but lets the script go on, so the
+            # page would be drawn once for nobody. Stop instead: the cookie manager's rerun (after
+            # it deletes the cookie in the browser) then shows the login form.
             st.stop()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from studio.auth import UserFile
-from studio.providers import Provider, make_provider
+from studio.providers import Provider, make_provider, settings_for
 from studio.settings import Settings
 from studio.store import Store
 from studio.types import AssistantSpec
@@ -21,7 +21,11 @@ def _secrets() -> dict:
 
 
 def base_settings() -> Settings:
-    return Settings.load(secrets=_secrets())
+    try:
+        return Settings.load(secrets=_secrets())
+    except ValueError as exc:   # e.g. STUDIO_PROVIDER=foo: say so instead of a traceback
+        st.error(f"The configuration is not valid: {exc}")
+        st.stop()
 
 
 def settings() -> Settings:
@@ -55,8 +59,6 @@ def is_admin() -> bool:
 
 def provider_for(spec: AssistantSpec | None, progress=None, name: str | None = None) -> Provider:
     """The provider a turn runs on: the thread's or assistant's own, else the session's choice."""
-    s = settings()
-    chosen = name or (spec.provider if spec and spec.provider else s.provider)
-    if chosen != s.provider:
-        s = s.with_overrides(provider=chosen, model="")   # the default model belongs to the default provider
-    return make_provider(s, progress=progress)
+    session = settings()
+    chosen = name or (spec.provider if spec and spec.provider else session.provider)
+    return make_provider(settings_for(chosen, session, base_settings()), progress=progress)

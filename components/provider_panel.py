@@ -1,25 +1,31 @@
-"""The sidebar settings panel: which provider this session talks to."""
+"""The sidebar settings panel (which provider this session talks to) and the notes under a chat."""
 from __future__ import annotations
 
 import streamlit as st
 
 from components import context
-from studio.providers import LABELS, ProviderError
+from studio.providers import LABELS, ProviderError, provider_class
+from studio.providers.openai_errors import safe_url
 from studio.settings import PROVIDERS
+
+PANEL_KEYS = ("panel_provider", "panel_base_url", "panel_api_key", "panel_model")
 
 
 def provider_panel() -> None:
     """Provider, model, base URL and a session-only API key. Nothing typed here is stored."""
-    base = context.base_settings()
+    configured = context.base_settings()
     overrides = st.session_state.setdefault(context.OVERRIDES, {})
     current = context.settings()
     with st.sidebar.expander(f"Provider: {current.provider}", expanded=False):
         with st.form("provider_settings", border=False):
             st.radio("Provider", PROVIDERS, index=PROVIDERS.index(current.provider),
                      format_func=LABELS.get, key="panel_provider")
-            st.text_input("Base URL", value=current.base_url, key="panel_base_url",
-                          placeholder="http://localhost:11434/v1",
-                          help="A compatible server's /v1 URL; for OpenAI leave empty.")
+            # Never pre-filled with the configured URL: it may carry credentials.
+            st.text_input("Base URL", value=overrides.get("base_url", ""), key="panel_base_url",
+                          placeholder=safe_url(configured.base_url) if configured.base_url
+                          else "http://localhost:11434/v1",
+                          help="A compatible server's /v1 URL. Leave empty for the configured one "
+                               "(or OpenAI's own).")
             st.text_input("API key (this session only)", type="password", value="", key="panel_api_key",
                           placeholder="set" if current.api_key else "not set",
                           help="Kept in this browser session only: never saved, logged or shown again.")
@@ -28,18 +34,30 @@ def provider_panel() -> None:
             st.form_submit_button("Apply", on_click=_apply)
         if overrides:
             st.button("Reset to configured defaults", key="provider_reset", on_click=_reset)
-        st.caption(f"Configured default: {base.provider}" + (" · key set" if current.api_key else ""))
+        st.caption(f"Configured default: {configured.provider}" + (" · key set" if current.api_key else ""))
+        for limitation in provider_class(current.provider).limitations():
+            st.caption(f"ⓘ {limitation}")
         _show_models()
 
 
 def _apply() -> None:
     # A callback: it runs before the script, so the whole page already uses the new choice.
     state = st.session_state
+    configured = context.base_settings()
     overrides = state.setdefault(context.OVERRIDES, {})
-    overrides.update(provider=state["panel_provider"], base_url=state["panel_base_url"].strip(),
-                     model=state["panel_model"].strip())
-    if state["panel_api_key"].strip():
-        overrides["api_key"] = state["panel_api_key"].strip()
+    overrides.update(provider=state["panel_provider"], model=state["panel_model"].strip())
+    base_url, typed_key = state["panel_base_url"].strip(), state["panel_api_key"].strip()
+    if base_url:
+        overrides["base_url"] = base_url
+    else:
+        overrides.pop("base_url", None)
+    if typed_key:
+        overrides["api_key"] = typed_key
+    elif base_url and base_url != configured.base_url and not overrides.get("api_key"):
+        # The configured key belongs to the configured server: never send it to a URL typed here.
+        overrides["api_key"] = ""
+    elif not (base_url and base_url != configured.base_url) and overrides.get("api_key") == "":
+        overrides.pop("api_key")
     state["panel_api_key"] = ""          # do not keep the typed key in a widget
     state.pop("models_cache", None)
 
@@ -47,6 +65,8 @@ def _apply() -> None:
 def _reset() -> None:
     st.session_state[context.OVERRIDES] = {}
     st.session_state.pop("models_cache", None)
+    for key in PANEL_KEYS:               # so the widgets show the configured values again
+        st.session_state.pop(key, None)
 
 
 def _show_models() -> None:
@@ -62,12 +82,20 @@ def _show_models() -> None:
 
 
 def cached_models(provider=None):
-    """A provider's model list (default: the session's), fetched once per session."""
+    """A provider's model list (default: the session's), fetched once per session.
+
+    A failure is remembered too, so an unreachable server does not slow every rerun.
+    """
     provider = provider or context.provider_for(None)
-    key = (provider.name, context.settings().base_url)
+    key = (provider.name, getattr(provider, "base_url", ""))
     cache = st.session_state.setdefault("models_cache", {})
     if key not in cache:
-        cache[key] = provider.list_models()
+        try:
+            cache[key] = provider.list_models()
+        except ProviderError as exc:
+            cache[key] = exc
+    if isinstance(cache[key], ProviderError):
+        raise cache[key]
     return cache[key]
 
 
@@ -95,6 +123,6 @@ def provider_notes(provider, spec, thread) -> None:
     retirement_notice(provider, model)
     missing = [t for t in spec.tools if t != "code_interpreter"]
     if missing and not provider.capabilities.function_tools:
-        st.info(" ".join(provider.limitations()) + f" (This assistant asks for: {', '.join(missing)}.)")
+        st.info(provider.limitations()[0] + f" (This assistant asks for: {', '.join(missing)}.)")
     elif "code_interpreter" in spec.tools and not provider.capabilities.code_interpreter:
         st.info(f"{provider.label} has no code interpreter; only OpenAI runs code.")

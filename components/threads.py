@@ -11,6 +11,11 @@ from studio.store import Store
 from studio.types import AssistantSpec, Thread
 
 THREAD = "thread"   # session_state key holding the current Thread
+SHOWN_THREADS = 50
+
+
+def may_read(thread: Thread) -> bool:
+    return thread.owner == context.current_user() or context.is_admin()
 
 
 def current_thread() -> Thread | None:
@@ -18,12 +23,33 @@ def current_thread() -> Thread | None:
     thread = st.session_state.get(THREAD)
     if thread is None and (thread_id := st.query_params.get("thread")):
         thread = context.store().get_thread(thread_id)
-        if thread and (thread.owner == context.current_user() or context.is_admin()):
+        if thread is not None:
             st.session_state[THREAD] = thread
             st.session_state["assistant_id"] = thread.assistant_id
-        else:
-            thread = None
+    if thread is not None and not may_read(thread):   # checked on every run, not only on load
+        st.session_state.pop(THREAD, None)
+        st.query_params.pop("thread", None)
+        return None
     return thread
+
+
+def read_only_reason(thread: Thread, assistants_by_id: dict) -> str | None:
+    """Why this user may read but not continue `thread`, or None if they may continue it."""
+    if thread.owner != context.current_user():
+        return f"This thread belongs to {thread.owner}."
+    if thread.assistant_id not in assistants_by_id:
+        return "This thread's assistant was deleted."
+    return None
+
+
+def assistant_label(spec: AssistantSpec, user: str) -> str:
+    # Admins see everyone's assistants: name the owner of those that are not theirs.
+    return spec.name if spec.owner == user else f"{spec.name} · {spec.owner}"
+
+
+def turn_errors() -> dict:
+    """The last failed turn's error per thread id, for this session."""
+    return st.session_state.setdefault("turn_errors", {})
 
 
 def start_thread(spec: AssistantSpec, provider: Provider) -> Thread:
@@ -62,7 +88,9 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
         threads = store.list_threads(None if show_all else context.current_user())
         if not threads:
             st.caption("No threads yet: your first message starts one.")
-        for thread in threads[:50]:
+        if len(threads) > SHOWN_THREADS:
+            st.caption(f"The newest {SHOWN_THREADS} of {len(threads)} threads.")
+        for thread in threads[:SHOWN_THREADS]:
             is_current = current is not None and thread.id == current.id
             label = ("▶ " if is_current else "") + thread.title
             if show_all and thread.owner != context.current_user():

@@ -22,10 +22,16 @@ def tool_call_block(call: ToolCall, running: bool = False) -> None:
                 st.caption("Output")
                 st.code(call.result or "(no output)", language="text")
         return
-    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call.arguments.items())
+    if isinstance(call.arguments, dict):
+        args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call.arguments.items())
+    else:   # a model may send arguments that are not a JSON object; show them as they came
+        args = str(call.arguments)[:80]
     with st.expander(f"{icon} `{call.name}({args})`", expanded=False):
         st.caption("Arguments")
-        st.json(call.arguments)
+        if isinstance(call.arguments, dict):
+            st.json(call.arguments)
+        else:
+            st.code(str(call.arguments), language="text")
         if call.result is not None:
             st.caption("Error" if call.error else "Result")
             st.code(call.result, language="json" if call.result[:1] in "[{" else "text")

@@ -5,7 +5,8 @@ from components import context
 from components.layout import shared_sidebar
 from components.model_loading import ensure_local_model
 from components.provider_panel import provider_notes
-from components.threads import current_thread, remember_in_url, start_thread, thread_sidebar
+from components.threads import (assistant_label, current_thread, read_only_reason, remember_in_url,
+                                start_thread, thread_sidebar, turn_errors)
 from components.transcript import show_messages, stream_turn
 from studio.chat import needs_retry, run_turn
 from studio.providers import ProviderError
@@ -57,15 +58,22 @@ if thread is not None:
     show_messages(thread.messages)
 
 retry = False
+failure = turn_errors().get(thread.id) if thread is not None else None
 if thread is not None and needs_retry(thread):
-    st.warning(st.session_state.get("turn_error") or "The last message has no reply yet.")
-    retry = st.button("↻ Retry", key="retry", disabled=provider is None)
-elif st.session_state.get("turn_error"):
-    st.error(st.session_state.pop("turn_error"))
+    if failure is None or failure.retryable:
+        st.warning(failure.message if failure else "The last message has no reply yet.")
+        retry = st.button("↻ Retry", key="retry", disabled=provider is None)
+    elif failure.code == "context_length_exceeded":   # the same text would fail again
+        st.error(failure.message + " Your message is kept above; send a shorter one to go on.")
+    else:
+        st.error(failure.message + " Fix this (e.g. in the sidebar's Provider panel), then retry.")
+        retry = st.button("↻ Retry", key="retry", disabled=provider is None)
+elif failure is not None:
+    st.error(turn_errors().pop(thread.id).message)
 
 prompt = st.chat_input(f"Message {spec.name}…", disabled=provider is None)
 if (prompt is not None or retry) and provider is not None:
-    st.session_state.pop("turn_error", None)
+    turn_errors().pop(thread.id, None)
     if prompt is not None:
         with st.chat_message("user"):
             st.markdown(prompt)
@@ -73,7 +81,7 @@ if (prompt is not None or retry) and provider is not None:
         ensure_local_model(context.settings().model_dir)
     error = stream_turn(run_turn(store, provider, thread, spec, prompt))
     if error is not None:
-        st.session_state["turn_error"] = error.message
+        turn_errors()[thread.id] = error
     if thread.messages:
         remember_in_url(thread)
     st.rerun()

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from studio.auth import UserError, UserFile
 from studio.chat import new_thread, run_turn
-from studio.providers import ProviderError, make_provider
+from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Store
 from studio.types import Done, ErrorEvent, TextDelta, ToolCallFinished
@@ -44,15 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--admin", action="store_true", help="give the admin role (the first user always has it)")
 
     args = parser.parse_args(argv)
-    settings = Settings.load()
-    if getattr(args, "provider", None):
-        settings = settings.with_overrides(provider=args.provider)
-    if getattr(args, "model", None):
-        settings = settings.with_overrides(model=args.model)
-    settings.ensure_data_dir()
     try:
+        settings = Settings.load()
+        if getattr(args, "provider", None):
+            settings = settings.with_overrides(provider=args.provider)
+        if getattr(args, "model", None):
+            settings = settings.with_overrides(model=args.model)
+        settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users}[args.command](args, settings)
-    except (ProviderError, UserError) as exc:
+    except (ProviderError, UserError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -61,24 +61,29 @@ def _chat(args, settings: Settings) -> int:
     store = Store(settings.database_url)
     user = args.user or os.environ.get("STUDIO_USER") or _first_admin(settings) or "cli"
     store.seed_demo_assistant(user)
-    assistants = store.list_assistants(user)
-    if args.assistant:
-        assistants = [a for a in assistants if a.name.lower() == args.assistant.lower()]
-        if not assistants:
-            raise ProviderError(f"No assistant named {args.assistant!r} for user {user!r}.")
-    spec = assistants[0]
-    if args.provider:   # the command line wins over the assistant's own choice
-        spec = replace(spec, provider=args.provider, model=args.model or "")
-    elif args.model:
-        spec = replace(spec, model=args.model)
-    provider = make_provider(settings.with_overrides(provider=spec.provider or settings.provider),
-                             progress=lambda msg: print(msg, file=sys.stderr))
     if args.thread:
+        # A thread goes on with its own assistant, on the provider it started on.
         thread = store.get_thread(args.thread)
         if thread is None or thread.owner != user:
             raise ProviderError(f"No thread {args.thread!r} for user {user!r}.")
+        spec = store.get_assistant(thread.assistant_id)
+        if spec is None:
+            raise ProviderError("This thread's assistant was deleted; the thread can be read, not continued.")
+        if args.provider and args.provider != thread.provider:
+            raise ProviderError(f"Thread {thread.id} runs on {thread.provider}; start a new thread "
+                                f"to use {args.provider}.")
+        chosen = thread.provider
     else:
-        thread = new_thread(user, spec, provider)
+        spec = _pick_assistant(store, user, args.assistant)
+        chosen = args.provider or spec.provider or settings.provider
+        thread = None
+    if args.model:
+        spec = replace(spec, model=args.model)
+    elif args.provider and args.provider != spec.provider:
+        spec = replace(spec, model="")   # the assistant's model belongs to its own provider
+    provider = make_provider(settings_for(chosen, settings, settings),
+                             progress=lambda msg: print(msg, file=sys.stderr))
+    thread = thread or new_thread(user, spec, provider)
     status = 0
     for event in run_turn(store, provider, thread, spec, args.message):
         if isinstance(event, TextDelta):
@@ -94,6 +99,17 @@ def _chat(args, settings: Settings) -> int:
             sys.stdout.write("\n")
     print(f"thread: {thread.id}", file=sys.stderr)
     return status
+
+
+def _pick_assistant(store: Store, user: str, name: str | None):
+    assistants = store.list_assistants(user)
+    if name:
+        assistants = [a for a in assistants if a.name.lower() == name.lower()]
+        if not assistants:
+            raise ProviderError(f"No assistant named {name!r} for user {user!r}.")
+    if not assistants:
+        raise ProviderError(f"User {user!r} has no assistants; create one in the app first.")
+    return assistants[0]
 
 
 def _models(args, settings: Settings) -> int:

@@ -50,8 +50,8 @@ class Settings:
             base_url=base_url,
             api_key=api_key,
             database_url=get("STUDIO_DATABASE_URL") or f"sqlite:///{data_dir / 'studio.db'}",
-            context_window=int(get("STUDIO_CONTEXT_WINDOW") or 8192),
-            local_max_tokens=int(get("STUDIO_LOCAL_MAX_TOKENS") or 256),
+            context_window=_positive_int(get("STUDIO_CONTEXT_WINDOW"), 8192, "STUDIO_CONTEXT_WINDOW"),
+            local_max_tokens=_positive_int(get("STUDIO_LOCAL_MAX_TOKENS"), 256, "STUDIO_LOCAL_MAX_TOKENS"),
             model_dir=Path(get("STUDIO_MODEL_CACHE") or data_dir / "models").expanduser(),
         )
 
@@ -62,3 +62,15 @@ class Settings:
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
+
+
+def _positive_int(text: str, default: int, name: str) -> int:
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{name} must be a whole number above 0, not {text!r}")
+    return value

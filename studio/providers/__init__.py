@@ -11,6 +11,33 @@ LABELS = {
 }
 
 
+def provider_class(name: str) -> type[Provider]:
+    """The class behind a provider name (imported lazily: the local one pulls in torch)."""
+    if name == "local":
+        from studio.providers.local import LocalProvider
+        return LocalProvider
+    if name == "openai":
+        from studio.providers.openai_provider import OpenAIProvider
+        return OpenAIProvider
+    if name == "compatible":
+        from studio.providers.compatible import CompatibleProvider
+        return CompatibleProvider
+    raise ProviderError(f"Unknown provider {name!r}.")
+
+
+def settings_for(chosen: str, session: Settings, configured: Settings) -> Settings:
+    """Settings to run provider `chosen` with.
+
+    The session's own choices (sidebar) apply to the session's provider only; any other
+    provider (pinned by an assistant or a thread) runs as configured in env/secrets.
+    """
+    if chosen == session.provider:
+        return session
+    if chosen == configured.provider:
+        return configured
+    return configured.with_overrides(provider=chosen, model="")
+
+
 def make_provider(settings: Settings, progress=None) -> Provider:
     """The provider named in `settings`. Raises ProviderError if its configuration is missing."""
     if settings.provider == "local":
@@ -33,4 +60,5 @@ def make_provider(settings: Settings, progress=None) -> Provider:
     raise ProviderError(f"Unknown provider {settings.provider!r}.")
 
 
-__all__ = ["Capabilities", "Provider", "ProviderError", "make_provider", "LABELS"]
+__all__ = ["Capabilities", "Provider", "ProviderError", "make_provider", "provider_class", "settings_for",
+           "LABELS"]

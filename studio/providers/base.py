@@ -44,11 +44,14 @@ class Provider(ABC):
         Ends with Done (carrying `provider_ref` if the provider created a server thread).
         """
 
-    def limitations(self) -> list[str]:
+    @classmethod
+    def limitations(cls) -> list[str]:
         """Plain sentences for the UI about what this provider cannot do."""
         out = []
-        if not self.capabilities.function_tools:
-            out.append(f"{self.label} cannot call function tools; they are switched off.")
-        if not self.capabilities.code_interpreter:
-            out.append(f"{self.label} has no code interpreter.")
+        if not cls.capabilities.function_tools:
+            out.append(f"{cls.label} cannot call function tools; they are switched off.")
+        if not cls.capabilities.code_interpreter:
+            out.append(f"{cls.label} has no code interpreter; only OpenAI runs code.")
+        if not cls.capabilities.server_threads:
+            out.append("Threads are kept by this app, not by the server.")
         return out

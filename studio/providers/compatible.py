@@ -13,7 +13,7 @@ from openai import OpenAI
 from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, approx_tokens, fit_history
 from studio.providers.base import Capabilities, Provider, ProviderError
-from studio.providers.openai_errors import describe_error, provider_error
+from studio.providers.openai_errors import describe_error, provider_error, safe_url
 from studio.providers.openai_provider import (MAX_TOOL_ROUNDS, parse_arguments, parse_shutdown_date,
                                               run_calls_events, text_delta)
 from studio.tools import get_tools
@@ -47,7 +47,7 @@ class CompatibleProvider(Provider):
     def list_models(self) -> list[ModelInfo]:
         """The models the server lists at /v1/models. Raises ProviderError."""
         try:
-            models = list(self.client.models.list())
+            models = list(self.client.with_options(timeout=10, max_retries=0).models.list())
         except Exception as exc:
             raise provider_error(exc, base_url=self.base_url, secrets=self._secrets(),
                                  key_hint=KEY_HINT) from None
@@ -63,7 +63,7 @@ class CompatibleProvider(Provider):
         """With no model configured, use the first one the server lists (most serve just one)."""
         models = list(self.client.models.list())   # errors here are described like a turn's
         if not models:
-            raise ProviderError(f"No model is set and {self.base_url} lists none. Choose a model in "
+            raise ProviderError(f"No model is set and {safe_url(self.base_url)} lists none. Choose a model in "
                                 "settings.")
         self._default_model = models[0].id
         return self._default_model
@@ -148,7 +148,7 @@ class CompatibleProvider(Provider):
                             slot["arguments"] += tc.function.arguments or ""
                     finished = finished or choice.finish_reason is not None
         if not finished:
-            return ErrorEvent(f"The reply from {self.base_url} stopped before it was complete. Retry to "
+            return ErrorEvent(f"The reply from {safe_url(self.base_url)} stopped before it was complete. Retry to "
                               "get a full answer.", True, "stream_interrupted")
         calls.extend(ToolCall(name=slot["name"], arguments=parse_arguments(slot["arguments"]),
                               id=slot["id"] or new_id("call"))

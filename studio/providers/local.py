@@ -35,9 +35,11 @@ class LocalProvider(Provider):
                           context_window=CONTEXT_WINDOW,
                           description="SmolLM2-135M-Instruct, embedded; runs on the CPU, no key needed.")]
 
-    def limitations(self) -> list[str]:
+    @classmethod
+    def limitations(cls) -> list[str]:
         return ["The embedded 135M model cannot call function tools and has no code interpreter; "
-                "switch to OpenAI or a compatible server for tools."]
+                "switch to OpenAI or a compatible server for tools.",
+                "It runs on this machine's CPU: replies are short and simple, and no key or internet is needed."]
 
     def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
         if not thread.messages or thread.messages[-1].role != "user":

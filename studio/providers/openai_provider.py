@@ -55,7 +55,8 @@ class OpenAIProvider(Provider):
             raise ProviderError("No OpenAI API key is set. Set OPENAI_API_KEY in your settings or "
                                 ".streamlit/secrets.toml.")
         try:
-            models = list(self.client.models.list())
+            # A short timeout and no retries: the list is drawn on a page and must not hold it up.
+            models = list(self.client.with_options(timeout=10, max_retries=0).models.list())
         except Exception as exc:
             raise self._provider_error(exc) from None   # `from None`: the cause may quote the key
         return sorted((ModelInfo(id=m.id, provider=self.name, owned_by=m.owned_by or "",

@@ -70,13 +70,15 @@ def test_a_thread_is_reopened_from_the_url_in_a_new_session(signed_in, workspace
     assert chat_messages(fresh)[0] == ("user", "Remember me")
 
 
-def test_a_long_message_is_refused_clearly_and_kept_for_retry(signed_in):
+def test_a_long_message_is_refused_clearly_and_kept(signed_in):
     text = "data " * 9000   # beyond the embedded model's 8k-token context
     at = send(signed_in, text)
     assert not at.exception
-    assert any("Shorten the message" in w.value for w in at.warning)
+    assert any("too long" in e.value and "Shorten the message" in e.value for e in at.error)
     assert chat_messages(at)[0][0] == "user"          # the message is saved, not lost
-    assert any(b.label == "↻ Retry" for b in at.button)
+    assert not any(b.label == "↻ Retry" for b in at.button)   # retrying the same text cannot help
+    at = send(at, "A short one instead")
+    assert chat_messages(at)[-1][0] == "assistant" and not at.error
 
 
 def test_a_thread_offers_markdown_and_json_export(signed_in):

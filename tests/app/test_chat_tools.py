@@ -51,8 +51,8 @@ def test_a_rejected_key_is_a_clear_message_and_the_message_is_kept(on_openai, mo
     monkeypatch.setenv("OPENAI_API_KEY", "sk-bad")
     at = send(on_openai.run(), "Hello there")
     assert not at.exception
-    assert any("API key was rejected" in w.value for w in at.warning)
-    assert "sk-bad" not in str([w.value for w in at.warning])
+    assert any("API key was rejected" in e.value for e in at.error)
+    assert "sk-bad" not in str([e.value for e in at.error])
     assert at.chat_message[0].markdown[0].value == "Hello there"
     assert any(b.label == "↻ Retry" for b in at.button)
 

@@ -8,6 +8,7 @@ import pytest
 
 from studio.auth import UserFile
 from studio.store import Store
+from studio.types import AssistantSpec
 from tests.fakes.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,18 +52,23 @@ def test_chat_on_the_embedded_model_streams_a_reply_into_a_stored_thread(ws, tmp
     assert thread.messages[1].content.strip() == result.stdout.strip()
 
 
-def test_chat_on_openai_continues_a_thread_and_uses_the_named_assistant(ws, tmp_path, fake):
+def test_chat_on_openai_continues_a_thread_with_its_own_assistant(ws, tmp_path, fake):
     env = {**ws, "OPENAI_API_KEY": "sk-test-cli-123", "OPENAI_BASE_URL": fake.base_url}
+    store = Store(f"sqlite:///{tmp_path / 'studio.db'}")
+    store.seed_demo_assistant("cli")
+    store.save_assistant(AssistantSpec(name="Another", owner="cli", instructions="Be someone else."))
     first = cli("chat", "first", "--provider", "openai", "--assistant", "comment responder", env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "You said: first"
     thread_id = first.stderr.strip().splitlines()[-1].removeprefix("thread: ")
-    second = cli("chat", "second", "--provider", "openai", "--thread", thread_id, env=env)
+    second = cli("chat", "second", "--thread", thread_id, env={**env, "STUDIO_PROVIDER": "local"})
     assert second.stdout.strip() == "You said: second"
     thread = Store(f"sqlite:///{tmp_path / 'studio.db'}").get_thread(thread_id)
     assert [m.content for m in thread.messages] == ["first", "You said: first", "second", "You said: second"]
     assert len(fake.conversations[thread.provider_ref].items) == 4
-    assert "Sam" in fake.last("/v1/responses").body["instructions"]
+    assert "Sam" in fake.last("/v1/responses").body["instructions"]   # the thread's assistant, not "Another"
+    wrong = cli("chat", "third", "--thread", thread_id, "--provider", "local", env=env)
+    assert wrong.returncode == 1 and "runs on openai" in wrong.stderr
 
 
 def test_chat_errors_are_clear_and_exit_non_zero(ws, fake):
@@ -74,6 +80,8 @@ def test_chat_errors_are_clear_and_exit_non_zero(ws, fake):
     assert missing.returncode == 1 and "No assistant named 'nobody'" in missing.stderr
     no_key = cli("chat", "hi", "--provider", "openai", env=ws)
     assert no_key.returncode == 1 and "OPENAI_API_KEY" in no_key.stderr
+    bad_setting = cli("models", env={**ws, "STUDIO_PROVIDER": "nope"})
+    assert bad_setting.returncode == 1 and "STUDIO_PROVIDER must be one of" in bad_setting.stderr
 
 
 def test_models_lists_shutdown_dates(ws, fake):
