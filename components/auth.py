@@ -74,16 +74,21 @@ def _no_pages_until_signed_in() -> None:
     st.navigation([st.Page(_signed_out, title="Log in", default=True)], position="hidden")
 
 
-def require_login() -> Authenticator:
-    """Show the first-run or login form and stop the script until someone is signed in."""
+def require_login(from_page: bool = False) -> Authenticator:
+    """Show the first-run or login form and stop the script until someone is signed in.
+
+    `from_page`: called by a page that Streamlit ran directly, without app.py (see signed_in_page).
+    """
     if not context.user_file().has_users():
-        _no_pages_until_signed_in()
+        if not from_page:
+            _no_pages_until_signed_in()
         first_run_form()
         st.stop()
     auth = authenticator()
     auth.login(location="unrendered")   # signs in from the browser's cookie, drawing nothing
     if not st.session_state.get("authentication_status"):
-        _no_pages_until_signed_in()
+        if not from_page:
+            _no_pages_until_signed_in()
         created = st.session_state.get("account_created")
         if created:
             st.success(f"Account '{created}' created. Log in with it.")
@@ -96,4 +101,18 @@ def require_login() -> Authenticator:
     # The sidebar's logout button needs this run's authenticator: building a second one would
     # render a second cookie-manager component with the same key.
     st.session_state["authenticator"] = auth
+    user = st.session_state.get("username")
+    if st.session_state.get("seeded_for") != user:   # once per session: a user's first visit gets the demo
+        context.store().seed_demo_assistant(user)
+        st.session_state["seeded_for"] = user
     return auth
+
+
+def signed_in_page() -> None:
+    """The gate again, at the top of every page.
+
+    With a pages/ folder beside app.py, Streamlit keeps its legacy multipage handling and may run
+    a page file directly, without app.py (seen after a logout). Such a run must not get past here.
+    """
+    if not st.session_state.get("authentication_status") or "authenticator" not in st.session_state:
+        require_login(from_page=True)

@@ -22,17 +22,19 @@ if not assistants:
 
 thread = current_thread()
 by_id = {a.id: a for a in assistants}
-if thread is not None and thread.messages and thread.assistant_id not in by_id:
-    thread_sidebar(store, thread, None)
-    st.title(thread.title)
-    st.info("This thread's assistant was deleted: you can read and export the thread, "
-            "but not continue it. Start a ➕ New thread to chat.")
-    show_messages(thread.messages)
-    st.stop()
+if thread is not None and thread.messages:
+    remember_in_url(thread)   # page switches drop query params; a reload must still find the thread
+    if reason := read_only_reason(thread, by_id):
+        thread_sidebar(store, thread, by_id.get(thread.assistant_id))
+        st.title(thread.title)
+        st.info(f"{reason} You can read and export this thread, but not continue it. "
+                "Start a ➕ New thread to chat.")
+        show_messages(thread.messages)
+        st.stop()
 if st.session_state.get("assistant_id") not in by_id:
-    st.session_state["assistant_id"] = assistants[0].id
+    st.session_state["assistant_id"] = next((a.id for a in assistants if a.owner == user), assistants[0].id)
 spec_id = st.sidebar.selectbox("Assistant", list(by_id), key="assistant_id",
-                               format_func=lambda i: by_id[i].name)
+                               format_func=lambda i: assistant_label(by_id[i], user))
 spec = by_id[spec_id]
 if thread is not None and thread.assistant_id != spec.id:
     thread = None   # another assistant was picked: its next message starts a new thread

@@ -104,3 +104,13 @@ def test_a_thread_stays_on_its_provider_after_the_session_switches(signed_in, wo
     at.run()
     assert any("started on local and stays there" in c.value for c in at.caption)
     assert any("Embedded model" in c.value for c in at.caption)
+
+
+def test_tool_arguments_that_are_not_json_are_shown_not_crashed_on(on_openai, workspace):
+    give_tools(workspace, ["calculator"])
+    at = send(on_openai.run(), "[[call calculator 2+2]]")
+    assert not at.exception, at.exception
+    block = next(e for e in at.expander if "calculator(" in e.label)
+    assert "Error" in [c.value for c in block.caption]
+    at.run()          # the stored thread draws again without error
+    assert not at.exception

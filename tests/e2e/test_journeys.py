@@ -213,9 +213,24 @@ def test_reload_keeps_the_login_and_the_thread(page: Page):
 
 
 def test_reload_keeps_the_page(page: Page):
-    needs("first run")
+    needs("first run", "reload")
+    nav = page.locator('[data-testid="stSidebarNavLink"]')
+    # Chat -> Assistants -> Chat keeps the thread, and the thread is back in the URL for a reload.
     settle(page)
-    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Assistants").click()
+    nav.filter(has_text="Assistants").click()
+    expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
+    settle(page)
+    nav.filter(has_text="Chat").click()
+    expect(page.locator(USER_MESSAGES).first).to_contain_text(FIRST_MESSAGE)
+    expect(page).to_have_url(re.compile(r"[?&]thread=thread_"))
+    settle(page)
+    page.reload()
+    expect(page.locator(USER_MESSAGES)).to_have_count(2)
+    expect(page.locator(USER_MESSAGES).first).to_contain_text(FIRST_MESSAGE)
+    settle(page)
+
+    # A reload on the Assistants page stays there, signed in.
+    nav.filter(has_text="Assistants").click()
     expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/assistants"))
     settle(page)
