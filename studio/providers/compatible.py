@@ -14,8 +14,8 @@ from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, approx_tokens, fit_history
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.openai_errors import describe_error, provider_error, safe_url
-from studio.providers.openai_provider import (MAX_TOOL_ROUNDS, parse_arguments, parse_shutdown_date,
-                                              run_calls_events, text_delta)
+from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
+                                    run_calls_events, text_delta)
 from studio.tools import get_tools
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, Thread, ToolCall, Usage, new_id
 
@@ -74,7 +74,7 @@ class CompatibleProvider(Provider):
         if not thread.messages or thread.messages[-1].role != "user":
             yield ErrorEvent("There is no new message to answer.", False, "no_user_message")
             return
-        progress = {"streaming": False}
+        progress = TurnProgress()
         model = spec.model or self._default_model
         try:
             model = model or self._first_listed_model()
@@ -83,9 +83,9 @@ class CompatibleProvider(Provider):
             yield ErrorEvent(str(exc), False, "no_model")
         except Exception as exc:
             yield describe_error(exc, base_url=self.base_url, model=model, secrets=self._secrets(),
-                                 key_hint=KEY_HINT, midstream=progress["streaming"])
+                                 key_hint=KEY_HINT, midstream=progress.streaming)
 
-    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: dict) -> Iterator[Event]:
+    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress) -> Iterator[Event]:
         tools = get_tools(spec.tools)
         schemas = [t.chat_schema() for t in tools]
         messages = self.build_messages(thread, spec, schemas)
@@ -121,7 +121,7 @@ class CompatibleProvider(Provider):
         yield Done(usage=usage)
 
     def _read_stream(self, stream, text: list[str], calls: list[ToolCall], usage: Usage,
-                     progress: dict) -> Iterator[Event]:
+                     progress: TurnProgress) -> Iterator[Event]:
         """Yield text deltas; gather streamed tool calls (by index) into `calls`.
 
         Returns None when the reply finished, or an ErrorEvent when the stream ended early.
@@ -130,7 +130,7 @@ class CompatibleProvider(Provider):
         finished = False
         with stream:
             for chunk in stream:
-                progress["streaming"] = True
+                progress.streaming = True
                 if chunk.usage:
                     usage.input_tokens += chunk.usage.prompt_tokens or 0
                     usage.output_tokens += chunk.usage.completion_tokens or 0

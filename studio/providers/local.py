@@ -9,7 +9,7 @@ from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, fit_history
 from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelNotInstalled, Progress, get_local_model,
                                 on_model_thread)
-from studio.providers.base import Capabilities, Provider, ProviderError
+from studio.providers.base import Capabilities, Provider
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
 # Sampling, because greedy decoding makes a 135M model repeat itself.
@@ -54,7 +54,7 @@ class LocalProvider(Provider):
         except (ModelNotInstalled, OSError) as exc:
             yield ErrorEvent(f"The embedded model could not be loaded: {exc}", retryable=False)
             return
-        tokenizer, model = local.tokenizer, local.model
+        tokenizer = local.tokenizer
         count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
         try:
             messages = fit_history(compile_instructions(spec), thread.messages,

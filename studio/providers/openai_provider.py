@@ -5,9 +5,7 @@ the assistant's compiled instructions and tools; the Conversation keeps the hist
 """
 from __future__ import annotations
 
-import json
 import re
-from datetime import date, datetime, timezone
 from typing import Any, Iterator
 
 import openai
@@ -16,12 +14,13 @@ from openai import OpenAI
 from studio.assistants import compile_instructions
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.openai_errors import describe_error, provider_error, stream_failure
-from studio.tools import Tool, get_tools, run_tool_calls
-from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, TextDelta, Thread,
+from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
+                                    run_calls_events, text_delta)
+from studio.tools import Tool, get_tools
+from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, Thread,
                           ToolCall, ToolCallFinished, ToolCallStarted, Usage)
 
 CODE_INTERPRETER = "code_interpreter"
-MAX_TOOL_ROUNDS = 5           # model -> tools -> model ... at most this many times per turn
 ITEMS_PER_REQUEST = 20        # the Conversations API accepts at most 20 items per call
 # Families /v1/models lists that cannot hold a conversation.
 NOT_CHAT = re.compile(r"embedding|tts|whisper|dall-e|gpt-image|moderation|realtime|transcribe|"
@@ -74,14 +73,14 @@ class OpenAIProvider(Provider):
             yield ErrorEvent("There is no new message to answer.", False, "no_user_message")
             return
         model = spec.model or self._default_model
-        progress = {"streaming": False}   # set once events arrive: failures after that are mid-stream
+        progress = TurnProgress()
         try:
             yield from self._turn(thread, spec, model, progress)
         except Exception as exc:
             yield describe_error(exc, base_url=self.base_url, model=model, secrets=(self._api_key,),
-                                 midstream=progress["streaming"])
+                                 midstream=progress.streaming)
 
-    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: dict) -> Iterator[Event]:
+    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress) -> Iterator[Event]:
         conversation = thread.provider_ref or self._new_conversation(thread.messages[:-1])
         tools = get_tools(spec.tools)
         options = self._request_options(spec, tools)
@@ -133,7 +132,7 @@ class OpenAIProvider(Provider):
                                             stream=True, truncation="auto", **options)
 
     def _read_stream(self, stream, calls: list[ToolCall], usage: Usage,
-                     progress: dict) -> Iterator[Event]:
+                     progress: TurnProgress) -> Iterator[Event]:
         """Yield events from one streamed response; collect function calls into `calls`.
 
         Returns None when the response completed, or the ErrorEvent that ended it.
@@ -146,7 +145,7 @@ class OpenAIProvider(Provider):
             "stream_interrupted")
         with stream:
             for event in stream:
-                progress["streaming"] = True
+                progress.streaming = True
                 kind = event.type
                 if kind == "response.output_text.delta":
                     if event.delta:
@@ -195,25 +194,6 @@ class OpenAIProvider(Provider):
         return provider_error(exc, base_url=self.base_url, secrets=(self._api_key,))
 
 
-def run_calls_events(calls: list[ToolCall], tools: list[Tool], progress: dict) -> Iterator[Event]:
-    """Announce the calls, run them in parallel, report each result."""
-    for call in calls:
-        yield ToolCallStarted(call)
-    run_tool_calls(calls, tools)
-    for call in calls:
-        yield ToolCallFinished(call)
-    if progress.get("spoke"):   # "Let me check." + tools + "It is 4." must not run together
-        progress["break_before_text"] = True
-
-
-def text_delta(text: str, progress: dict) -> Iterator[TextDelta]:
-    """A text delta, after a paragraph break when text came before the last tool round."""
-    if progress.pop("break_before_text", False):
-        yield TextDelta("\n\n")
-    progress["spoke"] = True
-    yield TextDelta(text)
-
-
 def _code_call(item_id: str, code: str) -> ToolCall:
     return ToolCall(name=CODE_INTERPRETER, arguments={"code": code}, id=item_id, kind="code_interpreter")
 
@@ -228,26 +208,6 @@ def _code_output(item) -> str:
     return "".join(parts).rstrip("\n")
 
 
-def parse_arguments(text: str) -> Any:
-    """Arguments as a dict; text that is not JSON is passed on as is (the tool runner reports it)."""
-    try:
-        return json.loads(text) if text.strip() else {}
-    except ValueError:
-        return text
-
-
 def _is_missing_conversation(exc: openai.NotFoundError) -> bool:
     body = exc.body if isinstance(exc.body, dict) else {}
     return "conversation" in f"{body.get('param', '')} {exc.message}".lower()
-
-
-def parse_shutdown_date(value: Any) -> date | None:
-    """/v1/models gives shutdown dates as ISO text; tolerate a Unix timestamp too."""
-    if value in (None, ""):
-        return None
-    try:
-        if isinstance(value, (int, float)):
-            return datetime.fromtimestamp(value, tz=timezone.utc).date()
-        return date.fromisoformat(str(value)[:10])
-    except (ValueError, OverflowError, OSError):
-        return None

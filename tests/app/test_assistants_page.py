@@ -1,8 +1,7 @@
 """The assistants page: create, edit, duplicate, delete; and the provider settings panel."""
-import pandas as pd
 
 from studio.store import Store
-from tests.app.conftest import login, new_app
+
 
 
 def open_assistants(at):

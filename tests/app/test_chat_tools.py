@@ -1,6 +1,5 @@
 """The chat page on OpenAI (the fake server): tool call blocks, code interpreter, errors and retry."""
 from studio.store import Store
-from studio.types import AssistantSpec
 from tests.app.conftest import login, new_app
 
 
