@@ -12,7 +12,7 @@ from sqlalchemy import (JSON, Column, DateTime, ForeignKey, Integer, MetaData, S
                         create_engine, delete, event, func, insert, select, update)
 
 from studio.assistants import load_demo_assistant, spec_from_dict, spec_to_dict
-from studio.types import AssistantSpec, Citation, Message, Thread, ToolCall, utcnow
+from studio.types import AssistantSpec, Citation, Message, Thread, ToolCall, new_id, utcnow
 
 metadata = MetaData()
 
@@ -102,7 +102,7 @@ class Store:
         original = self.get_assistant(assistant_id)
         if original is None:
             raise KeyError(assistant_id)
-        copy = spec_from_dict({**spec_to_dict(original), "id": AssistantSpec(name="").id})
+        copy = spec_from_dict({**spec_to_dict(original), "id": new_id("asst")})
         copy.name, copy.owner = f"{original.name} (copy)", owner
         return self.save_assistant(copy)
 

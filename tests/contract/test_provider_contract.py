@@ -46,6 +46,11 @@ def only_error(events: list, secret: str = "") -> ErrorEvent:
     return error
 
 
+def needs_tools(case, provider) -> None:
+    if not provider.capabilities.function_tools:
+        pytest.skip(f"{case.name} has no function tools")
+
+
 def needs_server(case) -> None:
     if case.fake is None:
         pytest.skip(f"{case.name} has no HTTP server to inspect")
@@ -157,8 +162,7 @@ def test_app_kept_history_is_sent(case, provider):
 # --- tools -------------------------------------------------------------------------------
 
 def test_parallel_tool_calls_run_and_results_go_back(case, provider):
-    if not provider.capabilities.function_tools:
-        pytest.skip(f"{case.name} has no function tools")
+    needs_tools(case, provider)
     spec = AssistantSpec(name="Calc", tools=["calculator"])
     events, _ = turn_and_done(provider, thread_with(CALC_TWICE), spec)
     started = [i for i, e in enumerate(events) if isinstance(e, ToolCallStarted)]
@@ -176,8 +180,7 @@ def test_parallel_tool_calls_run_and_results_go_back(case, provider):
 
 
 def test_tool_errors_go_back_to_the_model(case, provider):
-    if not provider.capabilities.function_tools:
-        pytest.skip(f"{case.name} has no function tools")
+    needs_tools(case, provider)
     spec = AssistantSpec(name="Calc", tools=["calculator"])
     events, _ = turn_and_done(provider, thread_with('[[call calculator {"expression": "1/0"}]]'), spec)
     finished = [e.call for e in events if isinstance(e, ToolCallFinished)]
@@ -186,8 +189,7 @@ def test_tool_errors_go_back_to_the_model(case, provider):
 
 
 def test_text_before_and_after_a_tool_round_is_kept_apart(case, provider):
-    if not provider.capabilities.function_tools:
-        pytest.skip(f"{case.name} has no function tools")
+    needs_tools(case, provider)
     spec = AssistantSpec(name="Calc", tools=["calculator"])
     message = '[[say Let me check.]] [[call calculator {"expression": "6*7"}]]'
     events, _ = turn_and_done(provider, thread_with(message), spec)
