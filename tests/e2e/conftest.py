@@ -80,9 +80,14 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser():
+    # In CI a missing browser is a broken install, not a reason to skip: fail so it is seen.
+    missing = pytest.fail if os.environ.get("CI") == "true" else pytest.skip
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: browser tests need Debian's chromium")
-    from playwright.sync_api import sync_playwright
+        missing(f"{CHROMIUM} is missing: browser tests need Debian's chromium (scripts/setup.sh --dev)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is missing: browser tests need it (scripts/setup.sh --dev)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
