@@ -2,12 +2,16 @@
 import streamlit as st
 
 from components.auth import require_login
+from components.errors import error_boundary
 
 st.set_page_config(page_title="Assistant Studio", page_icon="🤖", layout="wide")
 
-require_login()
-
-st.navigation([
-    st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
-    st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),
-]).run()
+# One boundary for the whole run: anything unexpected becomes a short message with an error id
+# (the traceback goes to the server log); st.stop and st.rerun pass through it.
+with error_boundary():
+    require_login()
+    page = st.navigation([
+        st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
+        st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),
+    ])
+    page.run()

@@ -5,11 +5,13 @@ import streamlit as st
 
 from components import context
 from components.auth import signed_in_page
+from components.errors import guard_page
 from components.provider_panel import provider_panel
 
 
 def shared_sidebar() -> None:
     signed_in_page()
+    guard_page()   # a page Streamlit ran without app.py gets the error boundary here
     # Drawn by each page (not by app.py): elements app.py draws before page.run() are dropped
     # from AppTest's tree on reruns, so the panel could not be tested there.
     with st.sidebar:
