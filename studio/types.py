@@ -68,12 +68,16 @@ class Usage:
 
 @dataclass
 class Message:
+    """One message of a thread. `cut_off`: an assistant reply that a length limit stopped
+    (OpenAI `incomplete`, a compatible server's `finish_reason="length"`, the embedded model's
+    token cap); studio.chat.continue_turn asks for the rest."""
     role: Literal["user", "assistant"]
     content: str
     tool_calls: list[ToolCall] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
     id: str = field(default_factory=lambda: new_id("msg"))
     created_at: datetime = field(default_factory=utcnow)
+    cut_off: bool = False      # the reply hit a length limit before it was finished
 
 
 @dataclass
@@ -124,16 +128,24 @@ class CitationFound:
 
 @dataclass
 class Done:
+    """The turn finished. `cut_off`: the reply stopped at a length limit, not where the model
+    chose to end it."""
     usage: Usage = field(default_factory=Usage)
     provider_ref: str | None = None   # e.g. the conversation id, when the provider created one
+    cut_off: bool = False
 
 
 @dataclass
 class ErrorEvent:
-    """A turn failed. `message` is safe to show a user; `retryable` says whether Retry may help."""
+    """A turn failed. `message` is safe to show a user; `retryable` says whether Retry may help.
+
+    `forget_provider_ref`: the provider dropped its copy of the thread (e.g. an OpenAI
+    Conversation the failed turn left half-written); the next turn rebuilds it from the app's.
+    """
     message: str
     retryable: bool = True
     code: str = ""
+    forget_provider_ref: bool = False
 
 
 Event = Union[TextDelta, ToolCallStarted, ToolCallFinished, CitationFound, Done, ErrorEvent]

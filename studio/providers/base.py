@@ -44,6 +44,14 @@ class Provider(ABC):
         Ends with Done (carrying `provider_ref` if the provider created a server thread).
         """
 
+    def delete_thread(self, thread: Thread) -> None:
+        """Delete the provider's own copy of `thread` (e.g. its OpenAI Conversation), if any.
+
+        Providers whose threads are kept by the app have nothing to delete. Raises
+        ProviderError when the deletion fails; a copy that is already gone is no error.
+        """
+        return None
+
     @classmethod
     def limitations(cls) -> list[str]:
         """Plain sentences for the UI about what this provider cannot do."""

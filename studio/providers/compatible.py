@@ -5,21 +5,36 @@ fits the model's context window, streams the reply, and runs parallel tool calls
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import time
 from typing import Any, Iterator
 
 from openai import OpenAI
 
 from studio.assistants import compile_instructions
-from studio.context import ContextTooLong, approx_tokens, fit_history
+from studio.context import ContextTooLong, estimate_tokens, history_messages
 from studio.providers.base import Capabilities, Provider, ProviderError
-from studio.providers.openai_errors import describe_error, provider_error, safe_url
+from studio.providers.openai_errors import check_base_url, describe_error, provider_error, safe_url
 from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
                                     run_calls_events, text_delta)
 from studio.tools import get_tools
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, Thread, ToolCall, Usage, new_id
 
 KEY_HINT = "Check the API key set for the OpenAI-compatible server"
+MODELS_TTL_S = 60   # how long a server's /v1/models answer is reused
+
+# /v1/models answers by (base URL, key digest): with no model configured, every turn needs the
+# first listed model, and asking the server before each turn doubled its requests.
+_models_cache: dict[tuple[str, str], tuple[float, list]] = {}
+_models_lock = threading.Lock()
+
+
+def clear_models_cache() -> None:
+    """Forget every cached /v1/models answer (e.g. after a server's models changed)."""
+    with _models_lock:
+        _models_cache.clear()
 
 
 class CompatibleProvider(Provider):
@@ -37,7 +52,7 @@ class CompatibleProvider(Provider):
         self.context_window = context_window
         self.reply_reserve = min(1024, context_window // 4)   # room left for the answer
         # Most local servers need no key, but the SDK insists on one.
-        self.client = OpenAI(api_key=self._api_key or "not-needed", base_url=base_url,
+        self.client = OpenAI(api_key=self._api_key or "not-needed", base_url=check_base_url(base_url),
                              max_retries=max_retries, timeout=timeout)
         self.base_url = str(self.client.base_url)
 
@@ -47,7 +62,7 @@ class CompatibleProvider(Provider):
     def list_models(self) -> list[ModelInfo]:
         """The models the server lists at /v1/models. Raises ProviderError."""
         try:
-            models = list(self.client.with_options(timeout=10, max_retries=0).models.list())
+            models = self._listed_models()
         except Exception as exc:
             raise provider_error(exc, base_url=self.base_url, secrets=self._secrets(),
                                  key_hint=KEY_HINT) from None
@@ -59,9 +74,22 @@ class CompatibleProvider(Provider):
     def _secrets(self) -> tuple[str, ...]:
         return (self._api_key,) if self._api_key else ()
 
+    def _listed_models(self) -> list:
+        """The server's /v1/models list, reused for MODELS_TTL_S seconds. Raises the SDK's errors."""
+        key = (self.base_url, hashlib.sha256(self._api_key.encode()).hexdigest())
+        with _models_lock:
+            cached = _models_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        # A short timeout and no retries: the list is drawn on a page and must not hold it up.
+        models = list(self.client.with_options(timeout=10, max_retries=0).models.list())
+        with _models_lock:
+            _models_cache[key] = (time.monotonic() + MODELS_TTL_S, models)
+        return models
+
     def _first_listed_model(self) -> str:
         """With no model configured, use the first one the server lists (most serve just one)."""
-        models = list(self.client.models.list())   # errors here are described like a turn's
+        models = self._listed_models()   # errors here are described like a turn's
         if not models:
             raise ProviderError(f"No model is set and {safe_url(self.base_url)} lists none. Choose a model in "
                                 "settings.")
@@ -93,19 +121,26 @@ class CompatibleProvider(Provider):
             yield messages
             return
         usage = Usage()
+        cut_off = False
         for round_no in range(MAX_TOOL_ROUNDS + 1):
             options: dict[str, Any] = {"tools": schemas} if schemas else {}
             if schemas and round_no == MAX_TOOL_ROUNDS:
                 options["tool_choice"] = "none"   # last round: make the model answer in words
+            # The reply's room was kept free when the history was fitted; without a limit a
+            # small model may loop until the server's own default cap (seconds of wasted work).
             stream = self.client.chat.completions.create(
                 model=model, messages=messages, stream=True, stream_options={"include_usage": True},
-                **options)
+                max_completion_tokens=self.reply_reserve, **options)
             text: list[str] = []
             calls: list[ToolCall] = []
-            outcome = yield from self._read_stream(stream, text, calls, usage, progress)
+            finish: list[str] = []
+            outcome = yield from self._read_stream(stream, text, calls, usage, progress, finish)
             if outcome is not None:
                 yield outcome
                 return
+            if "length" in finish:
+                cut_off = True   # stopped by max_completion_tokens; half a tool call is not run
+                break
             if not calls:
                 break
             if round_no == MAX_TOOL_ROUNDS:
@@ -118,11 +153,12 @@ class CompatibleProvider(Provider):
                  "function": {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, str)
                               else json.dumps(c.arguments)}} for c in calls]})
             messages.extend({"role": "tool", "tool_call_id": c.id, "content": c.result or ""} for c in calls)
-        yield Done(usage=usage)
+        yield Done(usage=usage, cut_off=cut_off)
 
     def _read_stream(self, stream, text: list[str], calls: list[ToolCall], usage: Usage,
-                     progress: TurnProgress) -> Iterator[Event]:
-        """Yield text deltas; gather streamed tool calls (by index) into `calls`.
+                     progress: TurnProgress, finish: list[str]) -> Iterator[Event]:
+        """Yield text deltas; gather streamed tool calls (by index) into `calls` and finish
+        reasons into `finish`.
 
         Returns None when the reply finished, or an ErrorEvent when the stream ended early.
         """
@@ -146,7 +182,9 @@ class CompatibleProvider(Provider):
                             if tc.function.name and tc.function.name != slot["name"]:
                                 slot["name"] += tc.function.name
                             slot["arguments"] += tc.function.arguments or ""
-                    finished = finished or choice.finish_reason is not None
+                    if choice.finish_reason is not None:
+                        finished = True
+                        finish.append(choice.finish_reason)
         if not finished:
             return ErrorEvent(f"The reply from {safe_url(self.base_url)} stopped before it was complete. Retry to "
                               "get a full answer.", True, "stream_interrupted")
@@ -163,25 +201,10 @@ class CompatibleProvider(Provider):
         Returns an ErrorEvent when the new message alone does not fit.
         """
         budget = (self.context_window - self.reply_reserve
-                  - (approx_tokens(json.dumps(tool_schemas)) if tool_schemas else 0))
-        last = thread.messages[-1]
-        history = [m for m in thread.messages if m is last or m.content.strip()]   # skip failed turns
+                  - (estimate_tokens(json.dumps(tool_schemas)) if tool_schemas else 0))
         try:
-            messages = fit_history(compile_instructions(spec), history, budget)
+            return history_messages(compile_instructions(spec), thread.messages, budget)
         except ContextTooLong as exc:
             return ErrorEvent(f"{exc} (This server's context window is taken to be {self.context_window} "
                               f"tokens: set STUDIO_CONTEXT_WINDOW if it is larger.)",
                               False, "context_length_exceeded")
-        return _merge_same_role(messages)
-
-
-def _merge_same_role(messages: list[dict]) -> list[dict]:
-    """Consecutive same-role messages merged into one (e.g. two user messages after a failed turn):
-    many local chat templates insist that user and assistant alternate."""
-    out: list[dict] = []
-    for m in messages:
-        if out and out[-1]["role"] == m["role"] != "system":
-            out[-1] = {**out[-1], "content": out[-1]["content"] + "\n\n" + m["content"]}
-        else:
-            out.append(m)
-    return out

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 from studio.assistants import compile_instructions
-from studio.context import ContextTooLong, fit_history
-from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelNotInstalled, Progress, get_local_model,
-                                on_model_thread)
+from studio.context import ContextTooLong, history_messages
+from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelLoadError, ModelNotInstalled, Progress,
+                                get_local_model, on_model_thread)
 from studio.providers.base import Capabilities, Provider
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
@@ -42,6 +42,10 @@ class LocalProvider(Provider):
                 "It runs on this machine's CPU: replies are short and simple, and no key or internet is needed."]
 
     def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+        """Stream the reply to the thread's last (user) message; see Provider.stream_reply.
+
+        The model is loaded on first use; a failed load is an ErrorEvent saying what to do.
+        """
         if not thread.messages or thread.messages[-1].role != "user":
             yield ErrorEvent("There is no new message to reply to.", retryable=False)
             return
@@ -50,22 +54,33 @@ class LocalProvider(Provider):
                              f"the embedded model is '{MODEL_ID}'.", retryable=False, code="model_not_found")
             return
         try:
-            local = get_local_model(self.model_dir, self.progress)
-        except (ModelNotInstalled, OSError) as exc:
-            yield ErrorEvent(f"The embedded model could not be loaded: {exc}", retryable=False)
+            get_local_model(self.model_dir, self.progress)
+        except ModelLoadError as exc:
+            yield ErrorEvent(f"The embedded model could not be loaded. {exc}",
+                             retryable=not isinstance(exc, ModelNotInstalled), code="model_load_failed")
             return
-        tokenizer = local.tokenizer
-        count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-        try:
-            messages = fit_history(compile_instructions(spec), thread.messages,
-                                   CONTEXT_WINDOW - self.max_new_tokens, count)
-        except ContextTooLong as exc:
-            yield ErrorEvent(str(exc), retryable=False, code="context_length_exceeded")
+        messages = self.build_messages(thread, spec)
+        if isinstance(messages, ErrorEvent):
+            yield messages
             return
         yield from self.generate(messages)
 
+    def build_messages(self, thread: Thread, spec: AssistantSpec) -> list[dict] | ErrorEvent:
+        """System prompt + the newest history that fits the model's window + the new message,
+        counted with the model's own tokenizer. An ErrorEvent when the new message does not fit."""
+        tokenizer = get_local_model(self.model_dir, self.progress).tokenizer
+        count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+        try:
+            return history_messages(compile_instructions(spec), thread.messages,
+                                    CONTEXT_WINDOW - self.max_new_tokens, count)
+        except ContextTooLong as exc:
+            return ErrorEvent(str(exc), retryable=False, code="context_length_exceeded")
+
     def generate(self, messages: list[dict]) -> Iterator[Event]:
-        """Stream a reply to chat `messages` token by token (text deltas, then Done)."""
+        """Stream a reply to chat `messages` token by token (text deltas, then Done).
+
+        Done is marked `cut_off` when the reply stopped at `max_new_tokens`, not at its end.
+        """
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -83,6 +98,7 @@ class LocalProvider(Provider):
 
         failure: list[BaseException] = []
         output_tokens = [0]
+        cut_off = [False]
 
         def work():
             if stop.is_set():   # abandoned while it waited in the queue
@@ -95,6 +111,9 @@ class LocalProvider(Provider):
                         pad_token_id=local.tokenizer.eos_token_id,
                         stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]), **GENERATION)
                 output_tokens[0] = out.shape[1] - inputs["input_ids"].shape[1]
+                # At the cap, and the last token is not end-of-reply: the reply was cut short.
+                cut_off[0] = (output_tokens[0] >= self.max_new_tokens and not stop.is_set()
+                              and int(out[0, -1]) not in _end_tokens(local))
             except BaseException as exc:   # reported to the reader below
                 failure.append(exc)
                 streamer.end()
@@ -108,7 +127,16 @@ class LocalProvider(Provider):
             stop.set()
         finished.result()
         if failure:
-            yield ErrorEvent(f"The embedded model failed: {failure[0]}", retryable=True)
+            detail = " ".join(str(failure[0]).split())[:200] or type(failure[0]).__name__
+            yield ErrorEvent(f"The embedded model failed while writing its reply ({detail}). Retry to get a "
+                             "complete answer.", retryable=True, code="generation_failed")
             return
         yield Done(usage=Usage(input_tokens=int(inputs["input_ids"].shape[1]),
-                               output_tokens=int(output_tokens[0])))
+                               output_tokens=int(output_tokens[0])), cut_off=cut_off[0])
+
+
+def _end_tokens(local) -> set[int]:
+    """Token ids that end a reply (the tokenizer's and the generation config's)."""
+    ends = local.model.generation_config.eos_token_id
+    ends = set(ends) if isinstance(ends, (list, tuple, set)) else {ends}
+    return {int(t) for t in ends | {local.tokenizer.eos_token_id} if t is not None}

@@ -5,7 +5,9 @@ the assistant's compiled instructions and tools; the Conversation keeps the hist
 """
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import openai
@@ -13,7 +15,8 @@ from openai import OpenAI
 
 from studio.assistants import compile_instructions
 from studio.providers.base import Capabilities, Provider, ProviderError
-from studio.providers.openai_errors import describe_error, provider_error, stream_failure
+from studio.providers.openai_errors import (check_base_url, describe_error, provider_error, redact,
+                                            stream_failure)
 from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
                                     run_calls_events, text_delta)
 from studio.tools import Tool, get_tools
@@ -25,6 +28,15 @@ ITEMS_PER_REQUEST = 20        # the Conversations API accepts at most 20 items p
 # Families /v1/models lists that cannot hold a conversation.
 NOT_CHAT = re.compile(r"embedding|tts|whisper|dall-e|gpt-image|moderation|realtime|transcribe|"
                       r"^babbage|^davinci|-audio", re.I)
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _ConversationUse:
+    """The Conversation one turn writes to, and what the turn did to it (for cleaning up)."""
+    id: str | None = None
+    created_now: bool = False   # this turn created it (a first turn, or a rebuild)
+    touched: bool = False       # the server may have added items to it during this turn
 
 
 class OpenAIProvider(Provider):
@@ -40,8 +52,15 @@ class OpenAIProvider(Provider):
         self._api_key = api_key or ""
         self._default_model = default_model
         # The SDK refuses an empty key at construction; a missing key is reported per call instead.
-        self.client = OpenAI(api_key=self._api_key or "missing", base_url=base_url,
-                             max_retries=max_retries, timeout=timeout)
+        try:
+            self.client = OpenAI(api_key=self._api_key or "missing",
+                                 base_url=check_base_url(base_url) if base_url else None,
+                                 max_retries=max_retries, timeout=timeout)
+        except ProviderError:
+            raise
+        except Exception as exc:   # e.g. a malformed OPENAI_BASE_URL read by the SDK itself
+            raise ProviderError(f"The base URL is not valid ({type(exc).__name__}): use one like "
+                                "https://api.openai.com/v1.") from None
         self.base_url = str(self.client.base_url)   # base_url=None means OPENAI_BASE_URL or the default
 
     def default_model(self) -> str:
@@ -74,14 +93,74 @@ class OpenAIProvider(Provider):
             return
         model = spec.model or self._default_model
         progress = TurnProgress()
+        conversation = _ConversationUse(id=thread.provider_ref)
+        settled = False   # Done or the ErrorEvent has been handed out
         try:
-            yield from self._turn(thread, spec, model, progress)
+            for event in self._turn(thread, spec, model, progress, conversation):
+                if isinstance(event, ErrorEvent):
+                    settled = True
+                    yield self._after_failure(event, thread, conversation)
+                    return
+                settled = isinstance(event, Done)
+                yield event
+        except GeneratorExit:
+            # The reader left mid-reply (e.g. the page reran): the Conversation may hold this
+            # turn's message but not the reply, which the app never saved. Delete it; the next
+            # turn finds it gone and rebuilds it from the app's copy, as after any deletion.
+            if not settled and conversation.id and (conversation.created_now or conversation.touched):
+                self._delete_conversation_quietly(conversation.id)
+            raise
         except Exception as exc:
-            yield describe_error(exc, base_url=self.base_url, model=model, secrets=(self._api_key,),
-                                 midstream=progress.streaming)
+            if conversation.id is not None and _may_have_reached_server(exc):
+                conversation.touched = True
+            error = describe_error(exc, base_url=self.base_url, model=model, secrets=(self._api_key,),
+                                   midstream=progress.streaming)
+            yield self._after_failure(error, thread, conversation)
 
-    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress) -> Iterator[Event]:
-        conversation = thread.provider_ref or self._new_conversation(thread.messages[:-1])
+    def _after_failure(self, error: ErrorEvent, thread: Thread, conversation: _ConversationUse) -> ErrorEvent:
+        """Leave no half-written Conversation behind a failed turn.
+
+        One this turn created is deleted (a failed first turn leaves nothing on the account).
+        One the server may have changed (it can hold the user's message, or a function call
+        whose output never went back, which the API then refuses) is deleted too, and the
+        thread forgets it: the next turn, e.g. Retry, rebuilds it from the app's copy.
+        """
+        if conversation.id is None or not (conversation.created_now or conversation.touched):
+            return error
+        self._delete_conversation_quietly(conversation.id)
+        if thread.provider_ref:
+            error.forget_provider_ref = True
+        return error
+
+    def _delete_conversation_quietly(self, conversation_id: str) -> None:
+        try:
+            self.client.with_options(max_retries=1, timeout=10).conversations.delete(conversation_id)
+        except openai.NotFoundError:
+            pass
+        except Exception as exc:   # the turn's own error is what the user needs to see
+            log.warning("could not delete conversation %s: %s", conversation_id,
+                        redact(repr(exc), (self._api_key,)))
+
+    def delete_thread(self, thread: Thread) -> None:
+        """Delete the thread's Conversation on the OpenAI account (see Provider.delete_thread)."""
+        if not thread.provider_ref:
+            return
+        if not self._api_key:
+            raise ProviderError("No OpenAI API key is set, so the thread's OpenAI Conversation cannot be "
+                                "deleted. Set OPENAI_API_KEY, or delete the thread here only.")
+        try:
+            self.client.with_options(timeout=20).conversations.delete(thread.provider_ref)
+        except openai.NotFoundError:
+            return   # already gone (e.g. deleted in the OpenAI dashboard)
+        except Exception as exc:
+            raise self._provider_error(exc) from None
+
+    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress,
+              conversation_use: _ConversationUse) -> Iterator[Event]:
+        if conversation_use.id is None:
+            conversation_use.id = self._new_conversation(thread.messages[:-1])
+            conversation_use.created_now = True
+        conversation = conversation_use.id
         tools = get_tools(spec.tools)
         options = self._request_options(spec, tools)
         pending: list[dict] = [{"type": "message", "role": "user", "content": thread.messages[-1].content}]
@@ -95,14 +174,17 @@ class OpenAIProvider(Provider):
                 if round_no or not thread.provider_ref or not _is_missing_conversation(exc):
                     raise
                 # The conversation was deleted on the server: start a new one from our copy.
-                conversation = self._new_conversation(thread.messages[:-1])
+                conversation = conversation_use.id = self._new_conversation(thread.messages[:-1])
+                conversation_use.created_now = True
                 stream = self._create(model, conversation, pending, options)
             calls: list[ToolCall] = []
+            conversation_use.touched = True   # the server took the request: items may be added
+            progress.cut_off = False          # what counts is how the last response ended
             outcome = yield from self._read_stream(stream, calls, usage, progress)
             if outcome is not None:
                 yield outcome
                 return
-            if not calls:
+            if not calls:   # (calls cut off by a length limit are not done: nothing to run)
                 break
             if round_no == MAX_TOOL_ROUNDS:   # tool_choice="none" should make this impossible
                 yield ErrorEvent(f"The assistant asked for tools more than {MAX_TOOL_ROUNDS} times in "
@@ -111,14 +193,16 @@ class OpenAIProvider(Provider):
             yield from run_calls_events(calls, tools, progress)
             pending = [{"type": "function_call_output", "call_id": c.id, "output": c.result or ""}
                        for c in calls]
-        yield Done(usage=usage, provider_ref=conversation)
+        yield Done(usage=usage, provider_ref=conversation, cut_off=progress.cut_off)
 
     def _request_options(self, spec: AssistantSpec, tools: list[Tool]) -> dict[str, Any]:
         options: dict[str, Any] = {}
         instructions = compile_instructions(spec)
         if instructions:
             options["instructions"] = instructions
-        schemas = [t.responses_schema() for t in tools]
+        # `strict` is required by the API; left out, it is taken as true, which forces the model
+        # to fill in every optional argument. Our tools have optional arguments: not strict.
+        schemas = [{**t.responses_schema(), "strict": False} for t in tools]
         if CODE_INTERPRETER in spec.tools:
             schemas.append({"type": "code_interpreter", "container": {"type": "auto"}})
             options["include"] = ["code_interpreter_call.outputs"]   # else the logs are not returned
@@ -127,9 +211,10 @@ class OpenAIProvider(Provider):
         return options
 
     def _create(self, model: str, conversation: str, pending: list[dict], options: dict):
-        # truncation="auto": a long conversation drops its oldest items instead of failing.
+        # No `truncation`: it is deprecated. A conversation too long for the model fails with
+        # context_length_exceeded, which says to start a new thread.
         return self.client.responses.create(model=model, conversation=conversation, input=pending,
-                                            stream=True, truncation="auto", **options)
+                                            stream=True, **options)
 
     def _read_stream(self, stream, calls: list[ToolCall], usage: Usage,
                      progress: TurnProgress) -> Iterator[Event]:
@@ -171,6 +256,8 @@ class OpenAIProvider(Provider):
                     if event.response.usage:
                         usage.input_tokens += event.response.usage.input_tokens
                         usage.output_tokens += event.response.usage.output_tokens
+                    if kind == "response.incomplete":   # max_output_tokens or a content filter
+                        progress.cut_off = True
                     outcome = None
                 elif kind == "response.failed":
                     error = event.response.error
@@ -185,9 +272,13 @@ class OpenAIProvider(Provider):
         items = [{"type": "message", "role": m.role, "content": m.content}
                  for m in history if m.content.strip()]
         conversation = self.client.conversations.create(items=items[:ITEMS_PER_REQUEST])
-        for start in range(ITEMS_PER_REQUEST, len(items), ITEMS_PER_REQUEST):
-            self.client.conversations.items.create(conversation.id,
-                                                   items=items[start:start + ITEMS_PER_REQUEST])
+        try:
+            for start in range(ITEMS_PER_REQUEST, len(items), ITEMS_PER_REQUEST):
+                self.client.conversations.items.create(conversation.id,
+                                                       items=items[start:start + ITEMS_PER_REQUEST])
+        except Exception:
+            self._delete_conversation_quietly(conversation.id)   # half a history helps no one
+            raise
         return conversation.id
 
     def _provider_error(self, exc: BaseException) -> ProviderError:
@@ -206,6 +297,16 @@ def _code_output(item) -> str:
         elif out.type == "image":
             parts.append(f"[image: {out.url}]")
     return "".join(parts).rstrip("\n")
+
+
+def _may_have_reached_server(exc: BaseException) -> bool:
+    """False only when the request surely never reached the server (refused, or no connection)."""
+    if isinstance(exc, openai.APIStatusError):
+        return False   # the server answered with a refusal: it changed nothing
+    if isinstance(exc, openai.APIConnectionError):   # a timeout is one too
+        cause = type(exc.__cause__).__name__
+        return cause not in ("ConnectError", "ConnectTimeout", "UnsupportedProtocol")
+    return True
 
 
 def _is_missing_conversation(exc: openai.NotFoundError) -> bool:

@@ -18,6 +18,7 @@ class TurnProgress:
     streaming: bool = False           # events arrived: a failure now is a mid-stream failure
     spoke: bool = False               # the model has written some text this turn
     break_before_text: bool = False   # a tool round followed that text: start a new paragraph
+    cut_off: bool = False             # a length limit stopped the reply
 
 
 def run_calls_events(calls: list[ToolCall], tools: list[Tool], progress: TurnProgress) -> Iterator[Event]:

@@ -2,7 +2,9 @@
 
 Parallel tool calls stream like the real API: per call, a first chunk with index, id, type
 and name, then argument fragments carrying only the index. Model "fail-midstream" sends a
-few content chunks and then drops the connection.
+few content chunks and then drops the connection. A reply longer than the request's
+max_completion_tokens (or max_tokens, or the fake's output_token_limit), counted in words,
+is cut there with finish_reason "length".
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ def routes(fake: "FakeOpenAI") -> list[Route]:
                                     "length 1.", param="messages")
         fake.check_length(sum(len(_text(m)) for m in messages), "messages")
         plan = _plan(body, messages)
+        cap = fake.cap_for(body.get("max_completion_tokens", body.get("max_tokens")))
+        words = split_words(plan.text) if plan.text else []
+        cut = cap is not None and len(words) > cap
+        if cut:   # the limit comes before any tool call would
+            plan = Plan(text="".join(words[:cap]))
         chat_id = f"chatcmpl-{fake.new_id('c')[2:]}"
         calls = [{"id": fake.new_id("call"), "type": "function",
                   "function": {"name": c.name, "arguments": c.arguments}} for c in plan.calls]
@@ -46,7 +53,7 @@ def routes(fake: "FakeOpenAI") -> list[Route]:
         completion_tokens = estimate_tokens(plan.text + json.dumps(calls))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
-        finish = "tool_calls" if calls else "stop"
+        finish = "length" if cut else "tool_calls" if calls else "stop"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = _chunks(fake, chat_id, model, plan.text, calls, finish, usage if include_usage else None)

@@ -13,9 +13,14 @@ class FakeAPIError(Exception):
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
+    def response(self, style: str = "openai") -> JSONResponse:
+        """The error as OpenAI sends it, or (style "fastapi") as FastAPI servers such as
+        `transformers serve` do: {"detail": message}."""
+        if style == "fastapi":
+            body = {"detail": self.message}
+        else:
+            body = {"error": {"message": self.message, "type": self.type,
+                              "param": self.param, "code": self.code}}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
@@ -51,3 +56,8 @@ def context_too_long(param: str, tokens: int, limit: int) -> FakeAPIError:
     return FakeAPIError(400, f"This model's maximum context length is {limit} tokens. However, your "
                              f"messages resulted in {tokens} tokens. Please reduce the length of the messages.",
                         code="context_length_exceeded", param=param)
+
+
+def dangling_call(call_id: str) -> FakeAPIError:
+    # The real API's words when a conversation holds a function call whose output never came.
+    return FakeAPIError(400, f"No tool output found for function call {call_id}.", param="input")

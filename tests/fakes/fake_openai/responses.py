@@ -3,7 +3,12 @@
 The streamed events follow the real order: response.created, response.in_progress, then per
 output item: output_item.added, [content_part.added, output_text.delta..., output_text.done,
 content_part.done | function_call_arguments.delta..., .done | code_interpreter_call.* events],
-output_item.done; finally response.completed (with usage), or response.failed / error.
+output_item.done; finally response.completed (with usage), response.incomplete (a reply cut
+at its token limit), or response.failed / error.
+
+Like the real API, a response refuses to start while its conversation holds a function call
+whose output was never sent (400 "No tool output found for function call ..."). A response
+that fails part-way leaves its input in the conversation (the server had taken it).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.fake_openai import errors
 from tests.fakes.fake_openai.brain import Plan, estimate_tokens, plan_reply, split_json, split_words
 from tests.fakes.fake_openai.errors import FakeAPIError
 from tests.fakes.fake_openai.server import FAIL_MIDSTREAM, FAIL_MIDSTREAM_ERROR, FakeConversation
@@ -79,6 +85,11 @@ def item_text(item: dict) -> str:
     return json.dumps(item)
 
 
+def _without_conversations():
+    # A chat-completions-only server (e.g. `transformers serve`) has no such route.
+    return JSONResponse({"detail": "Not Found"}, status_code=404)
+
+
 def _page(items: list[dict], has_more: bool = False) -> dict:
     return {"object": "list", "data": items, "has_more": has_more,
             "first_id": items[0]["id"] if items else "", "last_id": items[-1]["id"] if items else ""}
@@ -96,6 +107,8 @@ class _ResponsesAPI:
         return conv
 
     async def create_conversation(self, request: Request):
+        if not self.fake.conversations_api:
+            return _without_conversations()
         body = await self.fake.begin(request) or {}
         items = body.get("items") or []
         if len(items) > MAX_ITEMS_PER_CREATE:
@@ -107,22 +120,30 @@ class _ResponsesAPI:
         return JSONResponse(conv.to_json())
 
     async def get_conversation(self, request: Request):
+        if not self.fake.conversations_api:
+            return _without_conversations()
         await self.fake.begin(request)
         return JSONResponse(self._conversation(request.path_params["cid"]).to_json())
 
     async def update_conversation(self, request: Request):
+        if not self.fake.conversations_api:
+            return _without_conversations()
         body = await self.fake.begin(request) or {}
         conv = self._conversation(request.path_params["cid"])
         conv.metadata = body.get("metadata") or {}
         return JSONResponse(conv.to_json())
 
     async def delete_conversation(self, request: Request):
+        if not self.fake.conversations_api:
+            return _without_conversations()
         await self.fake.begin(request)
         conv = self._conversation(request.path_params["cid"])
         del self.fake.conversations[conv.id]
         return JSONResponse({"id": conv.id, "object": "conversation.deleted", "deleted": True})
 
     async def list_items(self, request: Request):
+        if not self.fake.conversations_api:
+            return _without_conversations()
         await self.fake.begin(request)
         conv = self._conversation(request.path_params["cid"])
         q = request.query_params
@@ -134,6 +155,8 @@ class _ResponsesAPI:
         return JSONResponse(_page(items[:limit], has_more=len(items) > limit))
 
     async def add_items(self, request: Request):
+        if not self.fake.conversations_api:
+            return _without_conversations()
         body = await self.fake.begin(request) or {}
         conv = self._conversation(request.path_params["cid"])
         items = normalize_input(self.fake, body.get("items") or [])
@@ -150,16 +173,21 @@ class _ResponsesAPI:
             conv = self._conversation(conv_ref["id"] if isinstance(conv_ref, dict) else conv_ref)
         new_items = normalize_input(self.fake, body.get("input", []))
         history = conv.items if conv else []
+        answered = {i.get("call_id") for i in history + new_items if i["type"] == "function_call_output"}
+        for item in history:
+            if item["type"] == "function_call" and item.get("call_id") not in answered:
+                raise errors.dangling_call(item["call_id"])
         # truncation="auto" lets the server drop old conversation items; the new input must fit.
         counted = new_items if body.get("truncation") == "auto" else history + new_items
         self.fake.check_length(len(body.get("instructions") or "")
                                + sum(len(item_text(i)) for i in counted), "input")
         plan = self._plan(body, history + new_items, new_items)
         builder = _ResponseBuilder(self.fake, body, model, conv.id if conv else None, plan,
-                                   input_tokens=sum(estimate_tokens(item_text(i)) for i in history + new_items))
+                                   input_tokens=sum(estimate_tokens(item_text(i)) for i in history + new_items),
+                                   cap=self.fake.cap_for(body.get("max_output_tokens")))
         if body.get("stream"):
             return StreamingResponse(self._stream(builder, conv, new_items), media_type="text/event-stream")
-        response = builder.final("completed")
+        response = builder.final(builder.status)
         if conv:
             conv.items.extend(new_items + response["output"])
         return JSONResponse(response)
@@ -190,6 +218,8 @@ class _ResponsesAPI:
                 yield chunk
             if failing:
                 break
+        if failing and conv:   # the server had taken the input before the model failed
+            conv.items.extend(new_items)
         if b.model == FAIL_MIDSTREAM_ERROR:
             yield b.event("error", code="server_error", param=None,
                           message="The server had an error while processing your request.")
@@ -198,22 +228,27 @@ class _ResponsesAPI:
             error = {"code": "server_error", "message": "The model failed to finish its response."}
             yield b.event("response.failed", response=b.final("failed", error=error))
             return
-        response = b.final("completed")
+        response = b.final(b.status)
         if conv:   # the conversation keeps this turn's input and output items
             conv.items.extend(new_items + response["output"])
-        yield b.event("response.completed", response=response)
+        yield b.event(f"response.{b.status}", response=response)
 
 
 class _ResponseBuilder:
     """Builds one response's output items, its Response JSON and its SSE events."""
 
     def __init__(self, fake: "FakeOpenAI", body: dict, model: str, conv_id: str | None, plan: Plan,
-                 input_tokens: int):
+                 input_tokens: int, cap: int | None = None):
         self.fake, self.body, self.model, self.conv_id = fake, body, model, conv_id
         self.id = fake.new_id("resp")
         self.created_at = int(time.time())
         self.seq = 0
         self.input_tokens = input_tokens
+        self.status = "completed"
+        words = split_words(plan.text) if plan.text else []
+        if cap is not None and len(words) > cap:   # cut at the token limit: text only, no calls
+            plan = Plan(text="".join(words[:cap]), code=plan.code)
+            self.status = "incomplete"
         include_logs = "code_interpreter_call.outputs" in (body.get("include") or [])
         self.items: list[dict] = []
         for run in plan.code:   # outputs are only returned when asked for with `include`
@@ -221,7 +256,7 @@ class _ResponseBuilder:
                                "code": run.code, "container_id": fake.new_id("cntr"),
                                "outputs": [{"type": "logs", "logs": run.logs}] if include_logs else None})
         if plan.text:
-            self.items.append({"id": fake.new_id("msg"), "type": "message", "status": "completed",
+            self.items.append({"id": fake.new_id("msg"), "type": "message", "status": self.status,
                                "role": "assistant",
                                "content": [{"type": "output_text", "text": plan.text, "annotations": [],
                                             "logprobs": []}]})
@@ -240,7 +275,8 @@ class _ResponseBuilder:
             "output_tokens_details": {"reasoning_tokens": 0}}
         b = self.body
         return {"id": self.id, "object": "response", "created_at": self.created_at, "status": status,
-                "background": False, "error": error, "incomplete_details": None,
+                "background": False, "error": error,
+                "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
                 "instructions": b.get("instructions"), "max_output_tokens": b.get("max_output_tokens"),
                 "model": self.model, "output": output, "parallel_tool_calls": True,
                 "previous_response_id": None, "reasoning": {"effort": None, "summary": None},

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from tests.fakes.fake_openai import errors
 from tests.fakes.fake_openai.errors import FakeAPIError
+from tests.fakes.fake_openai.validation import check_request
 
 # Model names that trigger failures instead of answers (see the package docstring).
 RATE_LIMITED, SERVER_ERROR = "rate-limited", "server-error"
@@ -58,16 +59,27 @@ class FakeConversation:
 class FakeOpenAI:
     """A stateful fake OpenAI API on 127.0.0.1 (random port), run by uvicorn in a thread.
 
+    Every request body is checked against the openai SDK's own request type for its endpoint
+    (see validation.py) and refused with OpenAI's 400 if it does not fit.
+
     Knobs (plain attributes, change them between requests): `delta_delay` (seconds slept
     before each streamed delta), `max_input_chars` (longer input -> 400
     context_length_exceeded), `retry_after_ms` (sent with 429/500 so SDK retries are fast),
-    `bad_keys`, `models`. State: `requests`, `conversations`.
+    `bad_keys`, `models`, `output_token_limit` (the model's own cap on a reply, in words;
+    a request's max_output_tokens / max_completion_tokens also caps it), `conversations_api`
+    (False: the Conversations API answers 404, like a chat-completions-only server),
+    `error_style` ("openai", or "fastapi" for {"detail": ...} bodies like `transformers
+    serve`), `refuse` (a function of the RecordedRequest returning a FakeAPIError to answer
+    with, or None). State: `requests`, `conversations`.
     """
 
     def __init__(self, delta_delay: float = 0.0, max_input_chars: int = 20_000,
                  retry_after_ms: int = 5, bad_keys: tuple[str, ...] = ("sk-bad",)):
         self._defaults = dict(delta_delay=delta_delay, max_input_chars=max_input_chars,
-                              retry_after_ms=retry_after_ms, bad_keys=tuple(bad_keys))
+                              retry_after_ms=retry_after_ms, bad_keys=tuple(bad_keys),
+                              output_token_limit=None, conversations_api=True, error_style="openai",
+                              refuse=None)
+        self.refuse: Callable[[RecordedRequest], FakeAPIError | None] | None = None
         self.requests: list[RecordedRequest] = []
         self.conversations: dict[str, FakeConversation] = {}
         self.reset()
@@ -153,14 +165,15 @@ class FakeOpenAI:
         return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
     async def begin(self, request: Request) -> Any:
-        """Record the request, check the key, and return its JSON body (or None)."""
+        """Record the request, check the key and the body, and return the body (or None)."""
         raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self.requests.append(RecordedRequest(request.method, request.url.path, dict(request.headers),
-                                             dict(request.query_params), body))
+        recorded = RecordedRequest(request.method, request.url.path, dict(request.headers),
+                                   dict(request.query_params), body)
+        self.requests.append(recorded)
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise errors.missing_key()
@@ -168,7 +181,17 @@ class FakeOpenAI:
             raise errors.invalid_key(auth[7:].strip())
         if isinstance(body, str):
             raise FakeAPIError(400, "We could not parse the JSON body of your request.")
+        if request.method == "POST":
+            check_request(request.method, request.url.path, body if body is not None else {})
+        refusal = self.refuse(recorded) if self.refuse else None
+        if refusal is not None:
+            raise refusal
         return body
+
+    def cap_for(self, requested: Any) -> int | None:
+        """The most words a reply may have: the request's limit or the model's own, if any."""
+        caps = [c for c in (requested, self.output_token_limit) if isinstance(c, int)]
+        return min(caps) if caps else None
 
     def check_model(self, model: Any) -> str:
         """Raise the error a model name asks for; return the model when it can answer."""
@@ -207,4 +230,4 @@ class FakeOpenAI:
                   Route("/v1/models/{model:path}", get_model, methods=["GET"]),
                   *responses.routes(self), *chat.routes(self)]
         return Starlette(routes=routes,
-                         exception_handlers={FakeAPIError: lambda request, exc: exc.response()})
+                         exception_handlers={FakeAPIError: lambda request, exc: exc.response(self.error_style)})
