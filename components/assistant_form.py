@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from studio.assistants import compile_instructions
+from components.safe_text import plain
+from studio.assistants import NAME_LENGTH, compile_instructions, spec_problems
 from studio.providers import LABELS
 from studio.settings import PROVIDERS
 from studio.tools import BUILTIN_TOOLS
@@ -23,7 +24,7 @@ def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
     """Draw the editor for `spec`; return the edited copy when Save is pressed."""
     key = spec.id
     with st.form(f"assistant_{key}"):
-        name = st.text_input("Name", value=spec.name)
+        name = st.text_input("Name", value=spec.name, max_chars=NAME_LENGTH)
         description = st.text_input("Description", value=spec.description)
         instructions = st.text_area("Instructions", value=spec.instructions, height=160,
                                     help="The system prompt: who the assistant is and how it answers.")
@@ -66,5 +67,9 @@ def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
     if half:
         st.error("Each few-shot example needs both a prompt and a response "
                  f"({len(half)} row(s) have only one).")
+        return None
+    # The rules an imported file must meet, so that whatever is saved can be exported and imported.
+    if problems := spec_problems(edited_spec):
+        st.error("Not saved yet:\n" + "\n".join(f"- {plain(p)}" for p in problems))
         return None
     return edited_spec

@@ -3,6 +3,7 @@
     python -m studio chat "MESSAGE" [--provider P] [--model M] [--assistant NAME] [--thread ID] [--user U]
     python -m studio models [--provider P]
     python -m studio users add NAME [--admin]
+    python -m studio assistants list | export NAME [-o FILE] | import FILE [--replace] [--user U]
 """
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import json
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
+from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_bytes, import_assistant,
+                               read_assistant_file, same_name)
 from studio.auth import UserError, UserFile
 from studio.chat import new_thread, run_turn
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
-from studio.store import Store
+from studio.store import Actor, Store, StoreError
 from studio.types import Done, ErrorEvent, TextDelta, ToolCallFinished
 
 
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="give the admin role (the first user always has it)")
 
+    _assistants_parser(commands)
+
     args = parser.parse_args(argv)
     try:
         settings = Settings.load()
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "model", None):
             settings = settings.with_overrides(model=args.model)
         settings.ensure_data_dir()
-        return {"chat": _chat, "models": _models, "users": _users}[args.command](args, settings)
+        return {"chat": _chat, "models": _models, "users": _users,
+                "assistants": _assistants}[args.command](args, settings)
     except (ProviderError, UserError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -143,6 +150,104 @@ def _first_admin(settings: Settings) -> str | None:
     if not users.path.exists():
         return None
     return next((u for u in users.usernames() if users.is_admin(u)), None)
+
+
+# --- assistants: list, export and import assistant files ------------------------
+
+def _assistants_parser(commands) -> None:
+    assistants = commands.add_parser("assistants", help="list assistants; export or import one as a JSON file")
+    actions = assistants.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the user's assistants")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    export = actions.add_parser("export", help="write one assistant as a JSON file (stdout by default)")
+    export.add_argument("name", help="the assistant's name or id")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    load = actions.add_parser("import", help="add the assistant in a JSON file (- reads stdin)")
+    load.add_argument("file", metavar="FILE")
+    load.add_argument("--replace", action="store_true",
+                      help="overwrite the user's assistant of the same name instead of failing")
+    for action in (listing, export, load):
+        action.add_argument("--user", help="whose assistants (default: $STUDIO_USER or the first admin)")
+
+
+def _assistants(args, settings: Settings) -> int:
+    # Read and check the file before touching the workspace: a bad file changes nothing.
+    imported = read_assistant_file(_read_limited(args.file), owner="") if args.action == "import" else None
+    actor = Actor(args.user or os.environ.get("STUDIO_USER") or _first_admin(settings) or "cli")
+    try:
+        store = Store(settings.database_url)
+        if args.action == "list":
+            return _list_assistants(store, actor, as_json=args.json)
+        if args.action == "export":
+            return _export_assistant(store, actor, args.name, args.output)
+        return _import_assistant(store, actor, imported, replace_existing=args.replace)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _list_assistants(store: Store, actor: Actor, as_json: bool) -> int:
+    specs = store.list_assistants(actor)
+    if as_json:
+        print(json.dumps([{"id": s.id, "name": s.name, "provider": s.provider, "model": s.model,
+                           "tools": s.tools} for s in specs], indent=2, ensure_ascii=False))
+        return 0
+    if not specs:
+        print(f"User {actor.name!r} has no assistants.", file=sys.stderr)
+    for s in specs:
+        runs_on = " / ".join(x for x in (s.provider, s.model) if x) or "session default"
+        tools = f"  tools: {', '.join(s.tools)}" if s.tools else ""
+        print(f"{s.id}  {s.name}  ({runs_on}){tools}")
+    return 0
+
+
+def _export_assistant(store: Store, actor: Actor, name_or_id: str, output: str | None) -> int:
+    spec = _assistant_named(store, actor, name_or_id)
+    data = assistant_file_bytes(spec)
+    if not output:
+        sys.stdout.write(data.decode("utf-8"))
+        return 0
+    try:
+        Path(output).write_bytes(data)
+    except OSError as exc:
+        raise ValueError(f"Cannot write {output}: {exc.strerror or exc}.") from None
+    print(f"Exported {spec.name!r} to {output}.", file=sys.stderr)
+    return 0
+
+
+def _import_assistant(store: Store, actor: Actor, spec, replace_existing: bool) -> int:
+    before = {a.id for a in store.list_assistants(actor)}
+    try:
+        saved = import_assistant(store, spec, actor, on_clash="replace" if replace_existing else "fail")
+    except AssistantClash as clash:
+        raise ValueError(f"{actor.name!r} already has an assistant named {clash.existing.name!r}; nothing "
+                         "was imported. Pass --replace to overwrite it, or rename the assistant in the "
+                         "file.") from None
+    print(f"{'Replaced' if saved.id in before else 'Imported'} {saved.name!r} for {actor.name} ({saved.id}).")
+    return 0
+
+
+def _assistant_named(store: Store, actor: Actor, name_or_id: str):
+    specs = store.list_assistants(actor)
+    by_id = [s for s in specs if s.id == name_or_id]
+    named = by_id or [s for s in specs if same_name(s.name, name_or_id)]
+    if not named:
+        raise ValueError(f"No assistant named {name_or_id!r} for user {actor.name!r} "
+                         "(see `python -m studio assistants list`).")
+    if len(named) > 1:
+        raise ValueError(f"{len(named)} assistants are named {name_or_id!r}; give one of their ids instead: "
+                         + ", ".join(s.id for s in named))
+    return named[0]
+
+
+def _read_limited(file: str) -> bytes:
+    # Read one byte past the limit, so a huge file is refused without reading all of it.
+    try:
+        if file == "-":
+            return sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        with open(file, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"Cannot read {file}: {exc.strerror or exc}.") from None
 
 
 if __name__ == "__main__":
