@@ -2,7 +2,7 @@
 
     tool = tool_from_function(my_function)         # schema from type hints + docstring
     tools = get_tools(spec.tools)                  # the built-ins an assistant has switched on
-    calls = run_tool_calls(calls, tools)           # in parallel; errors become results
+    calls = run_tool_calls(calls, tools)           # in parallel, in worker processes; errors become results
 
 `BUILTIN_TOOLS` are offline and need no key: a safe calculator, date/time across
 time zones, unit conversion and text statistics.
@@ -15,6 +15,7 @@ from studio.tools.clock import add_to_date, convert_time, current_time, date_dif
 from studio.tools.runner import DEFAULT_TIMEOUT, run_tool_call, run_tool_calls
 from studio.tools.text import text_statistics
 from studio.tools.units import convert_units
+from studio.tools.workers import POOL
 
 __all__ = ["Tool", "tool_from_function", "BUILTIN_TOOLS", "get_tools",
            "run_tool_call", "run_tool_calls", "DEFAULT_TIMEOUT"]
@@ -34,4 +35,7 @@ def get_tools(names: list[str]) -> list[Tool]:
     Unknown names are skipped silently, and so is "code_interpreter" (a hosted
     tool the provider runs itself, not a function).
     """
-    return [BUILTIN_TOOLS[name] for name in dict.fromkeys(names) if name in BUILTIN_TOOLS]
+    tools = [BUILTIN_TOOLS[name] for name in dict.fromkeys(names) if name in BUILTIN_TOOLS]
+    if tools:   # start the tool workers while the model thinks, so the first call does not wait
+        POOL.warm_up()
+    return tools

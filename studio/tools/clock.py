@@ -1,7 +1,6 @@
 """Dates and times across time zones (IANA zones via zoneinfo; tzdata supplies them offline)."""
 from __future__ import annotations
 
-import calendar
 import difflib
 import functools
 import re
@@ -10,6 +9,8 @@ from datetime import datetime, timedelta, tzinfo
 from datetime import time as Time
 from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo, available_timezones
+
+from dateutil.relativedelta import relativedelta
 
 # What people (and models) write instead of an IANA name. "EST" in tzdata has no DST,
 # which is rarely what is meant, so the US abbreviations map to the cities.
@@ -123,15 +124,6 @@ def convert_time(time: str, from_timezone: str, to_timezone: str) -> dict:
     return result
 
 
-def _add_months(day: Date, months: int) -> Date:
-    """`day` moved by whole months, clamped to the month's end (Jan 31 + 1 month = Feb 28/29)."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    if not 1 <= year <= 9999:
-        raise ValueError("resulting date is out of range")
-    return day.replace(year=year, month=month + 1, day=min(day.day, calendar.monthrange(year, month + 1)[1]))
-
-
 def add_to_date(date: str, days: int = 0, weeks: int = 0, months: int = 0, years: int = 0,
                 hours: int = 0, minutes: int = 0) -> dict:
     """Add (or, with negative numbers, subtract) an amount of time to a date; also gives the weekday.
@@ -149,9 +141,10 @@ def add_to_date(date: str, days: int = 0, weeks: int = 0, months: int = 0, years
     """
     start = _parse(date)
     try:
-        moved = datetime.combine(_add_months(start.date(), months + 12 * years), start.timetz())
-        result = moved + timedelta(days=days, weeks=weeks, hours=hours, minutes=minutes)
-    except OverflowError:
+        # relativedelta clamps to the month's end: Jan 31 + 1 month = Feb 28 (or 29).
+        result = start + relativedelta(years=years, months=months, weeks=weeks, days=days,
+                                       hours=hours, minutes=minutes)
+    except (OverflowError, ValueError):   # past year 9999 or before year 1
         raise ValueError("resulting date is out of range") from None
     if _is_date_only(date) and not (hours or minutes):
         return {"date": result.date().isoformat(), "weekday": result.strftime("%A")}
@@ -172,14 +165,11 @@ def date_difference(start: str, end: str) -> dict:
         raise ValueError("give both times with a UTC offset, or neither")
     delta = b - a
     sign, lo, hi = (1, a, b) if delta >= timedelta(0) else (-1, b, a)
-    months = (hi.year - lo.year) * 12 + hi.month - lo.month
-    while months > 0 and datetime.combine(_add_months(lo.date(), months), lo.timetz()) > hi:
-        months -= 1
-    rest = (hi - datetime.combine(_add_months(lo.date(), months), lo.timetz())).days
-    years, months = divmod(months, 12)
+    # Counted forward from the earlier date, so both directions give the same numbers.
+    span = relativedelta(hi, lo)
     result = {"days": delta.days if sign > 0 else -((-delta).days),
               "weeks": round(delta / timedelta(weeks=1), 2),
-              "years_months_days": [sign * years, sign * months, sign * rest],
+              "years_months_days": [sign * span.years, sign * span.months, sign * span.days],
               "start_weekday": a.strftime("%A"), "end_weekday": b.strftime("%A")}
     if delta % timedelta(days=1):
         result["total_hours"] = round(delta / timedelta(hours=1), 2)

@@ -1,69 +1,90 @@
-"""Running the tool calls a model asked for. Never raises: failures become error results."""
+"""Running the tool calls a model asked for. Never raises: failures become error results.
+
+Arguments are checked here, in the app's process, against the tool's pydantic
+model; the function itself runs in a worker process (`studio.tools.workers`)
+that is killed when the call runs past the timeout, so a runaway tool cannot
+freeze the app. Functions a worker cannot import by name (lambdas, closures)
+run in a thread instead, where a timeout is reported but cannot stop them.
+"""
 from __future__ import annotations
 
-import inspect
+import functools
 import json
+import logging
 import time
-import typing
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, Callable
 
+from studio.tools import workers
 from studio.tools.base import Tool
-from studio.tools.schema import coerce
+from studio.tools.schema import arguments_model, validate_arguments
+from studio.tools.workers import call_function
 from studio.types import ToolCall
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 10.0      # seconds per batch of parallel calls
-MAX_RESULT_CHARS = 20_000   # a runaway result would flood the model's context
-MAX_WORKERS = 8
+MAX_WORKERS = 8             # calls of one batch running at once
+_GRACE = 1.0                # past the deadline, time for a worker to be killed and reported
 
 
-def run_tool_call(call: ToolCall, tools: list[Tool]) -> ToolCall:
+def run_tool_call(call: ToolCall, tools: list[Tool], timeout: float = DEFAULT_TIMEOUT) -> ToolCall:
     """Run one call against `tools`; fill in `call.result` and `call.error`, and return `call`.
 
     The result is the function's return value, JSON-encoded unless it is a str.
-    An unknown tool, arguments that do not fit the signature, or an exception in
-    the tool give `error=True` and a message meant for the model to read.
+    An unknown tool, arguments that do not fit the signature, an exception in
+    the tool or a call past `timeout` seconds give `error=True` and a message
+    meant for the model to read.
     """
-    call.result, call.error = _execute(call, tools)
-    return call
+    return run_tool_calls([call], tools, timeout)[0]
 
 
 def run_tool_calls(calls: list[ToolCall], tools: list[Tool],
                    timeout: float = DEFAULT_TIMEOUT) -> list[ToolCall]:
-    """Run all calls in parallel threads; the same calls come back in the same order.
+    """Run all calls in parallel; the same calls come back in the same order.
 
-    A call still running after `timeout` seconds is reported as an error; its
-    thread cannot be killed, so it finishes in the background and is ignored.
+    A call still running after `timeout` seconds is reported as an error, and
+    its worker process is killed (a tool run in a thread is left to finish in
+    the background, ignored). Starting a worker does not count against the
+    timeout (it is bounded on its own), so a slow start cannot fail a quick tool.
     """
     if not calls:
         return []
+    started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(calls)), thread_name_prefix="tool")
     try:
-        futures = [pool.submit(_execute, call, tools) for call in calls]
-        deadline = time.monotonic() + timeout
-        for call, future in zip(calls, futures):
+        futures = [pool.submit(_execute, call, tools, timeout) for call in calls]
+        for call, future in zip(calls, futures, strict=True):
+            in_worker = _in_worker(call, tools)
+            # A call in a worker stops itself at its timeout (after waiting for a free worker and
+            # perhaps starting one); this outer bound is only belt and braces. A thread cannot be stopped.
+            limit = 2 * (timeout + workers.START_TIMEOUT) + _GRACE if in_worker else timeout
             try:
-                call.result, call.error = future.result(timeout=max(0.0, deadline - time.monotonic()))
+                reply = future.result(timeout=max(0.0, started + limit - time.monotonic()))
             except FutureTimeout:
-                call.result, call.error = f"Error: tool {call.name!r} timed out after {timeout:g} s", True
+                reply = None
             except Exception as exc:   # _execute catches everything; this is belt and braces
-                call.result, call.error = f"Error: {type(exc).__name__}: {exc}", True
+                reply = f"Error: {type(exc).__name__}: {exc}", True
+            if reply is None:
+                stopped = " and was stopped" if in_worker else ""
+                reply = f"Error: tool {call.name!r} timed out after {timeout:g} s{stopped}", True
+            call.result, call.error = reply
     finally:
-        # Don't wait for stragglers: a hung tool must not hang the conversation.
+        # Don't wait for stragglers: a hung in-process tool must not hang the conversation.
         pool.shutdown(wait=False, cancel_futures=True)
     return calls
 
 
-def _execute(call: ToolCall, tools: list[Tool]) -> tuple[str, bool]:
-    """(result text, is error) for one call. Works on no shared state, so it is thread-safe."""
+def _execute(call: ToolCall, tools: list[Tool], timeout: float) -> tuple[str, bool] | None:
+    """(result text, is error) for one call, or None past the timeout. Touches no shared state."""
     try:
-        return _execute_unguarded(call, tools)
+        return _execute_unguarded(call, tools, timeout)
     except Exception as exc:   # e.g. a malformed Tool or ToolCall: still no exception out
         return f"Error: could not run tool {getattr(call, 'name', '?')!r}: {type(exc).__name__}: {exc}", True
 
 
-def _execute_unguarded(call: ToolCall, tools: list[Tool]) -> tuple[str, bool]:
+def _execute_unguarded(call: ToolCall, tools: list[Tool], timeout: float) -> tuple[str, bool] | None:
     tool = next((t for t in tools if t.name == call.name), None)
     if tool is None:
         known = ", ".join(t.name for t in tools) or "none"
@@ -72,18 +93,26 @@ def _execute_unguarded(call: ToolCall, tools: list[Tool]) -> tuple[str, bool]:
         kwargs = _check_arguments(tool, call.arguments)
     except ValueError as exc:
         return f"Error: invalid arguments for {tool.name}: {exc}", True
+    ref = workers.reference(tool.function)
+    if ref is not None:
+        try:
+            return workers.POOL.run(ref, tool.name, kwargs, timeout)
+        except workers.WorkersUnavailable as exc:
+            log.warning("running tool %s in-process, with no way to stop it: %s", tool.name, exc)
+    return call_function(tool.function, kwargs, tool.name)
+
+
+def _in_worker(call: ToolCall, tools: list[Tool]) -> bool:
+    """Whether the call goes to a worker process (or runs in a thread)."""
     try:
-        value = tool.function(**kwargs)
-    except (Exception, SystemExit) as exc:   # a tool calling sys.exit must not end the app
-        return _error_text(tool.name, exc), True
-    try:
-        return _result_text(value), False
-    except Exception as exc:
-        return f"Error: {tool.name} returned a result that cannot be encoded: {exc}", True
+        tool = next((t for t in tools if t.name == call.name), None)
+        return tool is not None and workers.reference(tool.function) is not None
+    except Exception:   # a malformed Tool: _execute reports it
+        return False
 
 
 def _check_arguments(tool: Tool, arguments: Any) -> dict[str, Any]:
-    """Bind the model's arguments to the signature and check each against its type hint."""
+    """The model's arguments checked and coerced by the tool's pydantic model."""
     if isinstance(arguments, str):   # some providers hand over the raw JSON text
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
@@ -93,37 +122,15 @@ def _check_arguments(tool: Tool, arguments: Any) -> dict[str, Any]:
         arguments = {}
     if not isinstance(arguments, dict):
         raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
-    signature = inspect.signature(tool.function)
+    model = tool.arguments or _model_for(tool.function)
+    if model is None:   # a hand-built Tool whose function pydantic cannot describe: it decides
+        return arguments
+    return validate_arguments(model, arguments)
+
+
+@functools.lru_cache(maxsize=64)
+def _model_for(fn: Callable[..., Any]):
     try:
-        bound = signature.bind(**arguments)
-    except TypeError as exc:
-        expected = ", ".join(signature.parameters) or "none"
-        raise ValueError(f"{exc} (expected arguments: {expected})") from None
-    try:
-        hints = typing.get_type_hints(tool.function)
-    except Exception:
-        hints = {}
-    checked = {}
-    for name, value in bound.arguments.items():
-        param = signature.parameters[name]
-        if param.kind is param.VAR_KEYWORD:
-            checked.update(value)
-        elif name in hints:
-            checked[name] = coerce(value, hints[name], f"argument {name!r}")
-        else:
-            checked[name] = value
-    return checked
-
-
-def _error_text(tool_name: str, exc: BaseException) -> str:
-    # ValueError is how the built-ins report bad input; its message is already clear.
-    if isinstance(exc, ValueError) and str(exc):
-        return f"Error: {exc}"
-    return f"Error: {tool_name} failed: {type(exc).__name__}: {exc}"
-
-
-def _result_text(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) > MAX_RESULT_CHARS:
-        text = text[:MAX_RESULT_CHARS] + f"... [truncated, {len(text)} characters in all]"
-    return text
+        return arguments_model(fn)
+    except TypeError:
+        return None

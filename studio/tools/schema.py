@@ -1,75 +1,147 @@
-"""Type hints -> JSON schema, Google-style docstring parsing, and argument checking.
+"""A function's parameters as a pydantic model: its JSON schema for the model, and checking what the model sent.
 
-The same hint logic serves both directions: describing a parameter to the model
-(`json_schema_for`) and checking what the model sent back (`coerce`).
+One pydantic model per tool serves both directions, so the schema a model sees
+and the checks its arguments pass cannot drift apart:
+
+    model = arguments_model(fn, arg_docs)       # from the signature and type hints
+    parameters = json_schema(model)             # for OpenAI function tools
+    kwargs = validate_arguments(model, {...})   # coerced ("3" -> 3), or ValueError
 """
 from __future__ import annotations
 
-import enum
+import inspect
 import re
-import types
 import typing
-from typing import Any, Literal, Union
+import warnings
+from typing import Any, Callable
 
-_SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean"}
-_JSON_TYPE_OF = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+import pydantic
+from pydantic.json_schema import PydanticJsonSchemaWarning
 
-
-def _split_optional(hint: Any) -> tuple[Any, bool]:
-    """`Optional[X]` / `X | None` -> (X, True); anything else -> (hint, False)."""
-    origin = typing.get_origin(hint)
-    if origin is Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) != 1 or len(args) == len(typing.get_args(hint)):
-            raise TypeError(f"unions are not supported (only Optional[X]): {hint!r}")
-        return args[0], True
-    return hint, False
+_MAX_SHOWN_INPUT = 60   # characters of a wrong value quoted back to the model
 
 
-def json_schema_for(hint: Any) -> dict:
-    """The JSON schema for one type hint; TypeError if the hint is not supported."""
-    inner, nullable = _split_optional(hint)
-    schema = _schema_for(inner)
-    if nullable:
-        if isinstance(schema.get("type"), str):
-            schema["type"] = [schema["type"], "null"]
-        if "enum" in schema:
-            schema["enum"] = [*schema["enum"], None]
-        elif "type" not in schema:
-            schema = {"anyOf": [schema, {"type": "null"}]}
-    return schema
+def arguments_model(fn: Callable[..., Any], arg_docs: dict[str, str] | None = None,
+                    name: str | None = None) -> type[pydantic.BaseModel]:
+    """A pydantic model with one field per parameter of `fn`.
+
+    Field types come from the type hints, descriptions from `arg_docs`, and a
+    parameter with a default is optional. Unknown arguments are refused; numbers
+    sent for a str parameter become text (models write `expression=4`).
+
+    Raises:
+        TypeError: a parameter has no annotation, is *args/**kwargs or positional-only,
+            or has a type pydantic cannot describe as JSON.
+    """
+    name = name or getattr(fn, "__name__", "tool")
+    arg_docs = arg_docs or {}
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:   # e.g. a forward reference that does not resolve
+        raise TypeError(f"{name}: cannot read type hints: {exc}") from exc
+    fields: dict[str, Any] = {}
+    for index, param in enumerate(inspect.signature(fn).parameters.values()):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{name}: *args/**kwargs are not supported ({param.name})")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{name}: positional-only parameters are not supported ({param.name})")
+        if param.name not in hints:
+            raise TypeError(f"{name}: parameter {param.name!r} has no type annotation")
+        default = ... if param.default is param.empty else param.default
+        # Fields get neutral names and the parameter name as alias, so a parameter
+        # called "schema", "copy" or "model_x" cannot clash with BaseModel's own names.
+        fields[f"arg{index}"] = (hints[param.name], pydantic.Field(
+            default, alias=param.name, description=arg_docs.get(param.name)))
+    config = pydantic.ConfigDict(extra="forbid", coerce_numbers_to_str=True, validate_by_name=False)
+    try:
+        model = pydantic.create_model(name, __config__=config, **fields)
+        json_schema(model)   # fail now, at registration, not when a model first asks
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+        raise TypeError(f"{name}: unsupported parameter type: {exc}") from None
+    return model
 
 
-def _schema_for(hint: Any) -> dict:
-    if hint in _SIMPLE:
-        return {"type": _SIMPLE[hint]}
-    if hint is list:
-        return {"type": "array"}
-    if hint is dict:
-        return {"type": "object"}
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        values = [m.value for m in hint]
-        return _enum_schema(values)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return _enum_schema(list(args))
-    if origin is list:
-        return {"type": "array", "items": json_schema_for(args[0])} if args else {"type": "array"}
-    if origin is dict:
-        if args and args[0] is not str:
-            raise TypeError(f"dict keys must be str in JSON: {hint!r}")
-        return {"type": "object", "additionalProperties": json_schema_for(args[1])} if args else {"type": "object"}
-    raise TypeError(f"unsupported type hint: {hint!r}")
+def json_schema(model: type[pydantic.BaseModel]) -> dict:
+    """The model's JSON schema as OpenAI function tools want it (Responses and Chat Completions).
+
+    An object with `properties`, `required` and `additionalProperties: false`.
+    Titles are dropped and `$ref`s inlined (small models read a flat schema
+    best); only a recursive type keeps its `$defs`.
+    """
+    with warnings.catch_warnings():   # a default with no JSON form is just left out
+        warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+        schema = model.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+    recursive: set[str] = set()
+    schema = _flatten(schema, defs, (), recursive)
+    if recursive:
+        schema["$defs"] = {key: _flatten(defs[key], defs, (key,), set()) for key in defs}
+    schema.setdefault("properties", {})
+    schema.setdefault("required", [])
+    schema["additionalProperties"] = False
+    return {key: schema[key] for key in ("type", "properties", "required", "additionalProperties", "$defs")
+            if key in schema}
 
 
-def _enum_schema(values: list) -> dict:
-    kinds = {_JSON_TYPE_OF.get(type(v)) for v in values}
-    if None in kinds:
-        raise TypeError(f"enum values must be str, int, float or bool: {values!r}")
-    schema: dict = {"enum": values}
-    if len(kinds) == 1:
-        schema = {"type": kinds.pop(), "enum": values}
-    return schema
+def _flatten(node: Any, defs: dict, expanding: tuple[str, ...], recursive: set[str]) -> Any:
+    """`node` without schema titles and with `$ref`s replaced by their definitions."""
+    if isinstance(node, list):
+        return [_flatten(item, defs, expanding, recursive) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        key = ref.removeprefix("#/$defs/")
+        if key in expanding:   # a type that contains itself: keep the reference
+            recursive.add(key)
+            return node
+        rest = {k: v for k, v in node.items() if k != "$ref"}   # e.g. description, default
+        return {**_flatten(defs[key], defs, (*expanding, key), recursive),
+                **_flatten(rest, defs, expanding, recursive)}
+    flat = {}
+    for key, value in node.items():
+        if key == "title":
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):   # names, not keywords
+            flat[key] = {name: _flatten(sub, defs, expanding, recursive) for name, sub in value.items()}
+        else:
+            flat[key] = _flatten(value, defs, expanding, recursive)
+    return flat
+
+
+def validate_arguments(model: type[pydantic.BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments checked and coerced against `model`, as keyword arguments for the function.
+
+    Only the arguments given come back (the function applies its own defaults).
+
+    Raises:
+        ValueError: listing every wrong field, e.g. "missing required argument 'date';
+            argument 'days': Input should be a valid integer, got 'soon'".
+    """
+    try:
+        checked = model.model_validate(arguments)
+    except pydantic.ValidationError as exc:
+        raise ValueError(describe_errors(model, exc)) from None
+    fields = type(checked).model_fields
+    return {fields[key].alias or key: getattr(checked, key) for key in checked.model_fields_set}
+
+
+def describe_errors(model: type[pydantic.BaseModel], error: pydantic.ValidationError) -> str:
+    """A ValidationError in words a model can act on: one clause per wrong field."""
+    expected = ", ".join(field.alias or key for key, field in model.model_fields.items()) or "none"
+    problems = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        if item["type"] == "missing":
+            problems.append(f"missing required argument {where!r}")
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"unexpected argument {where!r} (expected arguments: {expected})")
+        else:
+            shown = repr(item.get("input"))
+            if len(shown) > _MAX_SHOWN_INPUT:
+                shown = shown[:_MAX_SHOWN_INPUT] + "..."
+            problems.append(f"argument {where!r}: {item['msg']}, got {shown}")
+    return "; ".join(problems)
 
 
 # --- docstrings ---------------------------------------------------------------
@@ -114,69 +186,3 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
         elif current is not None and level > indent:   # continuation line
             args[current] = f"{args[current]} {stripped}".strip()
     return " ".join(first), args
-
-
-# --- checking what the model sent --------------------------------------------
-
-def coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check `value` against `hint`, converting where unambiguous (e.g. "3" -> 3, str -> Enum).
-
-    Raises ValueError naming `where` (e.g. "argument 'days'") when it does not fit.
-    """
-    inner, nullable = _split_optional(hint)
-    if value is None:
-        if nullable:
-            return None
-        raise ValueError(f"{where} must not be null")
-    return _coerce(value, inner, where)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)   # e.g. calculator(expression=4)
-    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
-        for member in hint:
-            if value == member.value or value == member.name:
-                return member
-        raise ValueError(f"{where} must be one of {[m.value for m in hint]}, got {value!r}")
-    elif typing.get_origin(hint) is Literal:
-        if value in typing.get_args(hint):
-            return value
-        raise ValueError(f"{where} must be one of {list(typing.get_args(hint))}, got {value!r}")
-    elif hint is list or typing.get_origin(hint) is list:
-        if isinstance(value, list):
-            args = typing.get_args(hint)
-            return [coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value
-    elif hint is dict or typing.get_origin(hint) is dict:
-        if isinstance(value, dict):
-            args = typing.get_args(hint)
-            return {k: coerce(v, args[1], f"{where}[{k!r}]") for k, v in value.items()} if args else value
-    else:
-        return value   # a hint we do not know how to check (hand-built tools): let the function decide
-    expected = json_schema_for(hint).get("type", "value")
-    raise ValueError(f"{where} must be of type {expected}, got {value!r}")

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import enum
+import importlib
 import json
 import time
 from typing import Literal, Optional
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from studio.tools import (BUILTIN_TOOLS, Tool, get_tools, run_tool_call, run_tool_calls,
                           tool_from_function)
@@ -54,15 +56,53 @@ def test_schema_from_signature_and_docstring():
     assert props["query"] == {"type": "string", "description": "What to look for."}
     assert props["limit"] == {"type": "integer", "description": "How many results to return at most.",
                               "default": 5}
-    assert props["tags"]["type"] == ["array", "null"]
-    assert props["tags"]["items"] == {"type": "integer"}
-    assert props["tags"]["description"] == "Tag ids to filter on."
+    assert props["tags"] == {"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}],
+                             "default": None, "description": "Tag ids to filter on."}
     assert props["mode"] == {"type": "string", "enum": ["fast", "exact"], "default": "fast"}
     assert props["color"] == {"type": "string", "enum": ["red", "green"], "default": "red"}
-    assert props["ratio"]["type"] == ["number", "null"]
+    assert props["ratio"]["anyOf"] == [{"type": "number"}, {"type": "null"}]
     assert props["strict"]["type"] == "boolean"
     assert props["extra"]["type"] == "object"
-    json.dumps(params)   # must be plain JSON
+    text = json.dumps(params)   # must be plain JSON, flat: no $ref or titles a small model would trip on
+    assert "$ref" not in text and '"title"' not in text
+    Draft202012Validator.check_schema(params)
+
+
+def test_builtin_schemas_fit_openai_function_tools():
+    for tool in BUILTIN_TOOLS.values():
+        params = tool.parameters
+        Draft202012Validator.check_schema(params)
+        assert params["type"] == "object" and params["additionalProperties"] is False
+        assert set(params["required"]) <= set(params["properties"])
+        assert all(prop.get("description") for prop in params["properties"].values()), tool.name
+        assert "$ref" not in json.dumps(params) and '"title"' not in json.dumps(params)
+    assert BUILTIN_TOOLS["add_to_date"].parameters["required"] == ["date"]
+    assert BUILTIN_TOOLS["add_to_date"].parameters["properties"]["months"]["default"] == 0
+
+
+def test_schema_and_validation_agree():
+    # A value the schema allows passes validation, one it does not is refused: one pydantic model serves both.
+    def book(room: Literal["small", "large"], nights: int, guests: list[str],
+             note: str | None = None, ids: set[int] = frozenset(), code: int | str = 0) -> str:
+        return ""
+    tool = tool_from_function(book)
+    validator = Draft202012Validator(tool.parameters)
+    good = {"room": "small", "nights": 2, "guests": ["Ana"], "note": None, "ids": [1, 2], "code": "A1"}
+    assert validator.is_valid(good)
+    assert run_tool_call(ToolCall("book", good), [tool]).error is False
+    for bad in ({"room": "huge", "nights": 2, "guests": []}, {"room": "small", "guests": []},
+                {"room": "small", "nights": 2, "guests": [], "pets": 1}):
+        assert not validator.is_valid(bad)
+        assert run_tool_call(ToolCall("book", bad), [tool]).error is True
+
+
+def test_parameter_names_that_pydantic_models_use_themselves():
+    def describe(schema: str, copy: int, model_config: bool = False) -> str:
+        return f"{schema}|{copy}|{model_config}"
+    tool = tool_from_function(describe)
+    assert list(tool.parameters["properties"]) == ["schema", "copy", "model_config"]
+    call = run_tool_call(ToolCall("describe", {"schema": "s", "copy": "2"}), [tool])
+    assert call.result == "s|2|False" and not call.error
 
 
 def test_wire_formats_and_custom_name():
@@ -88,24 +128,30 @@ def test_invalid_name_is_rejected():
         tool_from_function(lambda x: x, name="identity")
 
 
+class Widget:
+    """A type with no JSON form."""
+
+
 def test_unannotated_and_unsupported_parameters_are_rejected():
     def unannotated(x, y: int) -> int:
         return y
 
-    def union(x: int | str) -> str:
-        return ""
-
     def var_args(*numbers: int) -> int:
         return 0
 
-    def odd_type(x: set[int]) -> int:
+    def positional_only(x: int, /) -> int:
+        return x
+
+    def odd_type(x: Widget) -> int:   # no JSON form
         return 0
 
-    for fn in (unannotated, union, var_args, odd_type):
+    for fn in (unannotated, var_args, positional_only, odd_type):
         with pytest.raises(TypeError):
             tool_from_function(fn)
     with pytest.raises(TypeError, match="'x'"):
         tool_from_function(unannotated)
+    with pytest.raises(TypeError, match="unsupported parameter type"):
+        tool_from_function(odd_type)
 
 
 # --- calculator -----------------------------------------------------------------
@@ -145,7 +191,73 @@ def test_calculator_refuses(expression, message):
     started = time.monotonic()
     with pytest.raises(ValueError, match=message):
         calculator(expression)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 2
+
+
+@pytest.fixture
+def computed(monkeypatch):
+    """Every operation and function call the calculator actually performs, with its arguments."""
+    calc = importlib.import_module("studio.tools.calculator")   # the package's `calculator` is the function
+    seen: list[tuple] = []
+
+    def spy(name, fn):
+        def wrapper(*args):
+            seen.append((name, *args))
+            return fn(*args)
+        return wrapper
+    for op, fn in list(calc._BINARY.items()):
+        monkeypatch.setitem(calc._BINARY, op, spy(op.__name__, fn))
+    for name, fn in list(calc._FUNCTIONS.items()):
+        monkeypatch.setitem(calc._FUNCTIONS, name, spy(name, fn))
+    return seen
+
+
+@pytest.mark.parametrize("expression, message, never_run", [
+    # Each of these takes seconds to minutes of CPU with the GIL held if tried.
+    ("round(5, -10**7)", "between -1000 and 1000", ("round", 5, -10**7)),
+    ("round(2.5, 10**9)", "between -1000 and 1000", ("round", 2.5, 10**9)),
+    ("9**9**9", "more than 1000 digits", ("Pow", 9, 9**9)),
+    ("(-7) ** 10**7", "more than 1000 digits", ("Pow", -7, 10**7)),
+    ("factorial(10**6)", "more than 1000 digits", ("factorial", 10**6)),
+    ("factorial(450)", "more than 1000 digits", ("factorial", 450)),
+    ("10**999 * 10**999", "more than 1000 digits", ("Mult", 10**999, 10**999)),
+])
+def test_calculator_refuses_costly_operations_without_running_them(computed, expression, message, never_run):
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=message):
+        calculator(expression)
+    assert never_run not in computed
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("1 << 10**9", "<< operator is not allowed"),
+    ("1 >> 2", ">> operator"),
+    ("~5", "~ operator"),
+    ("6 & 3", "& operator"),
+    ("'ab' * 10**9", "only numbers"),
+    ("[0] * 10**9", "not allowed"),
+    ("1e999", "too large"),
+    ("1e308 * 10", "too large"),
+    ("(10**999) ** 0.5", "too large"),
+    ("factorial(-1)", "whole number"),
+    ("factorial(2.5)", "whole number"),
+    ("5!", r"factorial\(n\)"),
+    ("-" * 990 + "1", "nested too deeply|cannot parse"),
+])
+def test_calculator_refuses_other_unbounded_input(expression, message):
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=message):
+        calculator(expression)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("factorial(20)", 2432902008176640000), ("factorial(5.0)", 120), ("round(123456, -3)", 123000),
+    ("round(5, -1000)", 0), ("2 ** 3000", 2 ** 3000), ("(-1) ** 10**999", 1), ("10**999 + 1", 10**999 + 1),
+])
+def test_calculator_large_but_bounded_results_are_exact(expression, expected):
+    assert calculator(expression) == expected
 
 
 # --- dates and times ---------------------------------------------------------------
@@ -186,8 +298,12 @@ def test_add_to_date():
     assert add_to_date("2024-02-29", years=1)["date"] == "2025-02-28"
     assert add_to_date("2026-07-01T09:30", hours=20)["datetime"] == "2026-07-02T05:30"
     assert add_to_date("1969-07-20")["weekday"] == "Sunday"
-    with pytest.raises(ValueError, match="out of range"):
-        add_to_date("9999-12-31", days=1)
+    assert add_to_date("2024-01-31", months=1)["date"] == "2024-02-29"
+    assert add_to_date("2026-03-31", months=-1, days=1)["date"] == "2026-03-01"   # months first, then days
+    assert add_to_date("2026-01-31T23:30", months=1, minutes=45)["datetime"] == "2026-03-01T00:15"
+    for huge in ({"days": 1}, {"months": 10**6}, {"years": -10**4}, {"days": 10**30}, {"hours": 10**20}):
+        with pytest.raises(ValueError, match="out of range"):
+            add_to_date("9999-12-31", **huge)
     with pytest.raises(ValueError, match="ISO 8601"):
         add_to_date("31/12/2026", days=1)
 
@@ -199,6 +315,9 @@ def test_date_difference():
     assert date_difference("2026-12-25", "2026-01-15")["days"] == -344
     assert date_difference("1990-05-20", "2026-03-10")["years_months_days"] == [35, 9, 18]
     assert date_difference("2026-01-01T08:00", "2026-01-02T20:30")["total_hours"] == 36.5
+    assert date_difference("2026-01-31", "2026-02-28")["years_months_days"] == [0, 1, 0]   # month end
+    assert date_difference("2026-02-28", "2026-01-31")["years_months_days"] == [0, -1, 0]
+    assert date_difference("2024-02-29", "2028-02-28")["years_months_days"] == [3, 11, 30]
     with pytest.raises(ValueError, match="offset"):
         date_difference("2026-01-01T00:00Z", "2026-01-02")
 
@@ -251,10 +370,13 @@ def test_run_tool_call_results_and_errors():
 
     cases = {
         "unknown tool": ToolCall("launch_rockets", {}),
-        "missing": ToolCall("calculator", {}),
-        "unexpected": ToolCall("calculator", {"expression": "1", "verbose": True}),
-        "must be of type number": ToolCall("convert_units", {"value": "lots", "from_unit": "m", "to_unit": "km"}),
+        "missing required argument 'expression'": ToolCall("calculator", {}),
+        "unexpected argument 'verbose'": ToolCall("calculator", {"expression": "1", "verbose": True}),
+        "argument 'value': Input should be a valid number": ToolCall(
+            "convert_units", {"value": "lots", "from_unit": "m", "to_unit": "km"}),
         "division by zero": ToolCall("calculator", {"expression": "1/0"}),
+        "not valid JSON": ToolCall("calculator", '{"expression": '),
+        "must be a JSON object": ToolCall("calculator", ["1 + 1"]),
     }
     for message, call in cases.items():
         run_tool_call(call, tools)
@@ -276,32 +398,35 @@ def test_run_tool_call_coerces_and_survives_crashes():
     assert call.result == '{"ok": true}' and not call.error
     assert calls == [("b", Color.GREEN, 3, [1, 2])]
     bad = run_tool_call(ToolCall("pick", {"mode": "c", "color": "red", "count": 1, "items": []}), tools)
-    assert bad.error and "one of" in bad.result
+    assert bad.error and "argument 'mode': Input should be 'a' or 'b', got 'c'" in bad.result
+    two = run_tool_call(ToolCall("pick", {"mode": "a", "color": "blue", "count": "many", "items": []}), tools)
+    assert "argument 'color'" in two.result and "argument 'count'" in two.result   # every wrong field
     crashed = run_tool_call(ToolCall("crash", {}), tools)
     assert crashed.error and "RuntimeError" in crashed.result and "kaboom" in crashed.result
     raw_json = run_tool_call(ToolCall("calculator", '{"expression": "2+2"}'), list(BUILTIN_TOOLS.values()))
     assert raw_json.result == "4"
 
 
-def test_run_tool_calls_in_parallel_and_in_order():
+def test_closures_run_in_threads_in_parallel_and_in_order():
+    # A nested function cannot be imported by a worker process: it runs in a thread instead.
     def slow(label: str, seconds: float) -> str:
         time.sleep(seconds)
         return label
 
     tools = [tool_from_function(slow)]
-    calls = [ToolCall("slow", {"label": "first", "seconds": 0.5}),
-             ToolCall("slow", {"label": "second", "seconds": 0.3}),
+    calls = [ToolCall("slow", {"label": "first", "seconds": 0.8}),
+             ToolCall("slow", {"label": "second", "seconds": 0.8}),
              ToolCall("nope", {})]
     started = time.monotonic()
     done = run_tool_calls(calls, tools)
     elapsed = time.monotonic() - started
-    assert elapsed < 0.75, elapsed           # ~max(0.5, 0.3), not the sum
+    assert elapsed < 1.5, elapsed           # about 0.8 s, not the sum (1.6 s)
     assert [c.result for c in done[:2]] == ["first", "second"] and done[2].error
     assert done[0] is calls[0]
     assert run_tool_calls([], tools) == []
 
 
-def test_run_tool_calls_times_out():
+def test_closures_time_out_in_threads():
     def hang(seconds: float) -> str:
         time.sleep(seconds)
         return "late"
