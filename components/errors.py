@@ -8,6 +8,7 @@ that an administrator finds in the log.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import logging
 import re
@@ -21,6 +22,8 @@ from typing import Iterator
 
 import streamlit as st
 from streamlit.errors import FragmentHandledException
+
+from studio.store import StoreError
 
 LOG = logging.getLogger("assistant_studio.errors")
 
@@ -72,10 +75,26 @@ def error_boundary() -> Iterator[None]:
         yield
     except FragmentHandledException:
         raise   # a fragment has already handled its own error
+    except StoreError as exc:   # worded for the user already; the store logged the details
+        st.error(str(exc), icon="⚠️")
     except Exception as exc:
         show_error(report(exc))
     finally:
         _inside.reset(token)
+
+
+def shows_store_errors(callback):
+    """Wrap a widget callback so a StoreError is shown as its message.
+
+    Callbacks run before the page script, outside the page's error boundary.
+    """
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except StoreError as exc:
+            st.error(str(exc), icon="⚠️")
+    return guarded
 
 
 def inside_error_boundary() -> bool:

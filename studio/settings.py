@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,6 +12,11 @@ from typing import Mapping
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROVIDERS = ("local", "openai", "compatible")
+LOG = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used, worded for the person who set it."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,7 @@ class Settings:
     provider: str = "local"
     model: str = ""
     base_url: str = ""                                    # OpenAI (optional) or a compatible server
+    allowed_base_urls: tuple[str, ...] = ()               # servers non-admins may pick in the sidebar
     api_key: str = field(default="", repr=False)          # never shown, logged or written
     database_url: str = ""
     context_window: int = 8192                            # for compatible servers (unknown otherwise)
@@ -42,16 +49,19 @@ class Settings:
         base_url = get("OPENAI_BASE_URL")
         provider = get("STUDIO_PROVIDER").lower() or ("openai" if api_key else "local")
         if provider not in PROVIDERS:
-            raise ValueError(f"STUDIO_PROVIDER must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+            raise ConfigError(f"STUDIO_PROVIDER must be one of {', '.join(PROVIDERS)}, not {provider!r}")
         return cls(
             data_dir=data_dir,
             provider=provider,
             model=get("STUDIO_MODEL"),
             base_url=base_url,
+            allowed_base_urls=tuple(get("STUDIO_ALLOWED_BASE_URLS").replace(",", " ").split()),
             api_key=api_key,
             database_url=get("STUDIO_DATABASE_URL") or f"sqlite:///{data_dir / 'studio.db'}",
-            context_window=_positive_int(get("STUDIO_CONTEXT_WINDOW"), 8192, "STUDIO_CONTEXT_WINDOW"),
-            local_max_tokens=_positive_int(get("STUDIO_LOCAL_MAX_TOKENS"), 256, "STUDIO_LOCAL_MAX_TOKENS"),
+            context_window=_whole_number(get("STUDIO_CONTEXT_WINDOW"), 8192, "STUDIO_CONTEXT_WINDOW",
+                                         least=256, most=MAX_CONTEXT_WINDOW),
+            local_max_tokens=_whole_number(get("STUDIO_LOCAL_MAX_TOKENS"), 256, "STUDIO_LOCAL_MAX_TOKENS",
+                                           least=1, most=MAX_LOCAL_TOKENS),
             model_dir=Path(get("STUDIO_MODEL_CACHE") or data_dir / "models").expanduser(),
         )
 
@@ -60,17 +70,34 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the workspace folder if needed, readable by this account only (it holds the
+        database, password hashes and the cookie key)."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"The workspace folder {self.data_dir} (STUDIO_DATA_DIR) cannot be "
+                              f"created: {exc.strerror or exc}.") from exc
+        try:
+            if self.data_dir.stat().st_mode & 0o077:
+                self.data_dir.chmod(0o700)
+        except OSError as exc:   # e.g. a folder owned by another account, shared on purpose
+            LOG.warning("could not make %s private: %s", self.data_dir, exc)
         return self.data_dir
 
 
-def _positive_int(text: str, default: int, name: str) -> int:
+# Bounds that keep a typo (a missing digit, or ten extra) from reaching the providers as a
+# number they cannot work with.
+MAX_CONTEXT_WINDOW = 10_000_000
+MAX_LOCAL_TOKENS = 4096      # half the embedded model's context: the prompt needs the rest
+
+
+def _whole_number(text: str, default: int, name: str, least: int, most: int) -> int:
     if not text:
         return default
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(f"{name} must be a whole number above 0, not {text!r}")
+        raise ConfigError(f"{name} must be a whole number, e.g. {default}, not {text!r}.") from None
+    if not least <= value <= most:
+        raise ConfigError(f"{name} must be between {least} and {most}, not {value}.")
     return value

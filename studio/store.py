@@ -1,36 +1,55 @@
 """Storage for assistants, threads and messages, through SQLAlchemy.
 
 SQLite in the workspace by default; any SQLAlchemy URL (e.g. PostgreSQL) for a team
-deployment. Every row carries its owner; admins may list everything.
+deployment. Every row carries its owner, and every method takes the acting user (`Actor`):
+users read and change their own rows, admins may read everyone's. Only a thread's owner may
+add to, rename or delete it.
+
+Every failure is a `StoreError` whose text can be shown to the user as it is; the details go
+to the server log.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import functools
+import logging
+import os
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
-from sqlalchemy import (JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text,
-                        create_engine, delete, event, func, insert, select, update)
+from sqlalchemy import (JSON, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text, create_engine, delete, event, func, insert, inspect, select, update)
+from sqlalchemy.exc import (ArgumentError, IntegrityError, OperationalError, SQLAlchemyError,
+                            TimeoutError as PoolTimeout)
 
-from studio.assistants import load_demo_assistant, spec_from_dict, spec_to_dict
+from studio.assistants import NAME_LENGTH, load_demo_assistant, spec_from_dict, spec_to_dict
 from studio.types import AssistantSpec, Citation, Message, Thread, ToolCall, new_id, utcnow
+
+LOG = logging.getLogger(__name__)
+
+# How long a write waits for another one to finish before giving up. Writes take milliseconds;
+# this only matters when many people send at once (or a long export holds the database).
+BUSY_TIMEOUT_S = 30
+USER_LENGTH = 128
+PROVIDER_REF_LENGTH = 128
 
 metadata = MetaData()
 
 assistants = Table(
     "assistants", metadata,
     Column("id", String(64), primary_key=True),
-    Column("owner", String(128), index=True, nullable=False),
-    Column("name", String(200), nullable=False),
+    Column("owner", String(USER_LENGTH), index=True, nullable=False),
+    Column("name", String(NAME_LENGTH), nullable=False),
     Column("spec", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 threads = Table(
     "threads", metadata,
     Column("id", String(64), primary_key=True),
-    Column("owner", String(128), index=True, nullable=False),
+    Column("owner", String(USER_LENGTH), index=True, nullable=False),
     Column("assistant_id", String(64), nullable=False),
     Column("provider", String(32), nullable=False),
-    Column("provider_ref", String(128)),
+    Column("provider_ref", String(PROVIDER_REF_LENGTH)),
     Column("title", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -44,7 +63,10 @@ messages = Table(
     Column("content", Text, nullable=False),
     Column("extra", JSON, nullable=False),        # tool calls and citations
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Two writers can never give two messages the same place in a thread.
+    Index("ux_messages_thread_seq", "thread_id", "seq", unique=True),
 )
+SEQ_INDEX = next(i for i in messages.indexes if i.name == "ux_messages_thread_seq")
 flags = Table(  # one-off facts, e.g. "the demo assistant was seeded for alice"
     "flags", metadata,
     Column("key", String(200), primary_key=True),
@@ -53,9 +75,22 @@ flags = Table(  # one-off facts, e.g. "the demo assistant was seeded for alice"
 TITLE_LENGTH = 60
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands datetimes back naive; they were written as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+class StoreError(Exception):
+    """A storage problem, worded for the user; the technical details are in the server log."""
+
+
+class NotAllowed(StoreError):
+    """The acting user may not read or change this row."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking the store: a user name, and whether they have the admin role."""
+    name: str
+    admin: bool = False
+
+    def may_read(self, owner: str) -> bool:
+        return self.admin or self.name == owner
 
 
 def title_from(text: str) -> str:
@@ -64,131 +99,397 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
+def _guarded(doing: str):
+    """Turn database failures inside the method into a StoreError that says what failed."""
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except StoreError:
+                raise
+            except (OperationalError, PoolTimeout) as exc:
+                if _is_busy(exc):
+                    LOG.warning("workspace database busy while trying to %s: %s", doing,
+                                getattr(exc, "orig", None) or exc)
+                    raise StoreError(f"The workspace is busy and could not {doing}; "
+                                     "try again in a moment.") from exc
+                LOG.exception("workspace database failed to %s", doing)
+                raise StoreError(f"Could not {doing}: the workspace database failed "
+                                 "(the details are in the server log).") from exc
+            except SQLAlchemyError as exc:
+                LOG.exception("workspace database failed to %s", doing)
+                raise StoreError(f"Could not {doing}: the workspace database refused it "
+                                 "(the details are in the server log).") from exc
+        return guarded
+    return wrap
+
+
 class Store:
     def __init__(self, database_url: str):
-        self.engine = create_engine(database_url)
+        try:
+            self.engine = create_engine(database_url, hide_parameters=True,  # no user text in logs
+                                        **_engine_options(database_url))
+        except (ArgumentError, ImportError) as exc:
+            # Do not repeat the URL: it may carry a database password.
+            raise StoreError("The database URL (STUDIO_DATABASE_URL) is not one this installation "
+                             f"can open: {type(exc).__name__}.") from exc
+        # Writes run through this handle: on SQLite its transactions take the write lock when
+        # they start (BEGIN IMMEDIATE), so a read-then-write (the next message's place) is atomic.
+        self._writer = self.engine.execution_options(studio_write=True)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+            _private_sqlite_files(self.engine.url.database)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self._create_schema()
+
+    @_guarded("open the workspace database")
+    def _create_schema(self) -> None:
+        with self._writer.begin() as db:
+            metadata.create_all(db)
+        # Databases made before the (thread, seq) index existed get it now.
+        if SEQ_INDEX.name not in {i["name"] for i in inspect(self.engine).get_indexes("messages")}:
+            with self._writer.begin() as db:
+                _renumber_duplicate_seqs(db)
+                SEQ_INDEX.create(db, checkfirst=True)
 
     # --- assistants ----------------------------------------------------------
 
-    def save_assistant(self, spec: AssistantSpec) -> AssistantSpec:
-        row = {"owner": spec.owner, "name": spec.name, "spec": spec_to_dict(spec), "updated_at": utcnow()}
-        with self.engine.begin() as db:
-            done = db.execute(update(assistants).where(assistants.c.id == spec.id).values(**row)).rowcount
-            if not done:
+    @_guarded("save the assistant")
+    def save_assistant(self, spec: AssistantSpec, actor: Actor) -> AssistantSpec:
+        """Create or update `spec`; returns it as stored (NUL characters removed).
+
+        Users save their own assistants; admins may save anyone's.
+        """
+        data = _clean(spec_to_dict(spec))
+        name = data["name"].strip()
+        if not name:
+            raise StoreError("Give the assistant a name before saving.")
+        _check_length("An assistant's name", name, NAME_LENGTH)
+        _check_length("A user name", spec.owner, USER_LENGTH)
+        if not actor.may_read(spec.owner):
+            raise NotAllowed("You can only save your own assistants.")
+        row = {"owner": spec.owner, "name": name, "spec": data, "updated_at": utcnow()}
+        with self._writer.begin() as db:
+            stored = db.execute(select(assistants.c.owner)
+                                .where(assistants.c.id == spec.id).with_for_update()).first()
+            if stored is None:
                 db.execute(insert(assistants).values(id=spec.id, **row))
-        return spec
+            elif stored.owner != spec.owner or not actor.may_read(stored.owner):
+                raise NotAllowed("This assistant belongs to another user.")
+            else:
+                db.execute(update(assistants).where(assistants.c.id == spec.id).values(**row))
+        return spec_from_dict(data)
 
-    def get_assistant(self, assistant_id: str) -> AssistantSpec | None:
+    @_guarded("read the assistant")
+    def get_assistant(self, assistant_id: str, actor: Actor) -> AssistantSpec | None:
+        """The assistant, or None if there is none with this id."""
         with self.engine.connect() as db:
-            row = db.execute(select(assistants.c.spec).where(assistants.c.id == assistant_id)).first()
-        return spec_from_dict(row.spec) if row else None
+            row = db.execute(select(assistants.c.owner, assistants.c.spec)
+                             .where(assistants.c.id == assistant_id)).first()
+        if row is None:
+            return None
+        if not actor.may_read(row.owner):
+            raise NotAllowed("This assistant belongs to another user.")
+        return spec_from_dict(row.spec)
 
-    def list_assistants(self, owner: str | None) -> list[AssistantSpec]:
-        """Assistants of `owner`, sorted by name; `owner=None` lists everyone's (admins)."""
-        query = select(assistants.c.spec).order_by(func.lower(assistants.c.name))
-        if owner is not None:
-            query = query.where(assistants.c.owner == owner)
+    @_guarded("list the assistants")
+    def list_assistants(self, actor: Actor, everyone: bool = False) -> list[AssistantSpec]:
+        """The actor's assistants sorted by name; with `everyone` (admins only), all users'."""
+        query = select(assistants.c.spec).order_by(func.lower(assistants.c.name), assistants.c.id)
+        if everyone and not actor.admin:
+            raise NotAllowed("Only an administrator can see everyone's assistants.")
+        if not everyone:
+            query = query.where(assistants.c.owner == actor.name)
         with self.engine.connect() as db:
             return [spec_from_dict(r.spec) for r in db.execute(query)]
 
-    def delete_assistant(self, assistant_id: str) -> None:
-        with self.engine.begin() as db:
+    @_guarded("delete the assistant")
+    def delete_assistant(self, assistant_id: str, actor: Actor) -> None:
+        """Delete an assistant (its owner or an admin). Threads started with it stay."""
+        with self._writer.begin() as db:
+            row = db.execute(select(assistants.c.owner).where(assistants.c.id == assistant_id)).first()
+            if row is None:
+                return
+            if not actor.may_read(row.owner):
+                raise NotAllowed("This assistant belongs to another user.")
             db.execute(delete(assistants).where(assistants.c.id == assistant_id))
 
-    def duplicate_assistant(self, assistant_id: str, owner: str) -> AssistantSpec:
-        original = self.get_assistant(assistant_id)
+    def duplicate_assistant(self, assistant_id: str, actor: Actor) -> AssistantSpec:
+        """A copy of an assistant the actor may read, owned by the actor, named "... (copy)"."""
+        original = self.get_assistant(assistant_id, actor)
         if original is None:
-            raise KeyError(assistant_id)
+            raise StoreError("This assistant no longer exists.")
         copy = spec_from_dict({**spec_to_dict(original), "id": new_id("asst")})
-        copy.name, copy.owner = f"{original.name} (copy)", owner
-        return self.save_assistant(copy)
+        copy.name = f"{original.name[: NAME_LENGTH - len(' (copy)')]} (copy)"
+        copy.owner = actor.name
+        return self.save_assistant(copy, actor)
 
-    def seed_demo_assistant(self, owner: str) -> None:
-        """Give a user the demo assistant once, on their first visit (not again if they delete it)."""
-        key = f"demo-seeded:{owner}"
-        with self.engine.begin() as db:
-            if db.execute(select(flags).where(flags.c.key == key)).first():
-                return
-            db.execute(insert(flags).values(key=key))
-        self.save_assistant(load_demo_assistant(owner))
+    @_guarded("set up the demo assistant")
+    def seed_demo_assistant(self, actor: Actor) -> None:
+        """Give a user the demo assistant once, on their first visit (not again if they delete it).
+
+        Two first sign-ins at the same moment seed it once: the flag and the assistant are
+        written in one transaction, and the loser of the race finds the flag taken.
+        """
+        key = f"demo-seeded:{actor.name}"
+        spec = load_demo_assistant(actor.name)
+        try:
+            with self._writer.begin() as db:
+                if db.execute(select(flags).where(flags.c.key == key)).first():
+                    return
+                db.execute(insert(flags).values(key=key))
+                db.execute(insert(assistants).values(
+                    id=spec.id, owner=spec.owner, name=spec.name, spec=spec_to_dict(spec),
+                    updated_at=utcnow()))
+        except IntegrityError:
+            return   # another sign-in of the same user seeded it at the same moment
 
     # --- threads ---------------------------------------------------------------
 
-    def create_thread(self, thread: Thread) -> Thread:
-        with self.engine.begin() as db:
-            db.execute(insert(threads).values(
-                id=thread.id, owner=thread.owner, assistant_id=thread.assistant_id,
-                provider=thread.provider, provider_ref=thread.provider_ref, title=thread.title,
-                created_at=thread.created_at, updated_at=thread.updated_at))
-        for message in thread.messages:
-            self.add_message(thread, message)
+    @_guarded("save the thread")
+    def save_thread(self, thread: Thread, actor: Actor) -> Thread:
+        """Store `thread` if it is new, and each of its messages that is not stored yet, in order.
+
+        Only the thread's owner may. Saving again after a failed save stores what was missed
+        (its provider's id included).
+        """
+        _check_length("A provider's thread id", thread.provider_ref, PROVIDER_REF_LENGTH)
+        with self._writer.begin() as db:
+            self._check_owner(db, thread, actor, create=True)
+            if thread.provider_ref:
+                db.execute(update(threads).where(threads.c.id == thread.id)
+                           .values(provider_ref=thread.provider_ref))
+            stored = set(db.execute(select(messages.c.id).where(messages.c.thread_id == thread.id)).scalars())
+            self._append(db, thread, [m for m in thread.messages if m.id not in stored])
         return thread
 
+    @_guarded("read the thread")
     def has_thread(self, thread_id: str) -> bool:
+        """Whether a thread with this id is stored (whoever owns it)."""
         with self.engine.connect() as db:
             return db.execute(select(threads.c.id).where(threads.c.id == thread_id)).first() is not None
 
-    def get_thread(self, thread_id: str) -> Thread | None:
+    @_guarded("read the thread")
+    def get_thread(self, thread_id: str, actor: Actor) -> Thread | None:
+        """The thread with its messages, or None if there is none with this id.
+
+        Its owner and admins may read it; anyone else gets NotAllowed.
+        """
         with self.engine.connect() as db:
             row = db.execute(select(threads).where(threads.c.id == thread_id)).first()
             if row is None:
                 return None
+            if not actor.may_read(row.owner):
+                raise NotAllowed("This thread belongs to another user.")
             rows = db.execute(select(messages).where(messages.c.thread_id == thread_id)
                               .order_by(messages.c.seq)).all()
         thread = _thread_from_row(row)
         thread.messages = [_message_from_row(r) for r in rows]
         return thread
 
-    def list_threads(self, owner: str | None) -> list[Thread]:
-        """Threads without their messages, newest first; `owner=None` lists everyone's."""
-        query = select(threads).order_by(threads.c.updated_at.desc())
-        if owner is not None:
-            query = query.where(threads.c.owner == owner)
+    @_guarded("list the threads")
+    def list_threads(self, actor: Actor, everyone: bool = False) -> list[Thread]:
+        """The actor's threads without their messages, newest first; with `everyone` (admins
+        only), all users'."""
+        query = select(threads).order_by(threads.c.updated_at.desc(), threads.c.id)
+        if everyone and not actor.admin:
+            raise NotAllowed("Only an administrator can see everyone's threads.")
+        if not everyone:
+            query = query.where(threads.c.owner == actor.name)
         with self.engine.connect() as db:
             return [_thread_from_row(r) for r in db.execute(query)]
 
-    def add_message(self, thread: Thread, message: Message) -> None:
-        """Append a message (to the stored thread and to `thread.messages` if missing)."""
-        if message not in thread.messages:
-            thread.messages.append(message)
-        extra = {"tool_calls": [asdict(c) for c in message.tool_calls],
-                 "citations": [asdict(c) for c in message.citations]}
-        now = utcnow()
-        values = {"updated_at": now}
-        if message.role == "user" and thread.title == "New thread":
-            thread.title = values["title"] = title_from(message.content) or "New thread"
-        with self.engine.begin() as db:
-            seq = db.execute(select(func.count()).select_from(messages)
-                             .where(messages.c.thread_id == thread.id)).scalar_one()
-            db.execute(insert(messages).values(
-                id=message.id, thread_id=thread.id, seq=seq, role=message.role,
-                content=message.content, extra=extra, created_at=message.created_at))
-            db.execute(update(threads).where(threads.c.id == thread.id).values(**values))
-        thread.updated_at = now
+    @_guarded("save the message")
+    def add_message(self, thread: Thread, message: Message, actor: Actor) -> None:
+        """Append a message to the stored thread (and to `thread.messages` if missing there).
 
-    def set_provider_ref(self, thread: Thread, provider_ref: str) -> None:
-        thread.provider_ref = provider_ref
-        with self.engine.begin() as db:
+        Only the thread's owner may. The message's place is taken inside the write transaction,
+        so concurrent writers never share one. A message already stored is left as it is.
+        """
+        appended = all(m.id != message.id for m in thread.messages)
+        if appended:
+            thread.messages.append(message)   # kept in the session even if the write fails
+        try:
+            with self._writer.begin() as db:
+                self._check_owner(db, thread, actor, create=False)
+                if db.execute(select(messages.c.id).where(messages.c.id == message.id)).first() is None:
+                    self._append(db, thread, [message])
+        except NotAllowed:   # not theirs to keep, not even in the session
+            if appended:
+                thread.messages.remove(message)
+            raise
+
+    @_guarded("save the thread")
+    def set_provider_ref(self, thread: Thread, provider_ref: str, actor: Actor) -> None:
+        """Remember the provider's own id for the thread (e.g. an OpenAI conversation id)."""
+        _check_length("A provider's thread id", provider_ref, PROVIDER_REF_LENGTH)
+        thread.provider_ref = provider_ref   # kept in the session even if the write fails
+        with self._writer.begin() as db:
+            self._check_owner(db, thread, actor, create=False)
             db.execute(update(threads).where(threads.c.id == thread.id).values(provider_ref=provider_ref))
 
-    def rename_thread(self, thread_id: str, title: str) -> None:
-        with self.engine.begin() as db:
-            db.execute(update(threads).where(threads.c.id == thread_id).values(title=title_from(title)))
+    @_guarded("rename the thread")
+    def rename_thread(self, thread_id: str, title: str, actor: Actor) -> str:
+        """Rename a thread (its owner only); returns the title as stored (shortened)."""
+        title = title_from(_text(title))
+        if not title:
+            raise StoreError("Type a title first.")
+        with self._writer.begin() as db:
+            self._check_owner(db, thread_id, actor, create=False)
+            db.execute(update(threads).where(threads.c.id == thread_id).values(title=title))
+        return title
 
-    def delete_thread(self, thread_id: str) -> None:
-        with self.engine.begin() as db:
+    @_guarded("delete the thread")
+    def delete_thread(self, thread_id: str, actor: Actor) -> None:
+        """Delete a thread and its messages (its owner only). A missing thread is no error."""
+        with self._writer.begin() as db:
+            owner = db.execute(select(threads.c.owner).where(threads.c.id == thread_id)).scalar()
+            if owner is None:
+                return
+            if owner != actor.name:
+                raise NotAllowed("Only the owner of this thread can delete it.")
             db.execute(delete(messages).where(messages.c.thread_id == thread_id))
             db.execute(delete(threads).where(threads.c.id == thread_id))
 
+    # --- inside write transactions ----------------------------------------------
 
-def _sqlite_pragmas(connection, _record) -> None:
+    @staticmethod
+    def _check_owner(db, thread: Thread | str, actor: Actor, create: bool) -> None:
+        """Lock the thread's row and check the actor owns it; with `create`, insert it if new."""
+        thread_id = thread if isinstance(thread, str) else thread.id
+        owner = db.execute(select(threads.c.owner).where(threads.c.id == thread_id)
+                           .with_for_update()).scalar()
+        if owner is None and create:
+            if thread.owner != actor.name:
+                raise NotAllowed("You can only start threads of your own.")
+            _check_length("A user name", thread.owner, USER_LENGTH)
+            db.execute(insert(threads).values(
+                id=thread.id, owner=thread.owner, assistant_id=thread.assistant_id,
+                provider=thread.provider, provider_ref=thread.provider_ref,
+                title=title_from(_text(thread.title)) or "New thread",
+                created_at=thread.created_at, updated_at=thread.updated_at))
+        elif owner is None:
+            raise StoreError("This thread no longer exists (it was deleted).")
+        elif owner != actor.name:
+            raise NotAllowed("This thread belongs to another user; only its owner can change it.")
+
+    @staticmethod
+    def _append(db, thread: Thread, new: list[Message]) -> None:
+        if not new:
+            return
+        seq = db.execute(select(func.coalesce(func.max(messages.c.seq), -1))
+                         .where(messages.c.thread_id == thread.id)).scalar_one()
+        for message in new:
+            seq += 1
+            message.content = _text(message.content)
+            extra = _clean({"tool_calls": [asdict(c) for c in message.tool_calls],
+                            "citations": [asdict(c) for c in message.citations]})
+            if message.cut_off:   # a reply stopped by a length limit (the page offers Continue)
+                extra["cut_off"] = True
+            db.execute(insert(messages).values(
+                id=message.id, thread_id=thread.id, seq=seq, role=message.role,
+                content=message.content, extra=extra, created_at=message.created_at))
+        values = {"updated_at": utcnow()}
+        first_user = next((m for m in new if m.role == "user"), None)
+        if first_user is not None and thread.title == "New thread":
+            values["title"] = title_from(first_user.content) or "New thread"
+        db.execute(update(threads).where(threads.c.id == thread.id).values(**values))
+        thread.title = values.get("title", thread.title)
+        thread.updated_at = values["updated_at"]
+
+
+# --- helpers -------------------------------------------------------------------------
+
+def _text(value: str) -> str:
+    # NUL has no meaning in text a person typed or a model wrote, and PostgreSQL refuses it:
+    # drop it, so the same text saves on every database.
+    return value.replace("\x00", "")
+
+
+def _clean(value):
+    """`value` (JSON-like) with NUL removed from every string in it."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _check_length(what: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise StoreError(f"{what} can be at most {limit} characters; this one has {len(value)}.")
+
+
+def _is_busy(exc: SQLAlchemyError) -> bool:
+    if isinstance(exc, PoolTimeout):
+        return True
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code in ("55P03", "40P01", "40001"):   # lock timeout, deadlock, serialization failure
+        return True
+    text = str(orig or exc).lower()
+    return "locked" in text or "busy" in text or "lock timeout" in text
+
+
+def _engine_options(database_url: str) -> dict:
+    if database_url.startswith("sqlite"):
+        # The driver waits this long for a lock (SQLite's busy timeout) before reporting one.
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}}
+    return {"pool_pre_ping": True}
+
+
+def _sqlite_connect(connection, _record) -> None:
+    # Let SQLAlchemy's "begin" event (below) say when a transaction starts, instead of the
+    # driver starting one lazily at the first write (after the reads it depends on).
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")  # the app and the CLI may write at once
     cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    write = connection.get_execution_options().get("studio_write")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Make the database file (and its WAL and shared-memory files) readable by its owner only.
+
+    SQLite gives the -wal and -shm files it creates the main file's permissions, so creating
+    the main file 0600 covers them; files left by an older version are tightened here.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        if path.parent.is_dir() and not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+            if file.exists() and file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+    except OSError as exc:   # e.g. a file owned by another account: SQLite will say if it matters
+        LOG.warning("could not restrict the permissions of %s: %s", path, exc)
+
+
+def _renumber_duplicate_seqs(db) -> None:
+    # Before the unique index, two concurrent writers could give two messages one place.
+    # Renumber those threads in their stored order so the index can be created.
+    clashing = db.execute(select(messages.c.thread_id).group_by(messages.c.thread_id, messages.c.seq)
+                          .having(func.count() > 1).distinct()).scalars().all()
+    for thread_id in clashing:
+        ids = db.execute(select(messages.c.id).where(messages.c.thread_id == thread_id)
+                         .order_by(messages.c.seq, messages.c.created_at, messages.c.id)).scalars().all()
+        for seq, message_id in enumerate(ids):
+            db.execute(update(messages).where(messages.c.id == message_id).values(seq=seq))
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands datetimes back naive; they were written as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _thread_from_row(row) -> Thread:
@@ -201,4 +502,5 @@ def _message_from_row(row) -> Message:
     extra = row.extra or {}
     return Message(id=row.id, role=row.role, content=row.content, created_at=_aware(row.created_at),
                    tool_calls=[ToolCall(**c) for c in extra.get("tool_calls", [])],
-                   citations=[Citation(**c) for c in extra.get("citations", [])])
+                   citations=[Citation(**c) for c in extra.get("citations", [])],
+                   cut_off=bool(extra.get("cut_off", False)))
