@@ -97,7 +97,7 @@ def _execute_unguarded(call: ToolCall, tools: list[Tool], timeout: float) -> tup
     if ref is not None:
         try:
             return workers.POOL.run(ref, tool.name, kwargs, timeout)
-        except workers.WorkersUnavailable as exc:
+        except workers.WorkersUnavailable as exc:   # e.g. a platform without pass_fds: still answer
             log.warning("running tool %s in-process, with no way to stop it: %s", tool.name, exc)
     return call_function(tool.function, kwargs, tool.name)
 

@@ -35,7 +35,7 @@ KEEP_WARM = 2        # idle workers kept for the next call
 MAX_RESULT_CHARS = 20_000   # a runaway result would flood the model's context
 START_TIMEOUT = 30.0        # a worker not ready by then counts as broken (a loaded machine takes ~1 s)
 
-# A worker's first lines: read the app's sys.path and working folder, then serve.
+# A worker's first lines: take the app's sys.path (so it imports what the app imports), then serve.
 _BOOTSTRAP = """\
 import sys
 from multiprocessing.connection import Connection
@@ -165,20 +165,20 @@ class _Worker:
     """One worker process and the two pipes to it."""
 
     def __init__(self) -> None:
-        to_child, inbox = os.pipe()
-        outbox, from_child = os.pipe()
+        child_reads, parent_writes = os.pipe()
+        parent_reads, child_writes = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, str(to_child), str(from_child)],
-                pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+                [sys.executable, "-c", _BOOTSTRAP, str(child_reads), str(child_writes)],
+                pass_fds=(child_reads, child_writes), stdin=subprocess.DEVNULL)
         except BaseException:
-            for fd in (to_child, inbox, outbox, from_child):
+            for fd in (child_reads, parent_writes, parent_reads, child_writes):
                 os.close(fd)
             raise
-        os.close(to_child)
-        os.close(from_child)
-        self.send = Connection(inbox, readable=False)
-        self.receive = Connection(outbox, writable=False)
+        os.close(child_reads)
+        os.close(child_writes)
+        self.send = Connection(parent_writes, readable=False)
+        self.receive = Connection(parent_reads, writable=False)
         try:
             self.send.send([os.getcwd() if not entry else entry for entry in sys.path])
             if not self.receive.poll(START_TIMEOUT) or self.receive.recv() != "ready":
