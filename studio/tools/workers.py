@@ -20,6 +20,7 @@ import atexit
 import importlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -27,6 +28,11 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable
+
+try:
+    import resource   # Unix only
+except ImportError:   # pragma: no cover
+    resource = None
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,7 @@ def _resolve(module_name: str, qualname: str) -> Callable[..., Any]:
 def serve(inbox: Connection, outbox: Connection) -> None:
     """A worker's loop.
 
-    It says "ready" once; then for each job (module, qualname, tool name, kwargs)
+    It says "ready" once; then for each job (module, qualname, tool name, kwargs, timeout)
     it says "started" when the function is loaded and about to run (the
     caller's timeout starts there), then sends (result text, is error).
     """
@@ -121,7 +127,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         else:
             if job is None:
                 return
-            module_name, qualname, tool_name, kwargs = job
+            module_name, qualname, tool_name, kwargs, timeout = job
             try:
                 fn = _resolve(module_name, qualname)   # a first import can be slow: not part of the timeout
             except Exception as exc:
@@ -131,6 +137,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
                     outbox.send("started")
                 except (OSError, ValueError):
                     return
+                _limit_cpu(timeout)
                 reply = call_function(fn, kwargs, tool_name)
         try:
             outbox.send(reply)
@@ -145,6 +152,21 @@ def _warm_caches() -> None:
         _units()
     except Exception:   # the call that needs it reports the problem
         pass
+
+
+def _limit_cpu(timeout: float) -> None:
+    """Let the kernel end this worker if the call burns CPU well past its timeout.
+
+    The app kills a worker at the timeout; this covers an app that died first,
+    while a tool held the GIL (then the watch thread below cannot run either).
+    """
+    if resource is None:
+        return
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    seconds = math.ceil(used.ru_utime + used.ru_stime + timeout) + 5
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard == resource.RLIM_INFINITY or seconds <= hard:
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, hard))
 
 
 def _exit_with_parent() -> None:
@@ -213,7 +235,8 @@ class WorkerPool:
         self.size, self.keep_warm = size, keep_warm
         self._changed = threading.Condition()
         self._idle: list[_Worker] = []
-        self._live = 0   # idle + busy + starting
+        self._live = 0      # idle + busy + starting
+        self._warming = 0   # being started by warm_up, not yet idle
 
     def run(self, ref: tuple[str, str], tool_name: str, kwargs: dict[str, Any],
             timeout: float) -> tuple[str, bool] | None:
@@ -225,7 +248,7 @@ class WorkerPool:
         module, at most START_TIMEOUT each.
         Raises WorkersUnavailable when no worker can be started.
         """
-        job = (ref[0], ref[1], tool_name, kwargs)
+        job = (ref[0], ref[1], tool_name, kwargs, timeout)
         worker = self._checkout(time.monotonic() + timeout)
         if worker is None:
             return None
@@ -263,10 +286,15 @@ class WorkerPool:
             if worker is not None:
                 self._checkin(worker, healthy)
 
+    @property
+    def processes(self) -> int:
+        """Worker processes alive now (idle, busy or starting)."""
+        return self._live
+
     def warm_up(self) -> None:
         """Start the warm workers in the background, so that the next call does not wait."""
         with self._changed:
-            if len(self._idle) >= self.keep_warm or self._live >= self.size:
+            if self._warm_enough():
                 return
         threading.Thread(target=self._refill, name="tool-worker-start", daemon=True).start()
 
@@ -316,21 +344,27 @@ class WorkerPool:
         if not healthy:
             self.warm_up()   # replace it while the model reads the error
 
+    def _warm_enough(self) -> bool:   # called with the lock held
+        return len(self._idle) + self._warming >= self.keep_warm or self._live >= self.size
+
     def _refill(self) -> None:
         while True:
             with self._changed:
-                if len(self._idle) >= self.keep_warm or self._live >= self.size:
+                if self._warm_enough():
                     return
                 self._live += 1
+                self._warming += 1
             try:
                 worker = self._start()
             except WorkersUnavailable as exc:
                 with self._changed:
                     self._live -= 1
+                    self._warming -= 1
                     self._changed.notify()
                 log.warning("%s", exc)
                 return
             with self._changed:
+                self._warming -= 1
                 self._idle.append(worker)
                 self._changed.notify()
 

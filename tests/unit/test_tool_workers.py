@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.tools import BUILTIN_TOOLS, run_tool_call, run_tool_calls, tool_from_function
-from studio.tools.workers import POOL, reference
+from studio.tools import BUILTIN_TOOLS, get_tools, run_tool_call, run_tool_calls, tool_from_function
+from studio.tools.workers import KEEP_WARM, POOL, reference
 from studio.types import ToolCall
 
 # Tools live at module level, as the app's do: a worker process imports them by name.
@@ -148,4 +148,16 @@ def test_many_sessions_at_once_share_the_workers():
 
 def test_idle_workers_stop_and_come_back():
     POOL.stop_idle()
+    assert POOL.processes == 0
     assert run_tool_call(ToolCall("calculator", {"expression": "1 + 1"}), [CALCULATOR]).result == "2"
+
+
+def test_warming_up_again_and_again_keeps_only_a_few_processes():
+    POOL.stop_idle()
+    for _ in range(20):   # every turn with tools asks for warm workers
+        get_tools(["calculator"])
+    give_up = time.monotonic() + 60
+    while POOL.processes and len(POOL._idle) < KEEP_WARM and time.monotonic() < give_up:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert POOL.processes == KEEP_WARM
