@@ -24,9 +24,9 @@ from studio.types import ToolCall
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 10.0      # seconds per batch of parallel calls
+DEFAULT_TIMEOUT = 10.0      # seconds a call may run (the calls of a batch run side by side)
 MAX_WORKERS = 8             # calls of one batch running at once
-_GRACE = 1.0                # past the deadline, time for a worker to be killed and reported
+_GRACE = 1.0                # past the timeout, time for a worker to be killed and reported
 
 
 def run_tool_call(call: ToolCall, tools: list[Tool], timeout: float = DEFAULT_TIMEOUT) -> ToolCall:
