@@ -112,7 +112,7 @@ class LocalProvider(Provider):
                         stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]), **GENERATION)
                 output_tokens[0] = out.shape[1] - inputs["input_ids"].shape[1]
                 # At the cap, and the last token is not end-of-reply: the reply was cut short.
-                cut_off[0] = (output_tokens[0] >= self.max_new_tokens and not stop.is_set()
+                cut_off[0] = (output_tokens[0] >= self.max_new_tokens
                               and int(out[0, -1]) not in _end_tokens(local))
             except BaseException as exc:   # reported to the reader below
                 failure.append(exc)

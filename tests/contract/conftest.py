@@ -1,8 +1,10 @@
 """Fixtures for the provider contract tests: one fake OpenAI server, one case per provider.
 
-To put another provider under the same contract (e.g. "local"), add a factory to CASES.
-A case with `fake=None` (no HTTP server behind it) skips the tests that inspect requests
-or provoke server errors; tests needing tools skip on the provider's capabilities.
+To put another provider under the same contract, add a factory to CASES. What a turn gave
+the model is read from the fake server's requests, or, for the embedded model (no server
+behind it, `fake=None`), from the chat messages its provider handed to generation. Tests
+that provoke server errors skip without a server; tests needing tools skip on the
+provider's capabilities.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from studio.providers.base import Provider
-from studio.providers.compatible import CompatibleProvider
+from studio.providers.compatible import CompatibleProvider, clear_models_cache
 from studio.providers.local import LocalProvider
 from studio.providers.openai_provider import OpenAIProvider
 from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest
@@ -31,6 +33,7 @@ class ProviderCase:
     endpoint: str = ""                     # the path its turns are POSTed to
     api_key: str = API_KEY                 # must never appear in an error message
     made: list[Provider] = field(default_factory=list)
+    generated: list[list[dict]] = field(default_factory=list)   # local: chat messages generated from
 
     def make(self, **overrides: Any) -> Provider:
         """A fresh provider (with e.g. api_key= or base_url= overridden); closed after the test."""
@@ -54,6 +57,18 @@ class ProviderCase:
             return body.get("instructions") or ""
         first = (body.get("messages") or [{}])[0]
         return first.get("content", "") if first.get("role") == "system" else ""
+
+    def last_prompt(self) -> str:
+        """The system prompt of the last turn, from the server's request or the local model's input."""
+        if self.fake:
+            return self.system_prompt(self.turn_requests()[-1])
+        first = self.generated[-1][0]
+        return first["content"] if first["role"] == "system" else ""
+
+    def last_chat(self) -> list[dict]:
+        """The chat messages (system prompt excluded) an app-kept-history turn sent to the model."""
+        messages = self.turn_requests()[-1].body["messages"] if self.fake else self.generated[-1]
+        return [m for m in messages if m["role"] != "system"]
 
     def tool_names(self, request: RecordedRequest) -> list[str]:
         """Names (or hosted types) of the tools offered in a turn request."""
@@ -82,10 +97,20 @@ def _compatible(fake: FakeOpenAI) -> ProviderCase:
 
 
 def _local(fake: FakeOpenAI) -> ProviderCase:
-    # The embedded model itself: no server behind it, so server-inspecting tests skip.
+    # The embedded model itself: no server behind it. Its input is recorded where it is handed
+    # to generation, the same place whatever the history or instructions.
     def make(**overrides: Any) -> Provider:
-        return LocalProvider(Path(os.environ["STUDIO_MODEL_CACHE"]), max_new_tokens=16)
-    return ProviderCase("local", make, None, "")
+        provider = LocalProvider(Path(os.environ["STUDIO_MODEL_CACHE"]),
+                                 max_new_tokens=overrides.get("max_new_tokens", 16))
+        generate = provider.generate
+
+        def recording_generate(messages: list[dict]):
+            case.generated.append(messages)
+            return generate(messages)
+        provider.generate = recording_generate
+        return provider
+    case = ProviderCase("local", make, None, "")
+    return case
 
 
 CASES: dict[str, Callable[[FakeOpenAI], ProviderCase]] = {
@@ -102,8 +127,10 @@ def fake_server():
 @pytest.fixture
 def fake(fake_server: FakeOpenAI):
     fake_server.reset()
+    clear_models_cache()   # compatible providers reuse /v1/models answers across instances
     yield fake_server
     fake_server.reset()
+    clear_models_cache()
 
 
 @pytest.fixture(params=list(CASES))

@@ -10,10 +10,15 @@ from datetime import date
 
 import pytest
 
+import openai
+
 from studio.assistants import compile_instructions
+from studio.local_model import get_local_model
 from studio.providers.base import ProviderError
 from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta, Thread,
                           ToolCallFinished, ToolCallStarted)
+from tests.contract.conftest import API_KEY
+from tests.fakes.fake_openai import FakeAPIError
 
 CALC_TWICE = ('Work out [[call calculator {"expression": "2+2"}]] and '
               '[[call calculator {"expression": "3*7"}]] please')
@@ -71,23 +76,28 @@ def test_reply_streams_in_several_deltas_and_ends_with_done(case, provider):
     assert len(deltas) > 1
     if case.fake:
         assert reply_text(events) == "You said: hello there, friend"
+        assert done.cut_off is False
     else:   # a real model: any non-empty reply
         assert reply_text(events).strip()
     assert done.usage.output_tokens > 0
 
 
-def test_instructions_and_examples_reach_the_server(case, provider):
-    needs_server(case)
+def test_instructions_and_examples_reach_the_model(case, provider):
     spec = AssistantSpec(name="Responder", instructions="Answer viewers kindly. Sign off with -- Ana.",
                          examples=[FewShotExample("Love the video!", "Thank you so much! -- Ana")],
-                         model="gpt-4o")
+                         model="gpt-4o" if case.fake else "")
     turn_and_done(provider, thread_with("Nice one"), spec)
-    request = case.turn_requests()[-1]
-    prompt = case.system_prompt(request)
+    prompt = case.last_prompt()
     assert prompt == compile_instructions(spec)
     assert "Sign off with -- Ana." in prompt and "Love the video!" in prompt
-    assert request.body["model"] == "gpt-4o"
-    assert request.body["stream"] is True
+    if case.fake:
+        request = case.turn_requests()[-1]
+        assert request.body["model"] == "gpt-4o"
+        assert request.body["stream"] is True
+    else:   # and the model's chat template puts it in the text the model reads
+        rendered = get_local_model(provider.model_dir).tokenizer.apply_chat_template(
+            case.generated[-1], tokenize=False)
+        assert "Sign off with -- Ana." in rendered and "Viewer comment: Love the video!" in rendered
 
 
 def test_default_model_is_used_when_spec_has_none(case, provider):
@@ -152,11 +162,22 @@ def test_deleted_server_thread_is_recreated(case, provider):
 def test_app_kept_history_is_sent(case, provider):
     if provider.capabilities.server_threads:
         pytest.skip("the server keeps the thread")
-    needs_server(case)
     turn_and_done(provider, thread_with("first question", "You said: first question", "second"))
-    sent = case.turn_requests()[-1].body["messages"]
-    assert [(m["role"], m["content"]) for m in sent] == [
+    assert [(m["role"], m["content"]) for m in case.last_chat()] == [
         ("user", "first question"), ("assistant", "You said: first question"), ("user", "second")]
+
+
+def test_a_message_left_unanswered_joins_the_next(case, provider):
+    if provider.capabilities.server_threads:
+        pytest.skip("the server keeps the thread")
+    # A failed turn leaves a user message with no reply (and maybe an empty one); chat
+    # templates need user and assistant to alternate.
+    thread = thread_with("first question", "You said: first question", "lost question")
+    thread.messages += [Message("assistant", ""), Message("user", "next question")]
+    turn_and_done(provider, thread)
+    assert [(m["role"], m["content"]) for m in case.last_chat()] == [
+        ("user", "first question"), ("assistant", "You said: first question"),
+        ("user", "lost question\n\nnext question")]
 
 
 # --- tools -------------------------------------------------------------------------------
@@ -295,6 +316,21 @@ def test_failure_in_the_middle_of_the_stream(case, provider, model):
     assert "Retry" in error.message
 
 
+def test_failure_in_the_middle_of_local_generation(case_for, monkeypatch):
+    provider = case_for("local").make(max_new_tokens=8)
+    model = get_local_model(provider.model_dir).model
+    generate = model.generate
+
+    def fails_after_a_few_tokens(**kwargs):
+        generate(**{**kwargs, "max_new_tokens": 3})   # streams three tokens, then:
+        raise RuntimeError("out of memory while generating")
+    monkeypatch.setattr(model, "generate", fails_after_a_few_tokens)
+    events = run_turn(provider, thread_with("Tell me about the sea"))
+    error = only_error(events)
+    assert error.retryable is True
+    assert "out of memory while generating" in error.message and "Retry" in error.message
+
+
 def test_too_long_input(case, provider):
     # 40k words: past the fake's limit and the embedded model's 8k-token window
     error = only_error(run_turn(provider, thread_with("word " * 40_000)), case.api_key)
@@ -336,3 +372,197 @@ def test_compatible_server_without_a_configured_model_uses_the_first_listed(fake
     provider = case_for("compatible").make(default_model="")
     turn_and_done(provider, thread_with("hi"))
     assert fake.last("/v1/chat/completions").body["model"] == fake.models[0]["id"]
+
+
+def test_compatible_server_models_are_listed_once_not_before_every_turn(fake, case_for):
+    case = case_for("compatible")
+    for text in ("hi", "again"):   # each page run makes a new provider
+        turn_and_done(case.make(default_model=""), thread_with(text))
+    assert fake.count("/v1/models") == 1
+    turn_and_done(case.make(default_model="", api_key="sk-other-key-0000"), thread_with("hi"))
+    assert fake.count("/v1/models") == 2   # another key may see other models
+
+
+# --- replies cut off by a length limit ---------------------------------------------------
+
+def test_a_reply_stopped_by_a_length_limit_is_marked_cut_off(case, fake):
+    if case.fake:
+        fake.output_token_limit = 3   # the model's own cap, in the fake's words
+        provider = case.make()
+    else:
+        provider = case.make(max_new_tokens=2)
+    events, done = turn_and_done(provider, thread_with("Tell me a long story about the sea"))
+    assert done.cut_off is True
+    if case.fake:
+        assert reply_text(events) == "You said: Tell "
+
+
+def test_compatible_asks_for_no_more_than_the_room_kept_for_the_reply(fake, case_for):
+    provider = case_for("compatible").make(context_window=4096)
+    turn_and_done(provider, thread_with("hi"))
+    assert fake.last("/v1/chat/completions").body["max_completion_tokens"] == provider.reply_reserve == 1024
+    fake.output_token_limit = None
+    events, done = turn_and_done(case_for("compatible").make(context_window=16), thread_with("a b c d e f"))
+    assert reply_text(events) == "You said: a b " and done.cut_off   # a reserve of 4 words
+
+
+# --- the wire, as OpenAI's specification has it -------------------------------------------
+
+def test_openai_requests_mark_tools_not_strict_and_send_no_truncation(fake, case_for):
+    spec = AssistantSpec(name="Calc", tools=["calculator"])
+    turn_and_done(case_for("openai").make(), thread_with(CALC_TWICE), spec)
+    requests = fake.requests_to("/v1/responses", "POST")
+    assert len(requests) == 2
+    for request in requests:
+        assert "truncation" not in request.body   # deprecated
+        assert [(t["name"], t["strict"]) for t in request.body["tools"]] == [("calculator", False)]
+
+
+def test_the_fake_refuses_requests_openai_would_refuse(fake):
+    client = openai.OpenAI(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
+    tool = {"type": "function", "name": "calc", "parameters": {"type": "object", "properties": {}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="gpt-4o", input="hi", tools=[tool])
+    assert (info.value.code, info.value.param) == ("missing_required_parameter", "tools[0].strict")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"max_output_tokens": 5})   # a Responses parameter
+    assert (info.value.code, info.value.param) == ("unknown_parameter", "max_output_tokens")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.conversations.create(items=[{"type": "message", "role": "user", "content": "hi", "seq": 1}])
+    assert info.value.code == "unknown_parameter"
+    client.responses.create(model="gpt-4o", input="hi", tools=[{**tool, "strict": False}])
+    client.close()
+
+
+def test_the_fake_refuses_a_function_call_left_without_its_output(fake):
+    client = openai.OpenAI(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
+    calc = {"type": "function", "name": "calculator", "strict": False,
+            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}
+    conversation = client.conversations.create()
+    first = client.responses.create(model="gpt-4o", conversation=conversation.id, input=CALC_TWICE, tools=[calc])
+    assert [item.type for item in first.output] == ["function_call", "function_call"]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="gpt-4o", conversation=conversation.id, input="never mind")
+    assert f"No tool output found for function call {first.output[0].call_id}" in info.value.message
+    client.close()
+
+
+def test_a_servers_reason_given_in_detail_is_shown(case):
+    needs_server(case)
+    case.fake.error_style = "fastapi"   # {"detail": ...}, as `transformers serve` answers
+    case.fake.refuse = lambda request: (FakeAPIError(400, "Chat template error: roles must alternate")
+                                        if request.path == case.endpoint else None)
+    error = only_error(run_turn(case.make(), thread_with("hi")), case.api_key)
+    assert error.message == "The request was rejected (400): Chat template error: roles must alternate"
+
+
+def test_openai_provider_at_a_server_without_conversations_suggests_compatible(fake, case_for):
+    fake.conversations_api = False
+    error = only_error(run_turn(case_for("openai").make(), thread_with("hi")))
+    assert "404" in error.message and "Conversations API" in error.message
+    assert "`compatible` provider" in error.message and error.retryable is False
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http://[::1", "not valid"), ("http://localhost:99999/v1", "port must be a number"),
+    ("localhost:8000/v1", "must start with http"), ("http:///v1", "no server name")])
+def test_a_malformed_base_url_is_a_clear_provider_error(case, url, says):
+    needs_server(case)
+    with pytest.raises(ProviderError, match=says):
+        case.make(base_url=url)
+
+
+# --- a failed OpenAI turn leaves the Conversation as the app's copy says ---------------------
+
+@pytest.mark.parametrize("model", ["fail-midstream", "server-error"])
+def test_a_failed_first_turn_leaves_no_conversation_on_the_account(fake, case_for, model):
+    provider = case_for("openai").make(max_retries=0)
+    only_error(run_turn(provider, thread_with("hi"), AssistantSpec(name="x", model=model)))
+    assert fake.count("/v1/conversations", "POST") == 1   # one was made for the turn...
+    assert fake.conversations == {}                       # ...and deleted when the turn failed
+
+
+def second_turn(case, text: str) -> tuple[Thread, str]:
+    """A thread with one answered turn (its Conversation on the fake) and a new message."""
+    provider = case.make(max_retries=0)
+    thread = thread_with("first question")
+    _, done = turn_and_done(provider, thread)
+    thread.provider_ref = done.provider_ref
+    thread.messages += [Message("assistant", "You said: first question"), Message("user", text)]
+    return thread, done.provider_ref
+
+
+def user_items(fake, conversation: str) -> list[str]:
+    return [i["content"][0]["text"] for i in fake.conversations[conversation].items
+            if i["type"] == "message" and i["role"] == "user"]
+
+
+def test_retry_after_a_failed_tool_round_rebuilds_the_conversation(fake, case_for):
+    case = case_for("openai")
+    thread, first = second_turn(case, CALC_TWICE)
+    spec = AssistantSpec(name="Calc", tools=["calculator"])
+    # The model's function calls are in the Conversation, but their outputs never arrive.
+    fake.refuse = lambda request: (FakeAPIError(500, "The server had an error.", "server_error")
+                                   if "function_call_output" in str(request.body) else None)
+    error = only_error(run_turn(case.make(max_retries=0), thread, spec))
+    assert error.retryable and error.forget_provider_ref
+    assert first not in fake.conversations   # it held two calls without outputs: the API refuses it
+    fake.refuse = None
+    thread.provider_ref = None                # what studio.chat.run_turn does on forget_provider_ref
+    events, retried = turn_and_done(case.make(), thread, spec)
+    assert reply_text(events) == "Results: 4; 21"
+    assert user_items(fake, retried.provider_ref) == ["first question", CALC_TWICE]
+
+
+def test_retry_after_a_failure_mid_reply_sends_the_message_once(fake, case_for):
+    case = case_for("openai")
+    thread, first = second_turn(case, "second question")
+    error = only_error(run_turn(case.make(max_retries=0), thread, AssistantSpec(name="x", model="fail-midstream")))
+    assert error.forget_provider_ref and first not in fake.conversations
+    thread.provider_ref = None
+    _, retried = turn_and_done(case.make(), thread)
+    assert user_items(fake, retried.provider_ref) == ["first question", "second question"]
+
+
+def test_a_refused_request_keeps_the_conversation(fake, case_for):
+    case = case_for("openai")
+    thread, first = second_turn(case, "second question")
+    error = only_error(run_turn(case.make(max_retries=0), thread, AssistantSpec(name="x", model="rate-limited")))
+    assert not error.forget_provider_ref   # refused before it started: nothing was added
+    assert user_items(fake, first) == ["first question"]
+
+
+def test_a_reply_abandoned_midway_leaves_no_half_turn(fake, case_for):
+    case = case_for("openai")
+    thread, first = second_turn(case, "second question")
+    events = case.make().stream_reply(thread, AssistantSpec(name="x"))
+    next(e for e in events if isinstance(e, TextDelta))
+    events.close()   # the page reran mid-reply; the reply was never saved
+    assert first not in fake.conversations
+    _, again = turn_and_done(case.make(), thread)   # the app's copy rebuilds it
+    assert user_items(fake, again.provider_ref) == ["first question", "second question"]
+
+
+# --- deleting a thread ---------------------------------------------------------------------
+
+def test_deleting_a_thread_deletes_the_providers_copy(case, provider):
+    thread = thread_with("hello")
+    _, done = turn_and_done(provider, thread)
+    thread.provider_ref = done.provider_ref
+    before = len(case.fake.requests) if case.fake else 0
+    provider.delete_thread(thread)
+    if provider.capabilities.server_threads:
+        assert done.provider_ref not in case.fake.conversations
+        provider.delete_thread(thread)   # already gone: nothing to do, no error
+    elif case.fake:
+        assert len(case.fake.requests) == before   # the app keeps the thread: nothing to delete
+
+
+def test_a_conversation_that_cannot_be_deleted_is_a_provider_error(fake, case_for):
+    case = case_for("openai")
+    thread, first = second_turn(case, "bye")
+    with pytest.raises(ProviderError, match="401") as info:
+        case.make(api_key="sk-bad").delete_thread(thread)
+    assert "sk-bad" not in str(info.value)
+    assert first in fake.conversations

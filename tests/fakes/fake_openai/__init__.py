@@ -28,11 +28,18 @@ How it fails:
   - model "fail-midstream" -> a few text deltas, then `response.failed` (Responses) or a
     dropped connection (chat); "fail-midstream-error" sends an `error` event instead;
   - input over `max_input_chars` (20,000) -> 400 context_length_exceeded (Responses with
-    truncation="auto" only counts the new input, as the server may drop old items).
+    truncation="auto" only counts the new input, as the server may drop old items);
+  - a body that does not fit the SDK's own request type for the endpoint (a function tool
+    without `strict`, an unknown field) -> OpenAI's 400 (see validation.py);
+  - a conversation holding a function call without its output -> 400, as the real API does;
+  - knobs: `output_token_limit` (cut replies: finish_reason "length" / response.incomplete),
+    `conversations_api=False` (404 like a chat-completions-only server), `error_style=
+    "fastapi"` ({"detail": ...} bodies), `refuse` (answer chosen requests with an error).
 """
+from tests.fakes.fake_openai.errors import FakeAPIError
 from tests.fakes.fake_openai.server import (DEFAULT_MODELS, FAIL_MIDSTREAM, FAIL_MIDSTREAM_ERROR,
                                             RATE_LIMITED, SERVER_ERROR, FakeConversation, FakeOpenAI,
                                             RecordedRequest)
 
-__all__ = ["FakeOpenAI", "FakeConversation", "RecordedRequest", "DEFAULT_MODELS",
+__all__ = ["FakeOpenAI", "FakeAPIError", "FakeConversation", "RecordedRequest", "DEFAULT_MODELS",
            "RATE_LIMITED", "SERVER_ERROR", "FAIL_MIDSTREAM", "FAIL_MIDSTREAM_ERROR"]
