@@ -1,6 +1,7 @@
 """Assistant Studio: entry point. `streamlit run app.py`"""
 import streamlit as st
 
+from components import context
 from components.auth import require_login
 from components.errors import error_boundary
 
@@ -10,8 +11,11 @@ st.set_page_config(page_title="Assistant Studio", page_icon="🤖", layout="wide
 # (the traceback goes to the server log); st.stop and st.rerun pass through it.
 with error_boundary():
     require_login()
-    page = st.navigation([
+    pages = [
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
         st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),
-    ])
+    ]
+    if context.is_admin():   # the role as the database has it on this run (require_login read it)
+        pages.append(st.Page("pages/users.py", title="Users", icon="👥", url_path="users"))
+    page = st.navigation(pages)
     page.run()

@@ -1,64 +1,154 @@
-"""The login gate: first-run admin creation, then streamlit-authenticator's login form."""
+"""The login gate: the first-run page, then streamlit-authenticator's login form and cookie.
+
+The accounts live in the workspace database (studio.accounts). The library draws the form and
+sets or deletes the cookie; it gets a fresh credentials dict each run and never writes anything.
+Who signs in is decided here: a locked name is refused before its password is checked, failures
+are counted, a cookie signs in only while the database still lists it, and the account (its
+roles, whether it still exists) is read again on every page run.
+"""
 from __future__ import annotations
 
-import os
+import sys
 
 import streamlit as st
 import streamlit_authenticator as stauth
+from streamlit_authenticator.controllers import AuthenticationController
 
 from components import context
-from studio.auth import UserError
+from studio.accounts import (COOKIE_EXPIRY_DAYS, COOKIE_NAME, Account, Accounts, AccountsUnavailable,
+                             LoginLocked, UserError)
+from studio.store import StoreError
+
+# What streamlit-authenticator keeps in session state; everything else is the app's and belongs
+# to the user who is signing out.
+LIBRARY_KEYS = {"logout", "authentication_status", "name", "username", "email", "roles", "init"}
+COOKIE_EXP = "login_cookie_exp"    # the expiry date of this session's login cookie: its identity
+NOTICE = "login_notice"            # a message for the login form (kept across a sign-out)
 
 
-def first_run_form() -> None:
+def visitor_is_local() -> bool:
+    """Whether the browser is on the server's own machine: Streamlit reports no IP address for
+    a loopback connection. (Under AppTest the address is a mock, so a test is a visitor from
+    elsewhere unless it patches this.)"""
+    return st.context.ip_address is None
+
+
+@st.cache_resource(show_spinner=False)
+def _setup_token(_accounts: Accounts, database_url: str) -> str:
+    # Once per server process, while the workspace has no account: the console (or log) of the
+    # server is where its operator looks, and a visitor from elsewhere needs this to claim it.
+    token = _accounts.new_setup_token()
+    print(f"\nAssistant Studio has no account yet. To create the first admin from a browser on "
+          f"another machine, enter this one-time setup token on the first-run page:\n\n    {token}\n",
+          file=sys.stderr, flush=True)
+    return token
+
+
+def first_run_form(accounts: Accounts) -> None:
     """Ask for the first admin account (no default password ships)."""
+    _setup_token(accounts, context.settings().database_url)
+    local = visitor_is_local()
     st.title("Welcome to Assistant Studio")
     st.write("This is a fresh workspace. Create the first account; it will be the administrator.")
+    if not local:
+        st.info("You are not on the server's own machine, so this page asks for the one-time "
+                "setup token the server printed in its console (or log) when it was first opened.")
     with st.form("first_admin"):
         username = st.text_input("Username")
         name = st.text_input("Display name (optional)")
-        password = st.text_input("Password", type="password")
+        password = st.text_input("Password", type="password",
+                                 help="At least 8 characters, at most 72 bytes, no space at either end.")
         repeat = st.text_input("Repeat password", type="password")
+        token = "" if local else st.text_input("Setup token", type="password")
         submitted = st.form_submit_button("Create admin account", type="primary")
     if submitted:
         if password != repeat:
             st.error("The two passwords differ; type them again.")
             return
+        if not local and not accounts.setup_token_is_valid(token):
+            st.error("That setup token is not right. Copy it from the server's console or log, "
+                     "or create the account on the server with `python -m studio users add NAME`.")
+            return
         try:
-            context.user_file().add_user(username, password, name=name, admin=True)
+            account = accounts.create_first_admin(username, password, name=name)
         except UserError as exc:
             st.error(str(exc))
             return
-        st.session_state["account_created"] = username.strip().lower()
+        st.session_state[NOTICE] = f"Account '{account.username}' created. Log in with it."
         st.rerun()
 
 
-# What streamlit-authenticator keeps in session state; everything else is the app's and belongs
-# to the user who is signing out.
-LIBRARY_KEYS = {"logout", "authentication_status", "name", "username", "email", "roles", "init"}
+def _sign_in(account: Account) -> None:
+    # What the library's own login sets, from the database's account.
+    st.session_state.update(email=None, name=account.name, roles=account.roles,
+                            authentication_status=True, username=account.username)
+
+
+class _AppDecides(AuthenticationController):
+    """The library's controller, its login decided by the accounts database instead of its dict."""
+
+    def __init__(self, accounts: Accounts, credentials: dict):
+        super().__init__(credentials, auto_hash=False)
+        self.accounts = accounts
+
+    def login(self, username: str | None = None, password: str | None = None, *args,
+              token: dict | None = None, **kwargs) -> bool | None:
+        if username:   # the form was sent; the password is checked as typed (never trimmed)
+            account = self.accounts.authenticate(username, password or "")   # may raise LoginLocked
+            if account is None:
+                st.session_state["authentication_status"] = False
+                return False
+            _sign_in(account)
+            return True
+        if token:      # the browser's cookie, its signature verified by the library
+            account = self.accounts.check_cookie(token.get("username", ""), token.get("exp_date", 0))
+            if account is not None:
+                _sign_in(account)
+                st.session_state[COOKIE_EXP] = token["exp_date"]
+        return None
 
 
 class Authenticator(stauth.Authenticate):
+    def __init__(self, accounts: Accounts):
+        credentials = accounts.credentials()
+        super().__init__(
+            credentials, COOKIE_NAME, accounts.cookie_key(), COOKIE_EXPIRY_DAYS, auto_hash=False,
+            # The cookie is read from st.context, so the library's pre-login pause is not needed.
+            login_sleep_time=context.base_settings().login_sleep)
+        self.accounts = accounts
+        self.authentication_controller = _AppDecides(accounts, credentials)
+
     def logout(self, *args, **kwargs) -> None:
+        username, cookie_exp = st.session_state.get("username"), st.session_state.get(COOKIE_EXP)
         super().logout(*args, **kwargs)
         if not st.session_state.get("authentication_status"):
-            # The next person to sign in on this tab must not inherit this user's thread or the
-            # API key they typed in the sidebar.
-            for key in [k for k in st.session_state if k not in LIBRARY_KEYS]:
-                del st.session_state[key]
+            if username and cookie_exp:
+                # The library deletes the cookie in this browser; a copy of it must not sign in.
+                try:
+                    self.accounts.revoke_cookie(username, cookie_exp)
+                except AccountsUnavailable as exc:
+                    print(f"could not end the login cookie of {username}: {exc}", file=sys.stderr)
+            _clear_session()
             # On the click the library signs the session out but lets the script go on, so the
             # page would be drawn once for nobody. Stop instead: the cookie manager's rerun (after
             # it deletes the cookie in the browser) then shows the login form.
             st.stop()
 
 
-def authenticator() -> Authenticator:
-    users = context.user_file()
-    cookie = users.load()["cookie"]
-    return Authenticator(
-        str(users.path), cookie["name"], cookie["key"], cookie["expiry_days"],
-        # The cookie is read from st.context, so the library's pre-login pause is not needed.
-        login_sleep_time=float(os.environ.get("STUDIO_LOGIN_SLEEP", "0")))
+def _clear_session() -> None:
+    # The next person to sign in on this tab must not inherit this user's thread or the API key
+    # they typed in the sidebar.
+    for key in [k for k in st.session_state if k not in LIBRARY_KEYS]:
+        del st.session_state[key]
+
+
+def _end_session(notice: str) -> None:
+    """Sign this session out (the account was removed, or its password or cookie ended)."""
+    _clear_session()
+    st.session_state.update(name=None, authentication_status=None, username=None, email=None,
+                            roles=None, logout=True)   # `logout`: the library reads no cookie now
+    st.session_state[NOTICE] = notice
+    st.rerun()
 
 
 def _signed_out() -> None:
@@ -79,40 +169,79 @@ def require_login(from_page: bool = False) -> Authenticator:
 
     `from_page`: called by a page that Streamlit ran directly, without app.py (see signed_in_page).
     """
-    if not context.user_file().has_users():
-        if not from_page:
+    hidden = from_page   # a page run cannot declare st.navigation
+
+    def hide_pages() -> None:
+        nonlocal hidden
+        if not hidden:
             _no_pages_until_signed_in()
-        first_run_form()
-        st.stop()
-    auth = authenticator()
-    auth.login(location="unrendered")   # signs in from the browser's cookie, drawing nothing
-    if not st.session_state.get("authentication_status"):
-        if not from_page:
-            _no_pages_until_signed_in()
-        created = st.session_state.get("account_created")
-        if created:
-            st.success(f"Account '{created}' created. Log in with it.")
-        auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
-        status = st.session_state.get("authentication_status")
-        if status is False:
-            st.error("Wrong username or password.")
-        if not status:
+            hidden = True
+
+    try:
+        accounts = context.accounts()
+        if not accounts.has_users():
+            hide_pages()
+            first_run_form(accounts)
             st.stop()
+        auth = Authenticator(accounts)
+        auth.login(location="unrendered")   # signs in from the browser's cookie, drawing nothing
+        if not st.session_state.get("authentication_status"):
+            hide_pages()
+            notice = st.session_state.pop(NOTICE, None)
+            if notice:
+                st.success(notice)
+            auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
+            status = st.session_state.get("authentication_status")
+            if status is False:
+                st.error("Wrong username or password.")
+            if not status:
+                st.stop()
+            exp_date = auth.cookie_controller.cookie_model.exp_date   # the cookie just set
+            if exp_date:
+                accounts.record_cookie(st.session_state["username"], exp_date)
+                st.session_state[COOKIE_EXP] = exp_date
+        _refresh_account(accounts)
+    except LoginLocked as exc:
+        hide_pages()
+        st.error(exc.message)
+        st.stop()
+    except (AccountsUnavailable, StoreError) as exc:
+        hide_pages()
+        st.error(f"Nobody can sign in right now. {exc} An administrator must fix this.", icon="⚠️")
+        st.stop()
     # The sidebar's logout button needs this run's authenticator: building a second one would
     # render a second cookie-manager component with the same key.
     st.session_state["authenticator"] = auth
     user = st.session_state.get("username")
     if st.session_state.get("seeded_for") != user:   # once per session: a user's first visit gets the demo
-        context.store().seed_demo_assistant(user)
+        context.store().seed_demo_assistant(context.actor())
         st.session_state["seeded_for"] = user
     return auth
+
+
+def _refresh_account(accounts: Accounts) -> None:
+    """Read the signed-in account again, every run: a removed account, a changed password or a
+    cookie ended elsewhere signs this session out; a changed role applies now."""
+    username, cookie_exp = st.session_state.get("username"), st.session_state.get(COOKIE_EXP)
+    account = (accounts.check_cookie(username, cookie_exp) if cookie_exp
+               else accounts.get(username or ""))
+    if account is None:
+        _end_session("Your session has ended (the account was changed or removed). Log in again.")
+    st.session_state.update(name=account.name, roles=account.roles)
 
 
 def signed_in_page() -> None:
     """The gate again, at the top of every page.
 
     With a pages/ folder beside app.py, Streamlit keeps its legacy multipage handling and may run
-    a page file directly, without app.py (seen after a logout). Such a run must not get past here.
+    a page file directly, without app.py (seen after a logout). Such a run must not get past here,
+    and it reads the account again like any other run.
     """
     if not st.session_state.get("authentication_status") or "authenticator" not in st.session_state:
         require_login(from_page=True)
+    else:
+        try:
+            _refresh_account(context.accounts())
+        except AccountsUnavailable as exc:
+            st.error(f"Nobody can sign in right now. {exc} An administrator must fix this.", icon="⚠️")
+            st.stop()

@@ -1,12 +1,14 @@
 """Per-process resources and per-session settings for the pages."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from studio.auth import UserFile
+from studio.accounts import Accounts
 from studio.providers import Provider, make_provider, settings_for
 from studio.settings import Settings
-from studio.store import Store
+from studio.store import Actor, Store
 from studio.types import AssistantSpec
 
 OVERRIDES = "provider_overrides"   # session_state key: choices made in the sidebar, this session only
@@ -44,9 +46,18 @@ def store() -> Store:
     return _store(s.database_url)
 
 
-def user_file() -> UserFile:
+@st.cache_resource(show_spinner=False)
+def _accounts(database_url: str, data_dir: str) -> Accounts:
+    accounts = Accounts(_store(database_url).engine)
+    accounts.import_user_file(Path(data_dir) / "users.yaml")   # a workspace from before the database
+    return accounts
+
+
+def accounts() -> Accounts:
+    """The login accounts, in the workspace database (shared by every app replica)."""
     s = settings()
-    return UserFile(s.ensure_data_dir() / "users.yaml")
+    s.ensure_data_dir()
+    return _accounts(s.database_url, str(s.data_dir))
 
 
 def current_user() -> str:
@@ -55,6 +66,11 @@ def current_user() -> str:
 
 def is_admin() -> bool:
     return "admin" in (st.session_state.get("roles") or [])
+
+
+def actor() -> Actor:
+    """The signed-in user, as the store checks them: every store call names who asks."""
+    return Actor(current_user(), admin=is_admin())
 
 
 def provider_for(spec: AssistantSpec | None, progress=None, name: str | None = None) -> Provider:

@@ -2,7 +2,7 @@
 
     python -m studio chat "MESSAGE" [--provider P] [--model M] [--assistant NAME] [--thread ID] [--user U]
     python -m studio models [--provider P]
-    python -m studio users add NAME [--admin]
+    python -m studio users add NAME [--admin] | list | passwd NAME | remove NAME
     python -m studio assistants list | export NAME [-o FILE] | import FILE [--replace] [--user U]
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_bytes, import_assistant,
                                read_assistant_file, same_name)
-from studio.auth import UserError, UserFile
+from studio.accounts import Accounts, AccountsUnavailable, UserError
 from studio.chat import new_thread, run_turn
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     add = users_commands.add_parser("add", help="add a user (prompts for the password)")
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="give the admin role (the first user always has it)")
+    users_commands.add_parser("list", help="list the users and their roles")
+    passwd = users_commands.add_parser("passwd", help="set a user's password (prompts for it)")
+    passwd.add_argument("name")
+    remove = users_commands.add_parser("remove", help="remove a user (their threads stay in the store)")
+    remove.add_argument("name")
 
     _assistants_parser(commands)
 
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users,
                 "assistants": _assistants}[args.command](args, settings)
-    except (ProviderError, UserError, ValueError) as exc:
+    except (ProviderError, UserError, AccountsUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -131,25 +136,49 @@ def _models(args, settings: Settings) -> int:
     return 0
 
 
+def _accounts(settings: Settings) -> Accounts:
+    try:
+        accounts = Accounts(Store(settings.database_url).engine)
+    except StoreError as exc:
+        raise AccountsUnavailable(str(exc)) from exc
+    accounts.import_user_file(settings.data_dir / "users.yaml")   # a workspace from before the database
+    return accounts
+
+
 def _users(args, settings: Settings) -> int:
-    users = UserFile(settings.data_dir / "users.yaml")
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"Password for {args.name}: ")
-        if getpass.getpass("Repeat password: ") != password:
-            raise UserError("The two passwords differ.")
-    else:   # scripts pipe the password in
-        password = sys.stdin.readline().rstrip("\n")
-    users.add_user(args.name, password, admin=True if args.admin else None)
-    role = "admin" if users.is_admin(args.name.strip().lower()) else "user"
-    print(f"Added {args.name.strip().lower()} ({role}).")
+    accounts = _accounts(settings)
+    if args.action == "list":
+        for account in accounts.list_users():
+            role = "admin" if account.admin else "user"
+            print(f"{account.username}\t{role}\t{account.name}")
+        return 0
+    if args.action == "remove":
+        accounts.remove_user(args.name)
+        print(f"Removed {args.name.strip().lower()}.")
+        return 0
+    if args.action == "passwd" and accounts.get(args.name) is None:
+        raise UserError(f"There is no user '{args.name.strip().lower()}'.")
+    password = _read_password(args.name)
+    if args.action == "passwd":
+        accounts.set_password(args.name, password)
+        print(f"Changed the password of {args.name.strip().lower()}; their other sessions must log in again.")
+        return 0
+    account = accounts.add_user(args.name, password, admin=True if args.admin else None)
+    print(f"Added {account.username} ({'admin' if account.admin else 'user'}).")
     return 0
 
 
+def _read_password(name: str) -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {name}: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise UserError("The two passwords differ.")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")   # scripts pipe the password in
+
+
 def _first_admin(settings: Settings) -> str | None:
-    users = UserFile(settings.data_dir / "users.yaml")
-    if not users.path.exists():
-        return None
-    return next((u for u in users.usernames() if users.is_admin(u)), None)
+    return next((a.username for a in _accounts(settings).list_users() if a.admin), None)
 
 
 # --- assistants: list, export and import assistant files ------------------------

@@ -22,6 +22,14 @@ def workspace(tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
+def accounts(workspace: Path):
+    """The login accounts of a test workspace (in its database, as the app keeps them)."""
+    from studio.accounts import Accounts
+    from studio.store import Store
+    workspace.mkdir(parents=True, exist_ok=True)
+    return Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
+
+
 def new_app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=120)
 
@@ -37,8 +45,7 @@ def login(at: AppTest, username: str, password: str) -> AppTest:
 @pytest.fixture
 def signed_in(workspace):
     """An AppTest where the admin 'ada' is signed in, landed on the chat page."""
-    from studio.auth import UserFile
-    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse", name="Ada")
+    accounts(workspace).add_user("ada", "correct-horse", name="Ada")
     at = new_app().run()
     return login(at, "ada", "correct-horse")
 
@@ -53,10 +60,9 @@ def fake_server():
 @pytest.fixture
 def on_openai(workspace, fake_server, monkeypatch):
     """The app configured for OpenAI, pointed at the fake server; 'ada' signed in."""
-    from studio.auth import UserFile
     fake_server.reset()
     monkeypatch.setenv("STUDIO_PROVIDER", "openai")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-app-0123456789")
     monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
-    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse")
     return login(new_app().run(), "ada", "correct-horse")

@@ -1,6 +1,6 @@
 """The chat page on OpenAI (the fake server): tool call blocks, code interpreter, errors and retry."""
 from studio.store import Store
-from tests.app.conftest import login, new_app
+from tests.app.conftest import accounts, login, new_app
 
 
 def give_tools(workspace, tools):
@@ -73,9 +73,8 @@ def test_a_failure_mid_stream_can_be_retried(on_openai, workspace, monkeypatch):
 
 
 def test_openai_without_a_key_says_how_to_set_one(workspace, monkeypatch):
-    from studio.auth import UserFile
     monkeypatch.setenv("STUDIO_PROVIDER", "openai")
-    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse")
     at = login(new_app().run(), "ada", "correct-horse")
     assert any("OPENAI_API_KEY" in e.value for e in at.error)
     assert at.chat_input[0].disabled

@@ -1,37 +1,161 @@
-from studio.auth import UserFile
-from tests.app.conftest import login, new_app
+"""The login gate as a visitor meets it: first run, the login form, locks, ended sessions."""
+import re
+import threading
+
+import pytest
+
+from components import auth as gate
+from tests.app.conftest import accounts, login, new_app
 
 
-def create_first_admin(at, username, password, repeat):
+@pytest.fixture
+def on_the_server(monkeypatch):
+    """The visitor's browser runs on the server's machine (AppTest's own address is a mock)."""
+    monkeypatch.setattr(gate, "visitor_is_local", lambda: True)
+
+
+def create_first_admin(at, username, password, repeat, token=None):
     inputs = {t.label: t for t in at.text_input}
     inputs["Username"].input(username)
     inputs["Password"].input(password)
     inputs["Repeat password"].input(repeat)
-    at.button[0].click()
+    if token is not None:
+        inputs["Setup token"].input(token)
+    next(b for b in at.button if b.label == "Create admin account").click()
     return at.run()
 
 
-def test_first_run_asks_for_an_admin_account_and_then_logs_in(workspace):
+def test_first_run_asks_for_an_admin_account_and_then_logs_in(workspace, on_the_server):
     at = new_app().run()
     assert at.title[0].value == "Welcome to Assistant Studio"
+    assert "Setup token" not in [t.label for t in at.text_input]
     assert not at.exception
     create_first_admin(at, "ada", "correct-horse", "correct-horse")
-    assert UserFile(workspace / "users.yaml").is_admin("ada")
+    assert accounts(workspace).get("ada").admin
     assert any("created" in s.value for s in at.success)
     at = login(at, "ada", "correct-horse")
     assert not at.exception
     assert at.title[0].value == "Comment responder"   # the seeded demo assistant
 
 
-def test_first_run_rejects_mismatched_passwords_and_keeps_the_form(workspace):
+def test_first_run_rejects_mismatched_passwords_and_keeps_the_form(workspace, on_the_server):
     at = create_first_admin(new_app().run(), "ada", "correct-horse", "correct-hors")
     assert "differ" in at.error[0].value
-    assert not UserFile(workspace / "users.yaml").has_users()
+    assert not accounts(workspace).has_users()
     assert {t.label: t.value for t in at.text_input}["Username"] == "ada"
 
 
+def test_first_run_says_which_password_rule_is_broken(workspace, on_the_server):
+    at = create_first_admin(new_app().run(), "ada", "correct-horse ", "correct-horse ")
+    assert "cannot start or end with a space" in at.error[0].value
+    at = create_first_admin(at, "ada", "é" * 40, "é" * 40)   # 40 characters, 80 bytes
+    assert "at most 72 bytes" in at.error[0].value
+    assert not at.exception and not accounts(workspace).has_users()
+
+
+def test_a_visitor_from_another_machine_needs_the_setup_token_printed_by_the_server(workspace, capsys):
+    at = new_app().run()
+    token = re.search(r"setup token.*:\s+(\S+)\s*$", capsys.readouterr().err, re.S).group(1)
+    assert "Setup token" in [t.label for t in at.text_input]
+
+    at = create_first_admin(at, "mallory", "correct-horse", "correct-horse", token="guessed")
+    assert "setup token is not right" in at.error[0].value
+    assert not accounts(workspace).has_users()
+
+    at = create_first_admin(at, "ada", "correct-horse", "correct-horse", token=token)
+    assert not at.error
+    assert [a.username for a in accounts(workspace).list_users()] == ["ada"]
+    assert not accounts(workspace).setup_token_is_valid(token)   # one time only
+
+
 def test_wrong_password_is_refused(workspace):
-    UserFile(workspace / "users.yaml").add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse")
     at = login(new_app().run(), "ada", "wrong-password")
     assert "Wrong username or password" in at.error[0].value
     assert not any(t.value == "Comment responder" for t in at.title)
+
+
+def test_an_unknown_name_gets_the_same_answer_as_a_wrong_password(workspace):
+    accounts(workspace).add_user("ada", "correct-horse")
+    at = login(new_app().run(), "nobody", "wrong-password")
+    assert [e.value for e in at.error] == ["Wrong username or password."]
+
+
+def test_five_failures_lock_the_name_with_a_message_that_says_when(workspace):
+    accounts(workspace).add_user("ada", "correct-horse")
+    at = new_app().run()
+    for _ in range(4):
+        at = login(at, "ada", "wrong-password")
+        assert at.error[0].value == "Wrong username or password."
+    at = login(at, "ada", "wrong-password")
+    assert re.fullmatch(r"Too many failed logins for this name\. Try again in \d+ seconds\.", at.error[0].value)
+    at = login(at, "ada", "correct-horse")     # locked: even the right password waits
+    assert "Try again in" in at.error[0].value
+    assert not any(t.value == "Comment responder" for t in at.title)
+    assert "Log in" in [b.label for b in at.button]   # the form stays
+
+
+def test_a_removed_user_is_signed_out_on_the_next_run(signed_in, workspace):
+    ada = signed_in
+    people = accounts(workspace)
+    people.add_user("bob", "battery-staple")
+    bob = login(new_app().run(), "bob", "battery-staple")
+    assert any(t.value == "Comment responder" for t in bob.title)
+    people.remove_user("bob")
+    bob.run()
+    assert not bob.exception
+    assert "Log in" in [b.label for b in bob.button]
+    assert any("session has ended" in s.value for s in bob.success)
+    assert not ada.run().exception
+
+
+def test_a_password_change_ends_the_other_sessions_of_that_user(signed_in, workspace):
+    accounts(workspace).set_password("ada", "new-correct-horse")
+    at = signed_in.run()
+    assert "Log in" in [b.label for b in at.button]
+    at = login(at, "ada", "new-correct-horse")
+    assert any(t.value == "Comment responder" for t in at.title)
+
+
+def test_a_database_that_cannot_be_read_is_an_error_not_a_first_run(workspace, monkeypatch):
+    accounts(workspace).add_user("ada", "correct-horse")
+    monkeypatch.setenv("STUDIO_DATABASE_URL", f"sqlite:///{workspace / 'missing-folder' / 'studio.db'}")
+    at = new_app().run()
+    assert not at.exception
+    assert "Nobody can sign in right now" in at.error[0].value
+    assert not any(t.value == "Welcome to Assistant Studio" for t in at.title)
+
+
+def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace):
+    people = accounts(workspace)
+    for name in ("ada", "bob", "carol"):
+        people.add_user(name, f"{name}-password")
+    key = people.cookie_key()
+    problems = []
+
+    def failing_logins():
+        at = new_app().run()
+        for _ in range(6):
+            at = login(at, "bob", "wrong-password")
+            problems.extend(at.exception)
+            if any("Try again" in e.value for e in at.error):
+                people.unlock("bob")
+
+    def page_runs():
+        at = login(new_app().run(), "carol", "carol-password")
+        for _ in range(6):
+            at.run()
+            problems.extend(at.exception)
+            if not any(t.value == "Comment responder" for t in at.title):
+                problems.append("carol was signed out")
+
+    threads = [threading.Thread(target=failing_logins) for _ in range(2)] + [threading.Thread(target=page_runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not problems, problems[:3]
+    assert [a.username for a in people.list_users()] == ["ada", "bob", "carol"]
+    assert people.cookie_key() == key
+    assert not (workspace / "users.yaml").exists()      # the login library wrote no file of its own
+    assert people.authenticate("bob", "bob-password")

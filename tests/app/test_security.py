@@ -1,11 +1,10 @@
 """What one user does must not reach the next: sessions, keys, threads."""
-from studio.auth import UserFile
 from studio.store import Store
-from tests.app.conftest import login, new_app
+from tests.app.conftest import accounts, login, new_app
 
 
 def test_after_log_out_the_next_user_gets_nothing_of_the_previous_session(workspace, fake_server):
-    users = UserFile(workspace / "users.yaml")
+    users = accounts(workspace)
     users.add_user("ada", "correct-horse")
     users.add_user("bob", "battery-staple")
     fake_server.reset()
@@ -44,7 +43,7 @@ def test_the_configured_key_is_never_sent_to_a_base_url_typed_in_the_sidebar(sig
 
 
 def test_another_users_thread_opened_by_url_is_refused_and_an_admin_may_only_read_it(workspace):
-    users = UserFile(workspace / "users.yaml")
+    users = accounts(workspace)
     users.add_user("ada", "correct-horse")        # admin
     users.add_user("bob", "battery-staple")
     users.add_user("eve", "eve-password")
@@ -66,7 +65,7 @@ def test_another_users_thread_opened_by_url_is_refused_and_an_admin_may_only_rea
 
 
 def test_an_admin_sees_whose_assistant_is_whose(workspace):
-    users = UserFile(workspace / "users.yaml")
+    users = accounts(workspace)
     users.add_user("ada", "correct-horse")
     users.add_user("bob", "battery-staple")
     Store(f"sqlite:///{workspace / 'studio.db'}").seed_demo_assistant("bob")

@@ -1,20 +1,28 @@
-"""Each user has their own threads and assistants; an admin can see everyone's."""
-from studio.auth import UserFile
-from studio.store import Store
+"""Each user has their own threads and assistants; an admin can see everyone's and manages the
+accounts on the Users page."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from studio.accounts import UserError
+from studio.store import Actor, Store
 from studio.types import Message, Thread
-from tests.app.conftest import login, new_app
+from tests.app.conftest import accounts, login, new_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def seed_thread(workspace, owner, text):
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    store.seed_demo_assistant(owner)
-    spec = store.list_assistants(owner)[0]
-    thread = store.create_thread(Thread(owner=owner, assistant_id=spec.id, provider="local"))
-    store.add_message(thread, Message("user", text))
+    store.seed_demo_assistant(Actor(owner))
+    spec = store.list_assistants(Actor(owner))[0]
+    thread = store.save_thread(Thread(owner=owner, assistant_id=spec.id, provider="local"), Actor(owner))
+    store.add_message(thread, Message("user", text), Actor(owner))
 
 
 def test_users_see_their_own_threads_and_admins_can_see_all(workspace):
-    users = UserFile(workspace / "users.yaml")
+    users = accounts(workspace)
     users.add_user("ada", "correct-horse")        # first user: admin
     users.add_user("bob", "battery-staple")
     seed_thread(workspace, "ada", "Ada's question")
@@ -30,3 +38,120 @@ def test_users_see_their_own_threads_and_admins_can_see_all(workspace):
     assert "Bob's question" not in [b.label for b in ada.sidebar.button]
     ada.sidebar.toggle(key="all_threads").set_value(True).run()
     assert "Bob's question · bob" in [b.label for b in ada.sidebar.button]
+
+
+# --- the Users page (admins only) ------------------------------------------------------------
+
+def open_users(at):
+    at.switch_page("pages/users.py")
+    return at.run()
+
+
+def manage(at, username):
+    at.selectbox(key="managed_user").set_value(username)
+    return at.run()
+
+
+def click(at, label):
+    next(b for b in at.button if b.label == label).click()
+    return at.run()
+
+
+def test_an_admin_lists_adds_and_promotes_users_on_the_users_page(signed_in, workspace):
+    at = open_users(signed_in)
+    assert not at.exception
+    assert at.title[0].value == "Users"
+    assert list(at.dataframe[0].value["Username"]) == ["ada"]
+
+    fields = {t.label: t for t in at.text_input}
+    fields["Username"].input("Bob")
+    fields["Password"].input("battery-staple")
+    fields["Repeat password"].input("battery-stapler")
+    at = click(at, "Add user")
+    assert "differ" in at.error[0].value
+    assert {t.label: t.value for t in at.text_input}["Username"] == "Bob"   # kept for a second try
+    {t.label: t for t in at.text_input}["Repeat password"].input("battery-staple")
+    at = click(at, "Add user")
+    assert "Added bob (user)" in at.success[0].value
+    assert list(at.dataframe[0].value["Username"]) == ["ada", "bob"]
+
+    at = click(manage(at, "bob"), "Make admin")
+    assert accounts(workspace).get("bob").admin
+    assert list(at.dataframe[0].value["Role"]) == ["admin", "admin"]
+
+
+def test_a_non_admin_has_no_users_page_even_by_url(workspace):
+    people = accounts(workspace)
+    people.add_user("ada", "correct-horse")
+    people.add_user("bob", "battery-staple")
+    bob = login(new_app().run(), "bob", "battery-staple")
+    assert "Users" not in [t.value for t in bob.title]
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        bob.switch_page("pages/users.py")   # not among bob's pages: /users leads to the chat page
+
+    # Run by Streamlit without app.py (its legacy pages/ handling): the page refuses by itself.
+    direct = AppTest.from_file(str(ROOT / "pages" / "users.py"), default_timeout=120).run()
+    direct = login(direct, "bob", "battery-staple")
+    assert not direct.exception
+    assert "Only an administrator can manage users." in [e.value for e in direct.error]
+    assert not direct.dataframe
+
+
+def test_a_removed_admin_role_applies_on_the_next_run(signed_in, workspace):
+    people = accounts(workspace)
+    people.add_user("bob", "battery-staple", admin=True)
+    bob = open_users(login(new_app().run(), "bob", "battery-staple"))
+    assert bob.title[0].value == "Users"
+    people.set_admin("bob", False)
+    bob.run()
+    assert not bob.exception
+    assert "Only an administrator can manage users." in [e.value for e in bob.error]
+    assert not bob.dataframe
+
+
+def test_an_admin_resets_a_password_and_removes_a_user_after_confirming(signed_in, workspace):
+    people = accounts(workspace)
+    people.add_user("bob", "battery-staple")
+    at = manage(open_users(signed_in), "bob")
+    fields = {t.label: t for t in at.text_input}
+    fields["New password"].input("short")
+    fields["Repeat new password"].input("short")
+    at = click(at, "Set password")
+    assert "at least 8" in at.error[0].value
+    fields = {t.label: t for t in at.text_input}
+    fields["New password"].input("new-battery-staple")
+    fields["Repeat new password"].input("new-battery-staple")
+    at = click(at, "Set password")
+    assert "Changed the password of bob" in at.success[0].value
+    assert people.authenticate("bob", "new-battery-staple")
+
+    at = click(manage(at, "bob"), "Remove user…")
+    assert people.get("bob")                      # nothing happens before the confirmation
+    at = click(at, "Yes, remove bob")
+    assert "Removed bob." in at.success[0].value
+    assert people.get("bob") is None
+    assert list(at.dataframe[0].value["Username"]) == ["ada"]
+
+
+def test_an_admin_cannot_remove_or_demote_themselves_or_the_last_admin(signed_in, workspace):
+    at = manage(open_users(signed_in), "ada")
+    buttons = {b.label: b for b in at.button}
+    assert buttons["Remove admin role"].disabled and buttons["Remove user…"].disabled
+    people = accounts(workspace)
+    with pytest.raises(UserError, match="last admin"):
+        people.set_admin("ada", False)
+    with pytest.raises(UserError, match="last admin"):
+        people.remove_user("ada")
+    assert people.get("ada").admin
+
+
+def test_an_admin_changing_their_own_password_stays_signed_in(signed_in, workspace):
+    at = manage(open_users(signed_in), "ada")
+    fields = {t.label: t for t in at.text_input}
+    fields["New password"].input("new-correct-horse")
+    fields["Repeat new password"].input("new-correct-horse")
+    at = click(at, "Set password")
+    assert "Changed the password of ada" in at.success[0].value
+    at.run()
+    assert at.title[0].value == "Users"            # this session goes on
+    assert accounts(workspace).authenticate("ada", "new-correct-horse")

@@ -23,7 +23,7 @@ USERNAME, PASSWORD, DISPLAY_NAME = "ada", "correct-horse-battery", "Ada Lovelace
 FIRST_MESSAGE = "Loved the video on pandas groupby!"
 SECOND_MESSAGE = "Can you make a follow-up on merge?"
 CURSOR = "▌"
-COOKIE = "assistant_studio_auth"   # the re-login cookie's name (studio.auth.UserFile)
+COOKIE = "assistant_studio_auth"   # the re-login cookie's name (studio.accounts.COOKIE_NAME)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"   # git-ignored
 REPLY_TIMEOUT_MS = 90_000    # the very first model load dequantizes the GGUF (~25 s)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.auth import UserFile
+from studio.accounts import Accounts
 from studio.store import Store
 from studio.types import AssistantSpec
 from tests.fakes.fake_openai import FakeOpenAI
@@ -35,7 +35,7 @@ def fake():
 def test_users_add_reads_the_password_from_a_pipe(ws, tmp_path):
     result = cli("users", "add", "Ada", env=ws, stdin="correct-horse\n")
     assert result.returncode == 0 and "Added ada (admin)" in result.stdout
-    assert UserFile(tmp_path / "users.yaml").check_password("ada", "correct-horse")
+    assert Accounts(Store(f"sqlite:///{tmp_path / 'studio.db'}").engine).authenticate("ada", "correct-horse")
     again = cli("users", "add", "ada", env=ws, stdin="correct-horse\n")
     assert again.returncode == 1 and "already exists" in again.stderr
     short = cli("users", "add", "bob", env=ws, stdin="short\n")

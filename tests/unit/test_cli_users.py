@@ -1,0 +1,55 @@
+"""`python -m studio users ...`, run as an operator would, in a subprocess."""
+import bcrypt
+import yaml
+
+from studio.accounts import Accounts
+from studio.store import Store
+from tests.unit.test_cli import cli
+
+
+def accounts_in(tmp_path) -> Accounts:
+    return Accounts(Store(f"sqlite:///{tmp_path / 'studio.db'}").engine)
+
+
+def test_users_list_passwd_and_remove(tmp_path):
+    ws = {"STUDIO_DATA_DIR": str(tmp_path), "STUDIO_PROVIDER": "local"}
+    assert cli("users", "add", "ada", env=ws, stdin="correct-horse\n").returncode == 0
+    added = cli("users", "add", "bob", env=ws, stdin="battery-staple\n")
+    assert "Added bob (user)" in added.stdout
+
+    listed = cli("users", "list", env=ws)
+    assert listed.returncode == 0
+    assert [line.split("\t")[:2] for line in listed.stdout.splitlines()] == [["ada", "admin"], ["bob", "user"]]
+
+    changed = cli("users", "passwd", "bob", env=ws, stdin="new-battery-staple\n")
+    assert changed.returncode == 0 and "Changed the password of bob" in changed.stdout
+    people = accounts_in(tmp_path)
+    assert people.authenticate("bob", "new-battery-staple") and not people.authenticate("bob", "battery-staple")
+    spaced = cli("users", "passwd", "bob", env=ws, stdin=" padded-password\n")
+    assert spaced.returncode == 1 and "cannot start or end with a space" in spaced.stderr
+    nobody = cli("users", "passwd", "carol", env=ws, stdin="whatever-pass\n")
+    assert nobody.returncode == 1 and "There is no user 'carol'" in nobody.stderr
+
+    last_admin = cli("users", "remove", "ada", env=ws)
+    assert last_admin.returncode == 1 and "last admin" in last_admin.stderr
+    removed = cli("users", "remove", "bob", env=ws)
+    assert removed.returncode == 0 and "Removed bob." in removed.stdout
+    assert [a.username for a in accounts_in(tmp_path).list_users()] == ["ada"]
+    assert "Traceback" not in last_admin.stderr + nobody.stderr
+
+
+def test_an_old_users_yaml_is_imported_by_the_first_command(tmp_path):
+    (tmp_path / "users.yaml").write_text(yaml.safe_dump({"credentials": {"usernames": {"ada": {
+        "first_name": "Ada", "roles": ["admin"],
+        "password": bcrypt.hashpw(b"correct-horse", bcrypt.gensalt()).decode()}}}}))
+    listed = cli("users", "list", env={"STUDIO_DATA_DIR": str(tmp_path)})
+    assert listed.stdout.split("\t")[:2] == ["ada", "admin"]
+    assert (tmp_path / "users.yaml.imported").exists() and not (tmp_path / "users.yaml").exists()
+
+
+def test_an_unreadable_users_yaml_stops_the_command_with_a_clear_message(tmp_path):
+    (tmp_path / "users.yaml").write_text("credentials: [unclosed\n")
+    result = cli("users", "add", "ada", env={"STUDIO_DATA_DIR": str(tmp_path)}, stdin="correct-horse\n")
+    assert result.returncode == 1 and "could not be imported" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not accounts_in(tmp_path).has_users()
