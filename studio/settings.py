@@ -31,6 +31,7 @@ class Settings:
     context_window: int = 8192                            # for compatible servers (unknown otherwise)
     local_max_tokens: int = 256                           # reply length cap for the embedded model
     model_dir: Path | None = None                         # cached local weights; default <data_dir>/models
+    login_sleep: float = 0.0                              # seconds the login library pauses per run
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, secrets: Mapping | None = None) -> "Settings":
@@ -63,6 +64,7 @@ class Settings:
             local_max_tokens=_whole_number(get("STUDIO_LOCAL_MAX_TOKENS"), 256, "STUDIO_LOCAL_MAX_TOKENS",
                                            least=1, most=MAX_LOCAL_TOKENS),
             model_dir=Path(get("STUDIO_MODEL_CACHE") or data_dir / "models").expanduser(),
+            login_sleep=_seconds(get("STUDIO_LOGIN_SLEEP"), "STUDIO_LOGIN_SLEEP", most=10),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -100,4 +102,16 @@ def _whole_number(text: str, default: int, name: str, least: int, most: int) -> 
         raise ConfigError(f"{name} must be a whole number, e.g. {default}, not {text!r}.") from None
     if not least <= value <= most:
         raise ConfigError(f"{name} must be between {least} and {most}, not {value}.")
+    return value
+
+
+def _seconds(text: str, name: str, most: float) -> float:
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, e.g. 0.5, not {text!r}.") from None
+    if not 0 <= value <= most:   # also refuses nan and inf
+        raise ConfigError(f"{name} must be between 0 and {most:g} seconds, not {text!r}.")
     return value

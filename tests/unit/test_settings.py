@@ -23,6 +23,9 @@ def load(tmp_path, **env):
     ("STUDIO_LOCAL_MAX_TOKENS", "0", "STUDIO_LOCAL_MAX_TOKENS must be between 1 and 4096"),
     ("STUDIO_LOCAL_MAX_TOKENS", "lots", "STUDIO_LOCAL_MAX_TOKENS must be a whole number"),
     ("STUDIO_PROVIDER", "gpt", "STUDIO_PROVIDER must be one of local, openai, compatible"),
+    ("STUDIO_LOGIN_SLEEP", "abc", "STUDIO_LOGIN_SLEEP must be a number of seconds"),
+    ("STUDIO_LOGIN_SLEEP", "nan", "STUDIO_LOGIN_SLEEP must be between 0 and 10 seconds"),
+    ("STUDIO_LOGIN_SLEEP", "-1", "STUDIO_LOGIN_SLEEP must be between 0 and 10 seconds"),
 ])
 def test_a_bad_setting_names_itself_and_the_value(tmp_path, name, value, says):
     with pytest.raises(ConfigError, match=says) as caught:
