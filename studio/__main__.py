@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users,
                 "assistants": _assistants}[args.command](args, settings)
-    except (ProviderError, UserError, AccountsUnavailable, ValueError) as exc:
+    except (ProviderError, UserError, AccountsUnavailable, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -72,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
 def _chat(args, settings: Settings) -> int:
     store = Store(settings.database_url)
     user = args.user or os.environ.get("STUDIO_USER") or _first_admin(settings) or "cli"
-    store.seed_demo_assistant(user)
+    actor = Actor(user)
+    store.seed_demo_assistant(actor)
     if args.thread:
         # A thread goes on with its own assistant, on the provider it started on.
-        thread = store.get_thread(args.thread)
-        if thread is None or thread.owner != user:
+        thread = store.get_thread(args.thread, actor)
+        if thread is None:
             raise ProviderError(f"No thread {args.thread!r} for user {user!r}.")
-        spec = store.get_assistant(thread.assistant_id)
+        spec = store.get_assistant(thread.assistant_id, actor)
         if spec is None:
             raise ProviderError("This thread's assistant was deleted; the thread can be read, not continued.")
         if args.provider and args.provider != thread.provider:
@@ -86,7 +87,7 @@ def _chat(args, settings: Settings) -> int:
                                 f"to use {args.provider}.")
         chosen = thread.provider
     else:
-        spec = _pick_assistant(store, user, args.assistant)
+        spec = _pick_assistant(store, actor, args.assistant)
         chosen = args.provider or spec.provider or settings.provider
         thread = None
     if args.model:
@@ -97,7 +98,7 @@ def _chat(args, settings: Settings) -> int:
                              progress=lambda msg: print(msg, file=sys.stderr))
     thread = thread or new_thread(user, spec, provider)
     status = 0
-    for event in run_turn(store, provider, thread, spec, args.message):
+    for event in run_turn(store, provider, thread, spec, args.message, actor):
         if isinstance(event, TextDelta):
             sys.stdout.write(event.text)
             sys.stdout.flush()
@@ -113,14 +114,14 @@ def _chat(args, settings: Settings) -> int:
     return status
 
 
-def _pick_assistant(store: Store, user: str, name: str | None):
-    assistants = store.list_assistants(user)
+def _pick_assistant(store: Store, actor: Actor, name: str | None):
+    assistants = store.list_assistants(actor)
     if name:
         assistants = [a for a in assistants if a.name.lower() == name.lower()]
         if not assistants:
-            raise ProviderError(f"No assistant named {name!r} for user {user!r}.")
+            raise ProviderError(f"No assistant named {name!r} for user {actor.name!r}.")
     if not assistants:
-        raise ProviderError(f"User {user!r} has no assistants; create one in the app first.")
+        raise ProviderError(f"User {actor.name!r} has no assistants; create one in the app first.")
     return assistants[0]
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from studio.accounts import Accounts
-from studio.store import Store
+from studio.store import Actor, Store
 from studio.types import AssistantSpec
 from tests.fakes.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
+READER = Actor("tests", admin=True)   # admins may read every thread
 
 
 def cli(*args, env=None, stdin=""):
@@ -47,7 +48,7 @@ def test_chat_on_the_embedded_model_streams_a_reply_into_a_stored_thread(ws, tmp
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     thread_id = result.stderr.strip().splitlines()[-1].removeprefix("thread: ")
-    thread = Store(f"sqlite:///{tmp_path / 'studio.db'}").get_thread(thread_id)
+    thread = Store(f"sqlite:///{tmp_path / 'studio.db'}").get_thread(thread_id, READER)
     assert [m.role for m in thread.messages] == ["user", "assistant"]
     assert thread.messages[1].content.strip() == result.stdout.strip()
 
@@ -55,15 +56,15 @@ def test_chat_on_the_embedded_model_streams_a_reply_into_a_stored_thread(ws, tmp
 def test_chat_on_openai_continues_a_thread_with_its_own_assistant(ws, tmp_path, fake):
     env = {**ws, "OPENAI_API_KEY": "sk-test-cli-123", "OPENAI_BASE_URL": fake.base_url}
     store = Store(f"sqlite:///{tmp_path / 'studio.db'}")
-    store.seed_demo_assistant("cli")
-    store.save_assistant(AssistantSpec(name="Another", owner="cli", instructions="Be someone else."))
+    store.seed_demo_assistant(Actor("cli"))
+    store.save_assistant(AssistantSpec(name="Another", owner="cli", instructions="Be someone else."), Actor("cli"))
     first = cli("chat", "first", "--provider", "openai", "--assistant", "comment responder", env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "You said: first"
     thread_id = first.stderr.strip().splitlines()[-1].removeprefix("thread: ")
     second = cli("chat", "second", "--thread", thread_id, env={**env, "STUDIO_PROVIDER": "local"})
     assert second.stdout.strip() == "You said: second"
-    thread = Store(f"sqlite:///{tmp_path / 'studio.db'}").get_thread(thread_id)
+    thread = Store(f"sqlite:///{tmp_path / 'studio.db'}").get_thread(thread_id, READER)
     assert [m.content for m in thread.messages] == ["first", "You said: first", "second", "You said: second"]
     assert len(fake.conversations[thread.provider_ref].items) == 4
     assert "Sam" in fake.last("/v1/responses").body["instructions"]   # the thread's assistant, not "Another"
