@@ -4,28 +4,67 @@ from __future__ import annotations
 import streamlit as st
 
 from components import context
+from components.safe_text import inline_code, safe_markdown
 from studio.providers import LABELS, ProviderError, provider_class
 from studio.providers.openai_errors import safe_url
 from studio.settings import PROVIDERS
 
-PANEL_KEYS = ("panel_provider", "panel_base_url", "panel_api_key", "panel_model")
+PANEL_KEYS = ("panel_provider", "panel_base_url", "panel_server", "panel_api_key", "panel_model")
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
+
+
+def may_use_base_url(url: str) -> bool:
+    """Only admins may point the server at any address; others pick the configured server or one
+    on the allow-list (STUDIO_ALLOWED_BASE_URLS), so a user cannot make the app call, say, a
+    machine on the internal network."""
+    configured = context.base_settings()
+    return (context.is_admin() or _same_url(url, configured.base_url)
+            or any(_same_url(url, allowed) for allowed in configured.allowed_base_urls))
+
+
+def _drop_base_url_not_allowed(overrides: dict) -> None:
+    # Checked on every run, not only on Apply: an admin role removed mid-session ends here too.
+    if overrides.get("base_url") and not may_use_base_url(overrides["base_url"]):
+        overrides.pop("base_url")
+        if overrides.get("api_key") == "":   # the marker that kept the configured key from it
+            overrides.pop("api_key")
+        st.session_state.pop("models_cache", None)
+        st.sidebar.warning("The server you chose earlier is not allowed for your account; "
+                           "the configured one is used.")
+
+
+def _base_url_field(configured, overrides: dict) -> None:
+    if context.is_admin():
+        # Never pre-filled with the configured URL: it may carry credentials.
+        st.text_input("Base URL", value=overrides.get("base_url", ""), key="panel_base_url",
+                      placeholder=safe_url(configured.base_url) if configured.base_url
+                      else "http://localhost:11434/v1",
+                      help="A compatible server's /v1 URL. Leave empty for the configured one "
+                           "(or OpenAI's own).")
+    elif configured.allowed_base_urls:
+        choices = ["", *configured.allowed_base_urls]
+        chosen = next((c for c in choices if c and _same_url(c, overrides.get("base_url", ""))), "")
+        st.selectbox("Server", choices, index=choices.index(chosen), key="panel_server",
+                     format_func=lambda url: safe_url(url) if url else "The configured server",
+                     help="The servers your administrator allows.")
+    else:
+        st.caption("Only an administrator can point the app at another server.")
 
 
 def provider_panel() -> None:
     """Provider, model, base URL and a session-only API key. Nothing typed here is stored."""
     configured = context.base_settings()
     overrides = st.session_state.setdefault(context.OVERRIDES, {})
+    _drop_base_url_not_allowed(overrides)
     current = context.settings()
     with st.sidebar.expander(f"Provider: {current.provider}", expanded=False):
         with st.form("provider_settings", border=False):
             st.radio("Provider", PROVIDERS, index=PROVIDERS.index(current.provider),
                      format_func=LABELS.get, key="panel_provider")
-            # Never pre-filled with the configured URL: it may carry credentials.
-            st.text_input("Base URL", value=overrides.get("base_url", ""), key="panel_base_url",
-                          placeholder=safe_url(configured.base_url) if configured.base_url
-                          else "http://localhost:11434/v1",
-                          help="A compatible server's /v1 URL. Leave empty for the configured one "
-                               "(or OpenAI's own).")
+            _base_url_field(configured, overrides)
             st.text_input("API key (this session only)", type="password", value="", key="panel_api_key",
                           placeholder="set" if current.api_key else "not set",
                           help="Kept in this browser session only: never saved, logged or shown again.")
@@ -46,7 +85,10 @@ def _apply() -> None:
     configured = context.base_settings()
     overrides = state.setdefault(context.OVERRIDES, {})
     overrides.update(provider=state["panel_provider"], model=state["panel_model"].strip())
-    base_url, typed_key = state["panel_base_url"].strip(), state["panel_api_key"].strip()
+    base_url = state.get("panel_base_url" if context.is_admin() else "panel_server", "").strip()
+    typed_key = state["panel_api_key"].strip()
+    if not may_use_base_url(base_url):   # only the widgets' own choices reach here; checked anyway
+        base_url = ""
     if base_url:
         overrides["base_url"] = base_url
     else:
@@ -75,7 +117,7 @@ def _show_models() -> None:
     try:
         models = cached_models()
     except ProviderError as exc:
-        st.error(str(exc))
+        st.error(safe_markdown(str(exc)))
         return
     rows = [{"model": m.id, "retires": m.shutdown_date.isoformat() if m.shutdown_date else ""} for m in models]
     st.dataframe(rows, hide_index=True, width="stretch")
@@ -108,14 +150,14 @@ def retirement_notice(provider, model: str) -> None:
     except ProviderError:
         return   # the turn itself will say what is wrong
     if info and info.shutdown_date:
-        st.warning(f"`{model}` is scheduled to shut down on {info.shutdown_date:%Y-%m-%d}; "
+        st.warning(f"{inline_code(model)} is scheduled to shut down on {info.shutdown_date:%Y-%m-%d}; "
                    "pick a newer model in the assistant's settings before then.", icon="⏳")
 
 
 def provider_notes(provider, spec, thread) -> None:
     """Under the chat title: where the assistant runs, and plainly what that provider cannot do."""
     model = spec.model or provider.default_model()
-    st.caption(f"Runs on **{provider.label}** · model `{model}`")
+    st.caption(f"Runs on **{provider.label}** · model {inline_code(model)}")
     chosen = spec.provider or context.settings().provider
     if thread is not None and thread.messages and thread.provider != chosen:
         st.caption(f"This thread was started on {thread.provider} and stays there; "

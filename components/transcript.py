@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import streamlit as st
 
-from studio.types import (CitationFound, Done, ErrorEvent, Event, Message, TextDelta, ToolCall,
+from components.safe_text import inline_code, plain, safe_markdown, safe_stream
+from studio.types import (CitationFound, ErrorEvent, Event, Message, TextDelta, ToolCall,
                           ToolCallFinished, ToolCallStarted)
 
 CURSOR = "▌"
@@ -26,7 +27,8 @@ def tool_call_block(call: ToolCall, running: bool = False) -> None:
         args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call.arguments.items())
     else:   # a model may send arguments that are not a JSON object; show them as they came
         args = str(call.arguments)[:80]
-    with st.expander(f"{icon} `{call.name}({args})`", expanded=False):
+    # Name and arguments come from the model: a code span shows them as sent, never as Markdown.
+    with st.expander(f"{icon} {inline_code(f'{call.name}({args})')}", expanded=False):
         st.caption("Arguments")
         if isinstance(call.arguments, dict):
             st.json(call.arguments)
@@ -41,7 +43,7 @@ def tool_call_block(call: ToolCall, running: bool = False) -> None:
 
 def citations_footer(message: Message) -> None:
     if message.citations:
-        st.caption("  \n".join(f"[{n}] {c.title}" + (f" — “{c.quote}”" if c.quote else "")
+        st.caption("  \n".join(f"\\[{n}\\] {plain(c.title)}" + (f" — “{plain(c.quote)}”" if c.quote else "")
                                for n, c in enumerate(message.citations, 1)))
 
 
@@ -49,7 +51,9 @@ def show_message(message: Message) -> None:
     with st.chat_message(message.role):
         for call in message.tool_calls:
             tool_call_block(call)
-        st.markdown(message.content)
+        st.markdown(safe_markdown(message.content))
+        if message.cut_off:
+            st.caption("✂️ Cut off: this reply reached the length limit before it was finished.")
         citations_footer(message)
 
 
@@ -59,27 +63,28 @@ def show_messages(messages: Iterable[Message]) -> None:
 
 
 def stream_turn(events: Iterable[Event]) -> ErrorEvent | None:
-    """Render a streaming reply token by token; return the error if the turn failed."""
+    """Draw a reply as it streams in; return the error if the turn failed."""
+    failed: list[ErrorEvent] = []
     with st.chat_message("assistant"):
-        tools_area = st.container()
-        text_area = st.empty()
-        text = ""
-        for event in events:
-            if isinstance(event, TextDelta):
-                text += event.text
-                text_area.markdown(text + CURSOR)
-            elif isinstance(event, ToolCallStarted):
-                with tools_area:
-                    st.caption(f"Calling `{event.call.name}`…")
-            elif isinstance(event, ToolCallFinished):
-                with tools_area:
-                    tool_call_block(event.call)
-            elif isinstance(event, CitationFound):
-                with tools_area:
-                    st.caption(f"Source: {event.citation.title}")
-            elif isinstance(event, Done):
-                text_area.markdown(text)
-            elif isinstance(event, ErrorEvent):
-                text_area.markdown(text)
-                return event
-    return None
+        tools_area = st.container()   # tool calls and sources above the text, as they happen
+        st.write_stream(safe_stream(_reply_text(events, tools_area, failed)), cursor=CURSOR)
+    return failed[0] if failed else None
+
+
+def _reply_text(events: Iterable[Event], tools_area, failed: list[ErrorEvent]) -> Iterator[str]:
+    """The text deltas of a turn, for st.write_stream; the other events are drawn as they come."""
+    for event in events:
+        if isinstance(event, TextDelta):
+            yield event.text
+        elif isinstance(event, ToolCallStarted):
+            with tools_area:
+                st.caption(f"Calling {inline_code(event.call.name)}…")
+        elif isinstance(event, ToolCallFinished):
+            with tools_area:
+                tool_call_block(event.call)
+        elif isinstance(event, CitationFound):
+            with tools_area:
+                st.caption(f"Source: {plain(event.citation.title)}")
+        elif isinstance(event, ErrorEvent):
+            failed.append(event)
+            return

@@ -1,5 +1,5 @@
 """The chat page on the embedded model: send, stream, threads."""
-from studio.store import Store
+from studio.store import Actor, Store
 from tests.app.conftest import new_app, login
 
 
@@ -26,7 +26,7 @@ def test_sending_a_message_gets_a_reply_and_creates_a_titled_thread(signed_in, w
     messages = chat_messages(at)
     assert messages[0] == ("user", "Loved the video on pandas groupby!")
     assert messages[1][0] == "assistant" and messages[1][1].strip()
-    threads = Store(f"sqlite:///{workspace / 'studio.db'}").list_threads("ada")
+    threads = Store(f"sqlite:///{workspace / 'studio.db'}").list_threads(Actor("ada"))
     assert [t.title for t in threads] == ["Loved the video on pandas groupby!"]
     assert at.query_params["thread"] == threads[0].id
     # the sidebar lists it, marked as current
@@ -54,10 +54,13 @@ def test_rename_and_delete_a_thread(signed_in, workspace):
     next(b for b in at.sidebar.button if b.label == "Rename").click()
     at.run()
     assert any(b.label == "▶ Renamed thread" for b in at.sidebar.button)
-    next(b for b in at.sidebar.button if b.label == "Delete thread").click()
+    # Deleting asks first: the "Delete thread" popover holds the only button that deletes.
+    [confirm] = [b for b in at.sidebar.button if "delete" in b.label.lower()]
+    assert confirm.label == "Yes, delete"
+    confirm.click()
     at.run()
     assert not any("Renamed thread" in b.label for b in at.sidebar.button)
-    assert Store(f"sqlite:///{workspace / 'studio.db'}").list_threads("ada") == []
+    assert Store(f"sqlite:///{workspace / 'studio.db'}").list_threads(Actor("ada")) == []
 
 
 def test_a_thread_is_reopened_from_the_url_in_a_new_session(signed_in, workspace):
@@ -91,9 +94,9 @@ def test_a_thread_offers_markdown_and_json_export(signed_in):
 def test_a_thread_whose_assistant_was_deleted_stays_readable(signed_in, workspace):
     at = send(signed_in, "Keep this conversation")
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    store.duplicate_assistant(store.list_assistants("ada")[0].id, owner="ada")
-    original = next(a for a in store.list_assistants("ada") if a.name == "Comment responder")
-    store.delete_assistant(original.id)
+    store.duplicate_assistant(store.list_assistants(Actor("ada"))[0].id, Actor("ada"))
+    original = next(a for a in store.list_assistants(Actor("ada")) if a.name == "Comment responder")
+    store.delete_assistant(original.id, Actor("ada"))
     next(b for b in at.sidebar.button if b.label == "➕ New thread").click()
     at.run()
     next(b for b in at.sidebar.button if b.label == "Keep this conversation").click()
@@ -103,3 +106,31 @@ def test_a_thread_whose_assistant_was_deleted_stays_readable(signed_in, workspac
     assert "assistant was deleted" in at.info[0].value
     assert chat_messages(at)[0] == ("user", "Keep this conversation")
     assert not at.chat_input
+
+
+def test_a_message_over_the_length_limit_is_refused_clearly_and_shown_back(signed_in, workspace):
+    from components.turns import MAX_MESSAGE_CHARS
+    text = "word " * (MAX_MESSAGE_CHARS // 5) + "!"
+    at = send(signed_in, text)
+    assert not at.exception, at.exception
+    assert any(f"the limit is {MAX_MESSAGE_CHARS:,}" in e.value and "not sent" in e.value for e in at.error)
+    assert at.code[0].value == text                    # what they typed is there to copy
+    assert not chat_messages(at)
+    assert Store(f"sqlite:///{workspace / 'studio.db'}").list_threads(Actor("ada")) == []
+    at = send(at, "A short one instead")
+    assert chat_messages(at)[0] == ("user", "A short one instead") and not at.error
+
+
+def test_a_cut_off_reply_is_marked_and_can_be_continued(signed_in, monkeypatch):
+    monkeypatch.setenv("STUDIO_LOCAL_MAX_TOKENS", "2")   # every reply hits the cap
+    at = send(signed_in, "Tell me about pandas")
+    assert not at.exception, at.exception
+    reply = at.chat_message[1]
+    assert any("Cut off" in c.value for c in reply.caption)
+    next(b for b in at.button if b.label == "⏩ Continue").click()
+    at.run()
+    assert not at.exception, at.exception
+    from studio.chat import CONTINUE_PROMPT
+    assert [name for name, _ in chat_messages(at)] == ["user", "assistant", "user", "assistant"]
+    assert chat_messages(at)[2][1] == CONTINUE_PROMPT
+

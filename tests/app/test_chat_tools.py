@@ -1,13 +1,13 @@
 """The chat page on OpenAI (the fake server): tool call blocks, code interpreter, errors and retry."""
-from studio.store import Store
+from studio.store import Actor, Store
 from tests.app.conftest import accounts, login, new_app
 
 
 def give_tools(workspace, tools):
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    [demo] = store.list_assistants("ada")
+    [demo] = store.list_assistants(Actor("ada"))
     demo.tools = tools
-    store.save_assistant(demo)
+    store.save_assistant(demo, Actor("ada"))
 
 
 def send(at, text):
@@ -58,13 +58,13 @@ def test_a_rejected_key_is_a_clear_message_and_the_message_is_kept(on_openai, mo
 
 def test_a_failure_mid_stream_can_be_retried(on_openai, workspace, monkeypatch):
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    [demo] = store.list_assistants("ada")
+    [demo] = store.list_assistants(Actor("ada"))
     demo.model = "fail-midstream"
-    store.save_assistant(demo)
+    store.save_assistant(demo, Actor("ada"))
     at = send(on_openai.run(), "one two three")
     assert any("Retry" in w.value for w in at.warning)
     demo.model = "gpt-4.1-mini"
-    store.save_assistant(demo)
+    store.save_assistant(demo, Actor("ada"))
     next(b for b in at.button if b.label == "↻ Retry").click()
     at.run()
     assert not any("Retry" in w.value or "reply" in w.value for w in at.warning)
@@ -82,9 +82,9 @@ def test_openai_without_a_key_says_how_to_set_one(workspace, monkeypatch):
 
 def test_a_model_with_a_shutdown_date_is_flagged_and_the_model_list_shows_dates(on_openai, workspace):
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    [demo] = store.list_assistants("ada")
+    [demo] = store.list_assistants(Actor("ada"))
     demo.model = "gpt-4o"
-    store.save_assistant(demo)
+    store.save_assistant(demo, Actor("ada"))
     at = on_openai.run()
     assert any("shut down on 2027-01-14" in w.value for w in at.warning)
     at.toggle(key="show_models").set_value(True).run()
@@ -112,3 +112,37 @@ def test_tool_arguments_that_are_not_json_are_shown_not_crashed_on(on_openai, wo
     assert "Error" in [c.value for c in block.caption]
     at.run()          # the stored thread draws again without error
     assert not at.exception
+
+
+def delete_current_thread(at):
+    next(b for b in at.sidebar.button if b.label == "Yes, delete").click()
+    return at.run()
+
+
+def test_deleting_a_thread_also_deletes_its_openai_conversation(on_openai, workspace, fake_server):
+    at = send(on_openai.run(), "Delete me later")
+    [thread] = Store(f"sqlite:///{workspace / 'studio.db'}").list_threads(Actor("ada"))
+    assert thread.provider_ref in fake_server.conversations
+    popover_text = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Conversation" in popover_text and "deleted too" in popover_text
+    at = delete_current_thread(at)
+    assert not at.exception, at.exception
+    assert thread.provider_ref not in fake_server.conversations
+    assert Store(f"sqlite:///{workspace / 'studio.db'}").list_threads(Actor("ada")) == []
+
+
+def test_when_the_conversation_cannot_be_deleted_the_thread_is_kept_until_asked(on_openai, workspace,
+                                                                                  fake_server):
+    from tests.fakes.fake_openai import FakeAPIError
+    at = send(on_openai.run(), "Keep me if OpenAI fails")
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    fake_server.refuse = lambda r: FakeAPIError(500, "The server had an error", "server_error") \
+        if r.method == "DELETE" else None
+    at = delete_current_thread(at)
+    assert not at.exception, at.exception
+    assert any("kept" in e.value for e in at.sidebar.error)
+    assert len(store.list_threads(Actor("ada"))) == 1
+    next(b for b in at.sidebar.button if b.label == "Delete it here only").click()
+    at.run()
+    assert store.list_threads(Actor("ada")) == []
+    assert not any("Keep me" in b.label for b in at.sidebar.button)

@@ -15,7 +15,7 @@ CHAT_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "chat.py")
 
 
 def broken_store(monkeypatch):
-    def list_assistants(self, owner):
+    def list_assistants(self, *args, **kwargs):
         raise RuntimeError("database on fire near sk-live-0123456789abcdef")
     monkeypatch.setattr(Store, "list_assistants", list_assistants)
 

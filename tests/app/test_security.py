@@ -1,5 +1,5 @@
 """What one user does must not reach the next: sessions, keys, threads."""
-from studio.store import Store
+from studio.store import Actor, Store
 from tests.app.conftest import accounts, login, new_app
 
 
@@ -50,7 +50,7 @@ def test_another_users_thread_opened_by_url_is_refused_and_an_admin_may_only_rea
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
     bob = login(new_app().run(), "bob", "battery-staple")
     bob.chat_input[0].set_value("Bob's private note").run()
-    thread_id = store.list_threads("bob")[0].id
+    thread_id = store.list_threads(Actor("bob"))[0].id
 
     eve = new_app()
     eve.query_params["thread"] = thread_id
@@ -62,13 +62,17 @@ def test_another_users_thread_opened_by_url_is_refused_and_an_admin_may_only_rea
     ada = login(ada.run(), "ada", "correct-horse")
     assert ada.chat_message[0].markdown[0].value == "Bob's private note"
     assert "belongs to bob" in ada.info[0].value and not ada.chat_input
+    # export only: no renaming or deleting someone else's thread
+    assert [b.proto.label for b in ada.get("download_button")] == ["Export Markdown", "Export JSON"]
+    assert not [t for t in ada.sidebar.text_input if t.label == "Title"]
+    assert not [b for b in ada.sidebar.button if b.label in ("Rename", "Yes, delete")]
 
 
 def test_an_admin_sees_whose_assistant_is_whose(workspace):
     users = accounts(workspace)
     users.add_user("ada", "correct-horse")
     users.add_user("bob", "battery-staple")
-    Store(f"sqlite:///{workspace / 'studio.db'}").seed_demo_assistant("bob")
+    Store(f"sqlite:///{workspace / 'studio.db'}").seed_demo_assistant(Actor("bob"))
     ada = login(new_app().run(), "ada", "correct-horse")
     picker = ada.sidebar.selectbox(key="assistant_id")
     assert sorted(picker.options) == ["Comment responder", "Comment responder · bob"]

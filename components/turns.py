@@ -1,0 +1,97 @@
+"""A chat turn on the page: the message box, sending a message, and what the last turn offers
+(Retry after a failure, Continue after a reply cut off by a length limit).
+
+A failed turn's error is kept per thread for this session (`turn_errors`), so the page can say
+what went wrong after the rerun that follows every turn, and offer Retry only where it can help.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from components import context
+from components.model_loading import ensure_local_model
+from components.safe_text import safe_markdown
+from components.threads import remember_in_url
+from components.transcript import stream_turn
+from studio.chat import (CONTINUE_PROMPT, add_user_message, can_continue, continue_turn, needs_retry,
+                         run_turn)
+from studio.providers import Provider
+from studio.store import Store
+from studio.types import AssistantSpec, ErrorEvent, Thread
+
+# Longer than any message a person types or pastes on purpose; it keeps one message from
+# filling the database or a model's context with megabytes.
+MAX_MESSAGE_CHARS = 50_000
+UNSENT = "unsent_message"   # session_state key: a refused message, shown back until one is sent
+
+
+def turn_errors() -> dict[str, ErrorEvent]:
+    """The last failed turn's error per thread id, for this session."""
+    return st.session_state.setdefault("turn_errors", {})
+
+
+def last_turn_actions(thread: Thread, can_send: bool) -> str | None:
+    """Under the transcript: why the last turn failed, with Retry where retrying can help, or
+    Continue under a reply that a length limit cut off. Returns "retry", "continue" or None."""
+    failure = turn_errors().get(thread.id)
+    if can_continue(thread) and failure is None:
+        clicked = st.button("⏩ Continue", key="continue", disabled=not can_send,
+                            help="Ask for the rest of the reply that was cut off.")
+        return "continue" if clicked else None
+    if not needs_retry(thread):
+        if failure is not None:   # e.g. a reply shown but not saved: say it once
+            st.error(safe_markdown(turn_errors().pop(thread.id).message))
+        return None
+    if failure is None or failure.retryable:
+        st.warning(safe_markdown(failure.message) if failure else "The last message has no reply yet.")
+    elif failure.code == "context_length_exceeded":   # the same text would fail again
+        st.error(safe_markdown(failure.message) + " Your message is kept above; send a shorter one to go on.")
+        return None
+    else:
+        st.error(safe_markdown(failure.message) + " Fix this (e.g. in the sidebar's Provider panel), then retry.")
+    return "retry" if st.button("↻ Retry", key="retry", disabled=not can_send) else None
+
+
+def message_box(placeholder: str, disabled: bool) -> str | None:
+    """The chat input. A message longer than MAX_MESSAGE_CHARS is refused with a clear message
+    and shown back (until a message is sent), so nothing typed is lost."""
+    # No max_chars on the widget: the browser would drop an over-long paste without a word.
+    prompt = st.chat_input(placeholder, disabled=disabled)
+    if prompt is not None and len(prompt) > MAX_MESSAGE_CHARS:
+        st.session_state[UNSENT] = prompt
+        prompt = None
+    elif prompt is not None:
+        st.session_state.pop(UNSENT, None)
+    if unsent := st.session_state.get(UNSENT):
+        st.error(f"That message is {len(unsent):,} characters long; the limit is "
+                 f"{MAX_MESSAGE_CHARS:,}. It was not sent. Shorten it (or split it in parts) and "
+                 "send it again.")
+        with st.expander("The message you typed (copy it from here)"):
+            st.code(unsent, language="text", wrap_lines=True)
+    return prompt
+
+
+def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
+              text: str | None, action: str | None = None) -> None:
+    """Send `text`, or do `action` ("retry" the unanswered message, "continue" a cut-off reply);
+    stream the reply, then redraw the page."""
+    turn_errors().pop(thread.id, None)
+    actor = context.actor()
+    error = None
+    if text is not None or action == "continue":
+        with st.chat_message("user"):
+            st.markdown(safe_markdown(text if text is not None else CONTINUE_PROMPT))
+    if text is not None:
+        # Saved before anything that may fail (loading the embedded model): nothing typed is lost.
+        error = add_user_message(store, thread, text, actor)
+    if error is None:
+        if provider.name == "local":
+            ensure_local_model(context.settings().model_dir)   # a failed load: the turn says so, Retry
+        events = (continue_turn(store, provider, thread, spec, actor) if text is None and action == "continue"
+                  else run_turn(store, provider, thread, spec, None, actor))
+        error = stream_turn(events)
+    if error is not None:
+        turn_errors()[thread.id] = error
+    if thread.messages:
+        remember_in_url(thread)
+    st.rerun()
