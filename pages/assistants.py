@@ -6,6 +6,7 @@ from components.layout import shared_sidebar
 from components.assistant_files import export_button, import_from_file
 from components.assistant_form import assistant_form
 from components.errors import shows_store_errors
+from components.safe_text import plain
 from studio.types import AssistantSpec
 
 shared_sidebar()
@@ -61,11 +62,11 @@ if saved is not None:
     st.session_state["saved_notice"] = saved.name
     st.rerun()
 if notice := st.session_state.pop("saved_notice", None):
-    st.success(f"Saved “{notice}”.")
+    st.success(f"Saved “{plain(notice)}”.")
 
 left, middle, right = st.columns(3)
 left.button("Duplicate", key="duplicate", on_click=duplicate, args=(spec.id,))
 export_button(spec, middle)
 with right.popover("Delete"):
-    st.write(f"Delete “{spec.name}”? Threads already started with it stay readable and exportable.")
+    st.write(f"Delete “{plain(spec.name)}”? Threads already started with it stay readable and exportable.")
     st.button("Yes, delete", key="confirm_delete", type="primary", on_click=delete, args=(spec.id,))
