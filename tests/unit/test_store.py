@@ -75,7 +75,7 @@ def test_two_first_sign_ins_at_once_seed_the_demo_once(db_path):
     Store(f"sqlite:///{db_path}")   # the schema exists, as it does once the app has started
     sessions = [Store(f"sqlite:///{db_path}") for _ in range(2)]
     for user in ("ada", "bob", "cy", "dee", "eve"):
-        assert in_parallel(2, lambda i: sessions[i].seed_demo_assistant(Actor(user))) == []
+        assert in_parallel(2, lambda i, user=user: sessions[i].seed_demo_assistant(Actor(user))) == []
         assert [a.name for a in sessions[0].list_assistants(Actor(user))] == ["Comment responder"]
 
 
