@@ -417,6 +417,9 @@ class Accounts:
         checked against a dummy hash, so it takes as long as a known one.
         """
         username = normalize_username(username)
+        if not USERNAME_PATTERN.match(username):   # can never be an account (nor reach the database)
+            _password_matches(password, None)
+            return None
         until = self.locked_until(username)
         if until:
             raise LoginLocked(until)
@@ -427,10 +430,9 @@ class Accounts:
             with self._writer.begin() as db:
                 db.execute(delete(login_failures).where(login_failures.c.username == username))
             return Account(row.username, row.display_name, bool(row.admin))
-        if USERNAME_PATTERN.match(username):   # anything else can never be an account's name
-            until = self._record_failure(username)
-            if until:
-                raise LoginLocked(until)
+        until = self._record_failure(username)
+        if until:
+            raise LoginLocked(until)
         return None
 
     def _record_failure(self, username: str) -> datetime | None:

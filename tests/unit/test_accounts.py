@@ -132,6 +132,13 @@ def test_an_unknown_name_takes_the_same_path_as_a_known_one(people, monkeypatch)
     assert set(people.locks()) == {"nobody"}
 
 
+@pytest.mark.parametrize("typed", ["", "ada\x00", "a" * 10_000, "ada; drop table users", "ädä"])
+def test_a_name_that_cannot_be_an_account_is_just_a_wrong_login(people, typed):
+    people.add_user("ada", "correct-horse")
+    assert people.authenticate(typed, "correct-horse") is None
+    assert people.locks() == {} and people.authenticate("ada", "correct-horse")
+
+
 def test_a_password_change_or_unlock_ends_a_lock(people):
     people.add_user("ada", "correct-horse")
     for _ in range(4):
