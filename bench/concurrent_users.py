@@ -1,0 +1,349 @@
+"""Do 20 users signed in at once get their own replies, no errors, and turns nearly as fast as one
+user alone?
+
+Starts the fake OpenAI server (tests/fakes) with a fixed delay before each streamed word, and the
+app (`streamlit run app.py`) on the `compatible` provider pointed at it, in a throw-away workspace
+whose accounts are made with `python -m studio users add`. Then, in headless Chromium (one browser
+context, so one cookie jar and one Streamlit session, per user):
+  1. alone: one user signs in and sends `--solo-turns` messages, one after the other;
+  2. together: `--users` users sign in at once, then all send `--turns` messages at the same time.
+Each message carries a token unique to its user and turn; the fake echoes it back. A turn is
+timed in the page, from the Enter key until the whole reply is shown (no cursor).
+
+Counts errors (a turn that fails, times out, or shows an error/warning box; tracebacks in the
+server log) and leaks (a token of one user seen at any moment on another user's page, or stored in
+another user's thread), and compares p95 turn time together vs alone (goal: at most 1.5x).
+Exits non-zero only if the bench itself crashes, not on a missed goal.
+
+    .venv/bin/python bench/concurrent_users.py [--users 20] [--turns 3] [--solo-turns 10] [--delta-ms 50]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._harness import (ASSISTANT_MESSAGES, CHAT_INPUT, CHROMIUM, CHROMIUM_ARGS, LOGIN_FORM,   # noqa: E402
+                            PASSWORD, PROBLEMS, RESET_SETTLED_JS, SETTLED_JS, TRACK_RERUN_REQUESTS_JS,
+                            StreamlitServer, TempWorkspace, add_users, app_env, cpu_seconds_by_process,
+                            list_accounts, percentile)
+from studio.store import Actor, Store   # noqa: E402
+from tests.fakes.fake_openai import FakeOpenAI   # noqa: E402
+
+MODEL = "gpt-4.1-mini"     # one the fake serves; set so the app does not ask /v1/models each turn
+GOAL = 1.5
+TURN_TIMEOUT_MS = 60_000
+SIGN_IN_TIMEOUT_MS = 90_000
+TOKEN = re.compile(r"tok(\d{2})u\d+t[0-9a-f]{6}")
+CURSOR = "▌"
+RESULTS = Path(__file__).resolve().parent / "results"   # screenshots of failures (git-ignored)
+
+# Runs in every page before Streamlit's own code: times a turn (Enter -> the expected reply is
+# shown whole) and remembers every token that ever appeared on the page, however briefly.
+PAGE_PROBES_JS = TRACK_RERUN_REQUESTS_JS + """
+(() => {
+  window.__turn = null;
+  window.__tokensSeen = new Set();
+  const tokenPattern = /tok\\d{2}u\\d+t[0-9a-f]{6}/g;
+  const norm = (s) => s.replace(/\\s+/g, ' ').trim();
+  document.addEventListener('keydown', (e) => {
+    const turn = window.__turn;
+    if (e.key === 'Enter' && turn && turn.start === null) turn.start = performance.now();
+  }, true);
+  const note = (text) => { for (const t of (text || '').match(tokenPattern) || []) window.__tokensSeen.add(t); };
+  const observer = new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === 'characterData') note(r.target.data);
+      else for (const n of r.addedNodes) note(n.textContent);
+    }
+    const turn = window.__turn;
+    if (!turn || turn.start === null || turn.done !== null) return;
+    const replies = document.querySelectorAll('%s');
+    if (!replies.length) return;
+    const content = replies[replies.length - 1].querySelector('[data-testid="stChatMessageContent"]');
+    const text = content ? content.textContent : '';
+    // When the first words of this reply showed (for the breakdown), and when all of it did.
+    if (turn.first === null && replies.length > turn.replies && text.trim()) turn.first = performance.now();
+    if (!text.includes('%s') && norm(text) === turn.expected) turn.done = performance.now();
+  });
+  observer.observe(document, {subtree: true, childList: true, characterData: true});
+})();
+""" % (ASSISTANT_MESSAGES, CURSOR)
+
+
+@dataclass
+class User:
+    index: int
+    name: str
+    turn_ms: list[float] = field(default_factory=list)     # Enter -> the whole reply shown
+    first_ms: list[float] = field(default_factory=list)    # Enter -> its first words shown
+    sent_tokens: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    leaks: list[str] = field(default_factory=list)
+    page: object = None
+
+
+def message_for(user: User, turn: int) -> tuple[str, str]:
+    """(message, token): the token comes first so the thread title (first 60 characters) keeps it."""
+    token = f"tok{user.index:02d}u{turn}t{secrets.token_hex(3)}"
+    return f"{token} from {user.name} turn {turn}, please echo this back to me", token
+
+
+async def settle(page, quiet_ms: int = 1000) -> None:
+    await page.evaluate(RESET_SETTLED_JS)
+    await page.wait_for_function(SETTLED_JS, arg=quiet_ms, polling=100, timeout=TURN_TIMEOUT_MS)
+
+
+async def sign_in(browser, url: str, user: User) -> bool:
+    """Open a fresh browser context (its own cookies and session) and log in through the form."""
+    context = await browser.new_context(base_url=url, viewport={"width": 1100, "height": 800})
+    context.set_default_timeout(SIGN_IN_TIMEOUT_MS)
+    await context.add_init_script(PAGE_PROBES_JS)
+    user.page = page = await context.new_page()
+    try:
+        await page.goto("/")
+        form = page.locator(LOGIN_FORM)
+        await form.wait_for()
+        await settle(page)
+        await form.get_by_label("Username").fill(user.name)
+        await form.get_by_label("Password", exact=True).fill(PASSWORD)
+        await form.get_by_role("button", name="Log in").click()
+        await page.locator(CHAT_INPUT).wait_for()
+        await settle(page)
+        return True
+    except Exception as exc:   # counted, and this user sends nothing
+        shown = " | ".join(t.strip()[:120] for t in await page.locator(PROBLEMS).all_inner_texts())
+        user.errors.append(f"{user.name} could not sign in: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                           + (f"; the page shows: {shown}" if shown else ""))
+        RESULTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(RESULTS / f"concurrent_users-sign-in-{user.name}.png"))
+        return False
+
+
+async def one_turn(user: User, turn: int) -> None:
+    """Send one message; time it in the page; record what went wrong, if anything."""
+    page = user.page
+    text, token = message_for(user, turn)
+    user.sent_tokens.append(token)
+    await settle(page)
+    before = await page.locator(ASSISTANT_MESSAGES).count()
+    await page.evaluate("([expected, replies]) => { window.__turn = {expected, replies, start: null, "
+                        "first: null, done: null}; }", ["You said: " + text, before])
+    box = page.locator(CHAT_INPUT)
+    await box.fill(text)
+    await box.press("Enter")
+    try:
+        await page.wait_for_function("() => window.__turn.done !== null", polling=50, timeout=TURN_TIMEOUT_MS)
+    except Exception:
+        shown = await page.locator(ASSISTANT_MESSAGES).count()
+        user.errors.append(f"turn {turn}: no complete reply within {TURN_TIMEOUT_MS // 1000} s "
+                           f"(assistant messages {before} -> {shown})")
+    else:
+        turn_ms, first_ms = await page.evaluate(
+            "() => [window.__turn.done - window.__turn.start, window.__turn.first - window.__turn.start]")
+        user.turn_ms.append(turn_ms)
+        user.first_ms.append(first_ms)
+    await settle(page)
+    for problem in await page.locator(PROBLEMS).all_inner_texts():
+        user.errors.append(f"turn {turn}: the page shows: {problem.strip()[:160]}")
+
+
+async def check_page(user: User, owners: dict[str, str]) -> None:
+    """Tokens of other users anywhere on this page, now or at any moment before."""
+    seen = set(await user.page.evaluate("() => [...window.__tokensSeen]"))
+    seen |= set(m.group(0) for m in TOKEN.finditer(await user.page.locator("body").inner_text()))
+    mine = set(user.sent_tokens)
+    for token in sorted(seen - mine):
+        user.leaks.append(f"{user.name}'s page showed {token} (sent by {owners.get(token, 'nobody')})")
+    # Every own message and reply must still be on the page after the last rerun.
+    body = await user.page.locator("body").inner_text()
+    missing = [t for t in user.sent_tokens if body.count(t) < 2]   # the message and its echo
+    if missing:
+        user.errors.append(f"{user.name}'s page lacks the message or reply of {', '.join(missing)}")
+
+
+async def run_user(user: User, turns: int, start: asyncio.Event) -> None:
+    await start.wait()
+    for turn in range(1, turns + 1):
+        try:
+            await one_turn(user, turn)
+        except Exception as exc:
+            user.errors.append(f"turn {turn}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+def check_store(database_url: str, users: list[User], owners: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(errors, leaks) from the database: every thread holds only its owner's tokens, every reply
+    echoes the message before it, every sent message was stored."""
+    errors, leaks = [], []
+    store = Store(database_url)
+    stored: set[str] = set()
+    by_name = {u.name: u for u in users}
+    checker = Actor("bench-check", admin=True)
+    for listed in store.list_threads(checker, everyone=True):
+        thread = store.get_thread(listed.id, checker)
+        for message in thread.messages:
+            for token in [m.group(0) for m in TOKEN.finditer(message.content)]:
+                if owners.get(token) != thread.owner:
+                    leaks.append(f"thread {thread.id} of {thread.owner} holds {token} "
+                                 f"(sent by {owners.get(token, 'nobody')})")
+                if message.role == "user":
+                    stored.add(token)
+        for question, answer in zip(thread.messages[::2], thread.messages[1::2], strict=False):
+            if answer.role != "assistant" or answer.content.strip() != "You said: " + question.content.strip():
+                errors.append(f"thread {thread.id}: reply {answer.content[:60]!r} does not answer "
+                              f"{question.content[:60]!r}")
+        if len(thread.messages) % 2:
+            errors.append(f"thread {thread.id}: the last message has no reply")
+    for user in users:   # each user's own list holds only their threads
+        foreign = [t.id for t in store.list_threads(Actor(user.name)) if t.owner != user.name]
+        if foreign:
+            leaks.append(f"{user.name}'s thread list holds {foreign}")
+    lost = [t for t in owners if t not in stored and owners[t] in by_name]
+    if lost:
+        errors.append(f"{len(lost)} sent message(s) not stored: {', '.join(sorted(lost)[:5])}")
+    store.engine.dispose()
+    return errors, leaks
+
+
+async def bench(args) -> int:
+    from playwright.async_api import async_playwright
+
+    solo = User(0, "solo")
+    crowd = [User(i, f"bench{i:02d}") for i in range(1, args.users + 1)]
+    started = time.perf_counter()
+    with TempWorkspace() as tmp, FakeOpenAI(delta_delay=args.delta_ms / 1000) as fake:
+        workspace = tmp / "workspace"
+        env = app_env(workspace, STUDIO_PROVIDER="compatible", OPENAI_BASE_URL=fake.base_url,
+                      OPENAI_API_KEY="sk-bench", STUDIO_MODEL=MODEL)
+        # An admin first (the first account always is one), so every bench user is a plain user.
+        add_users(["benchadmin", solo.name] + [u.name for u in crowd], env)
+        print(f"{len(crowd) + 2} accounts made with `python -m studio users add` "
+              f"({time.perf_counter() - started:.1f} s)")
+        words = len(message_for(solo, 1)[0].split()) + 2
+        print(f"fake server: {args.delta_ms:g} ms before each of {words} words a reply "
+              f"(>= {words * args.delta_ms / 1000:.2f} s a turn)")
+        with StreamlitServer("app.py", env, tmp / "streamlit.log") as app:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                try:
+                    # 1. One user alone (the first turn warms the app up and is not counted).
+                    if not await sign_in(browser, app.url, solo):
+                        log = app.log()
+                        raise RuntimeError(f"the solo user could not sign in: {solo.errors}" + (
+                            "\nserver log:\n" + _first_traceback(log) if "Traceback" in log else ""))
+                    await one_turn(solo, 0)   # warm-up, not counted
+                    solo.turn_ms, solo.first_ms = [], []
+                    cpu = cpu_seconds_by_process(app.process.pid)
+                    await run_user(solo, args.solo_turns, _started())
+                    solo_cpu = _used_since(cpu, app)
+                    await solo.page.context.close()
+                    print(f"alone: {len(solo.turn_ms)} turns measured")
+
+                    # 2. Everyone at once: sign in together, then send together.
+                    t0 = time.perf_counter()
+                    signed_in = await asyncio.gather(*(sign_in(browser, app.url, u) for u in crowd))
+                    active = [u for u, ok in zip(crowd, signed_in, strict=True) if ok]
+                    print(f"together: {len(active)}/{len(crowd)} signed in at once "
+                          f"({time.perf_counter() - t0:.1f} s)")
+                    go = asyncio.Event()
+                    tasks = [asyncio.create_task(run_user(u, args.turns, go)) for u in active]
+                    cpu, t0 = cpu_seconds_by_process(app.process.pid), time.perf_counter()
+                    go.set()
+                    await asyncio.gather(*tasks)
+                    crowd_cpu, crowd_wall = _used_since(cpu, app), time.perf_counter() - t0
+                    owners = {t: u.name for u in [solo, *crowd] for t in u.sent_tokens}
+                    await asyncio.gather(*(check_page(u, owners) for u in active))
+                finally:
+                    await browser.close()
+            server_log = app.log()
+        store_errors, store_leaks = check_store(f"sqlite:///{workspace / 'studio.db'}", [solo, *crowd], owners)
+        accounts_left = list_accounts(env)
+
+    report(args, solo, crowd, solo_cpu, crowd_cpu, crowd_wall, store_errors, store_leaks, server_log,
+           accounts_left)
+    print(f"\nfinished in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _first_traceback(log: str, lines: int = 12) -> str:
+    block = log[log.index("Traceback (most recent call last)"):].splitlines()
+    end = next((i for i, line in enumerate(block[1:], 1) if line and not line.startswith(" ")), len(block) - 1)
+    return "\n".join("      " + line for line in block[max(0, end + 1 - lines):end + 1])
+
+
+def _used_since(before: dict[str, float], app: StreamlitServer) -> dict[str, float]:
+    now = cpu_seconds_by_process(app.process.pid)
+    return {k: now[k] - before.get(k, 0.0) for k in now}
+
+
+def _started() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+def report(args, solo: User, crowd: list[User], solo_cpu: dict, crowd_cpu: dict, crowd_wall: float,
+           store_errors: list[str], store_leaks: list[str], server_log: str, accounts_left: list[str]) -> None:
+    together = [ms for u in crowd for ms in u.turn_ms]
+    together_first = [ms for u in crowd for ms in u.first_ms]
+    errors = [e for u in [solo, *crowd] for e in u.errors] + store_errors
+    tracebacks = server_log.count("Traceback (most recent call last)")
+    if tracebacks:
+        errors.append(f"{tracebacks} traceback(s) in the server log; the first ends:\n"
+                      + _first_traceback(server_log))
+    leaks = [leak for u in crowd for leak in u.leaks] + store_leaks
+    expected_accounts = {"benchadmin", solo.name, *(u.name for u in crowd)}
+    missing_accounts = sorted(expected_accounts - set(accounts_left))
+
+    print("\nturn time, Enter -> whole reply shown (ms); CPU seconds per turn by process")
+    print(f"  {'':<18} {'turns':>5} {'1st words':>9} {'median':>7} {'p95':>7} {'max':>7}   "
+          f"{'app':>5} {'browser':>7} {'fake':>5}")
+    for label, values, first, cpu in (("1 user alone", solo.turn_ms, solo.first_ms, solo_cpu),
+                                      (f"{len(crowd)} users at once", together, together_first, crowd_cpu)):
+        if not values:
+            print(f"  {label:<18} {0:>5}")
+            continue
+        per_turn = {k: v / len(values) for k, v in cpu.items()}
+        print(f"  {label:<18} {len(values):>5} {statistics.median(first):>9.0f} "
+              f"{statistics.median(values):>7.0f} {percentile(values, 95):>7.0f} {max(values):>7.0f}   "
+              f"{per_turn['app server']:>5.2f} {per_turn['browser']:>7.2f} {per_turn['bench + fake']:>5.2f}")
+    if together:
+        print(f"  together: {len(together)} turns in {crowd_wall:.1f} s ({len(together) / crowd_wall:.2f} turns/s)")
+    if solo.turn_ms and together:
+        ratio = percentile(together, 95) / percentile(solo.turn_ms, 95)
+        verdict = "ok" if ratio <= GOAL else f"ABOVE GOAL {GOAL}"
+        print(f"ratio p95 together/alone: {ratio:.2f} ({verdict})")
+    print(f"errors: {len(errors)} (goal 0)")
+    for e in errors[:20]:
+        print(f"  - {e}")
+    print(f"seen by the wrong user: {len(leaks)} (goal 0)")
+    for leak in leaks[:20]:
+        print(f"  - {leak}")
+    print(f"accounts after the run: {len(expected_accounts) - len(missing_accounts)}/{len(expected_accounts)}"
+          + (f" (missing: {', '.join(missing_accounts)})" if missing_accounts else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=20, help="users signed in at once")
+    parser.add_argument("--turns", type=int, default=3, help="messages each of them sends")
+    parser.add_argument("--solo-turns", type=int, default=10, help="measured messages of the user alone")
+    parser.add_argument("--delta-ms", type=float, default=50.0, help="fake server delay before each word")
+    args = parser.parse_args()
+    if not CHROMIUM.exists():
+        print(f"{CHROMIUM} is missing: this bench needs Debian's chromium (scripts/setup.sh --dev)",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
