@@ -33,7 +33,7 @@ def can_continue(thread: Thread) -> bool:
     return bool(thread.messages) and thread.messages[-1].role == "assistant" and thread.messages[-1].cut_off
 
 
-def add_user_message(store: Store, thread: Thread, text: str, actor: Actor | None = None) -> ErrorEvent | None:
+def add_user_message(store: Store, thread: Thread, text: str, actor: Actor) -> ErrorEvent | None:
     """Save the user's message (and the thread, on its first message). Returns an ErrorEvent
     when there is nothing to send or the store refused it; the text stays in `thread.messages`
     either way, so the page can still show it.
@@ -45,7 +45,6 @@ def add_user_message(store: Store, thread: Thread, text: str, actor: Actor | Non
     if not text:
         return ErrorEvent("Type a message first: an empty message cannot be sent.", retryable=False,
                           code="empty_message")
-    actor = actor or Actor(thread.owner)
     try:
         if not store.has_thread(thread.id):
             thread.messages.append(Message(role="user", content=text))
@@ -59,13 +58,12 @@ def add_user_message(store: Store, thread: Thread, text: str, actor: Actor | Non
 
 
 def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
-             text: str | None, actor: Actor | None = None) -> Iterator[Event]:
+             text: str | None, actor: Actor) -> Iterator[Event]:
     """Send `text` (or, with text=None, answer the last unanswered message) and stream events.
 
-    `actor` is the signed-in user (the store checks they own the thread); without it the
-    thread's owner acts. Always ends with either Done or ErrorEvent.
+    `actor` is the signed-in user: the store checks they own the thread. Always ends with
+    either Done or ErrorEvent.
     """
-    actor = actor or Actor(thread.owner)
     if text is not None:
         refused = add_user_message(store, thread, text, actor)
         if refused is not None:
@@ -114,7 +112,7 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
 
 
 def continue_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
-                  actor: Actor | None = None) -> Iterator[Event]:
+                  actor: Actor) -> Iterator[Event]:
     """Ask for the rest of a reply that was cut off (see `can_continue`); streams like run_turn.
 
     The request is saved as a user message (CONTINUE_PROMPT) and the rest comes as a new reply.
