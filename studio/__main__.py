@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import sys
 from dataclasses import replace
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     _assistants_parser(commands)
 
     args = parser.parse_args(argv)
+    _log_briefly()
     try:
+        _check_text_arguments(args)
         settings = Settings.load()
         if getattr(args, "provider", None):
             settings = settings.with_overrides(provider=args.provider)
@@ -67,6 +70,43 @@ def main(argv: list[str] | None = None) -> int:
     except (ProviderError, UserError, AccountsUnavailable, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+# Arguments that are text for the workspace (file paths are left alone: any bytes name a file).
+TEXT_ARGUMENTS = {"message": "message", "assistant": "--assistant", "thread": "--thread", "user": "--user",
+                  "model": "--model", "name": "name"}
+
+
+def _check_text_arguments(args) -> None:
+    """Refuse arguments that are not UTF-8 text (Python keeps such bytes as lone surrogates, which
+    no database or server accepts), before anything is stored or sent."""
+    for attribute, shown in TEXT_ARGUMENTS.items():
+        value = getattr(args, attribute, None)
+        if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+            raise ValueError(f"The {shown} argument is not valid UTF-8 text (is the terminal set to UTF-8?). "
+                             "Nothing was sent or changed.")
+
+
+class _OneLine(logging.Formatter):
+    # The engine logs why something failed with a traceback, for a server's log; in a terminal
+    # one line with the reason is what helps, and the error after it says what to do.
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{'details' if record.levelno >= logging.ERROR else 'warning'}: {record.getMessage()}"
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            text += f" ({reason[0]})" if reason else f" ({type(exc).__name__})"
+        return text
+
+
+def _log_briefly() -> None:
+    root = logging.getLogger()
+    if root.handlers:   # configured by whoever runs main() (e.g. a test runner): leave it alone
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def _chat(args, settings: Settings) -> int:
@@ -110,8 +150,16 @@ def _chat(args, settings: Settings) -> int:
             status = 1
         elif isinstance(event, Done):
             sys.stdout.write("\n")
-    print(f"thread: {thread.id}", file=sys.stderr)
+    if _stored(store, thread):   # a refused first message (empty, say) leaves no thread to continue
+        print(f"thread: {thread.id}", file=sys.stderr)
     return status
+
+
+def _stored(store: Store, thread) -> bool:
+    try:
+        return store.has_thread(thread.id)
+    except StoreError:
+        return False
 
 
 def _pick_assistant(store: Store, actor: Actor, name: str | None):
