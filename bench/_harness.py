@@ -163,9 +163,10 @@ PROBLEMS = ('[data-testid="stException"], [data-testid="stAlertContentError"], '
             '[data-testid="stAlertContentWarning"]')
 
 
-def cpu_seconds_by_process(server_pid: int) -> dict[str, float]:
-    """CPU time used so far by the app server, by the browser (every other process this bench
-    started: Chromium and Playwright's driver) and by this process (the fake OpenAI server)."""
+def cpu_seconds_by_process(servers: dict[str, int]) -> dict[str, float]:
+    """CPU time used so far by each named server process (name -> pid), by the browser (every
+    other process this bench started: Chromium and Playwright's driver) and by this process (the
+    bench itself and the fake OpenAI server's thread)."""
     import psutil
 
     def used(process: psutil.Process) -> float:
@@ -176,7 +177,8 @@ def cpu_seconds_by_process(server_pid: int) -> dict[str, float]:
         return times.user + times.system
 
     me = psutil.Process()
-    totals = {"app server": 0.0, "browser": 0.0, "bench + fake": used(me)}
+    names = {pid: name for name, pid in servers.items()}
+    totals = {**{name: 0.0 for name in servers}, "browser": 0.0, "bench + fake": used(me)}
     for child in me.children(recursive=True):
-        totals["app server" if child.pid == server_pid else "browser"] += used(child)
+        totals[names.get(child.pid, "browser")] += used(child)
     return totals

@@ -241,7 +241,7 @@ async def bench(args) -> int:
                             "\nserver log:\n" + _first_traceback(log) if "Traceback" in log else ""))
                     await one_turn(solo, 0)   # warm-up, not counted
                     solo.turn_ms, solo.first_ms = [], []
-                    cpu = cpu_seconds_by_process(app.process.pid)
+                    cpu = cpu_seconds_by_process({"app server": app.process.pid})
                     await run_user(solo, args.solo_turns, _started())
                     solo_cpu = _used_since(cpu, app)
                     await solo.page.context.close()
@@ -255,7 +255,7 @@ async def bench(args) -> int:
                           f"({time.perf_counter() - t0:.1f} s)")
                     go = asyncio.Event()
                     tasks = [asyncio.create_task(run_user(u, args.turns, go)) for u in active]
-                    cpu, t0 = cpu_seconds_by_process(app.process.pid), time.perf_counter()
+                    cpu, t0 = cpu_seconds_by_process({"app server": app.process.pid}), time.perf_counter()
                     go.set()
                     await asyncio.gather(*tasks)
                     crowd_cpu, crowd_wall = _used_since(cpu, app), time.perf_counter() - t0
@@ -280,7 +280,7 @@ def _first_traceback(log: str, lines: int = 12) -> str:
 
 
 def _used_since(before: dict[str, float], app: StreamlitServer) -> dict[str, float]:
-    now = cpu_seconds_by_process(app.process.pid)
+    now = cpu_seconds_by_process({"app server": app.process.pid})
     return {k: now[k] - before.get(k, 0.0) for k in now}
 
 
