@@ -1,4 +1,5 @@
-"""Shared helpers for the bad-input tests: what a "clear message" is, and the app fixtures.
+"""Shared helpers for the bad-input tests (see README.md: the kinds of input and the count): what a
+"clear message" is, and the app fixtures.
 
 A clear message is words a user can act on: not empty, no traceback, not a bare "error", not
 the page's last-resort "error id" message (that one means the input reached a bug), and no
@@ -44,9 +45,10 @@ def only_message(at) -> str:
     return shown[0]
 
 
-def store_of(workspace: Path):
+def store_of(folder: Path):
+    """The Store of a test workspace (as the app opens it)."""
     from studio.store import Store
-    return Store(f"sqlite:///{workspace / 'studio.db'}")
+    return Store(f"sqlite:///{folder / 'studio.db'}")
 
 
 @pytest.fixture
