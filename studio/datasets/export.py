@@ -1,0 +1,123 @@
+"""The files a prepared dataset is downloaded or uploaded as.
+
+- OpenAI chat JSONL (`train.jsonl`, `validation.jsonl`): one `{"messages": [...]}` per line,
+  written as `json.dumps(example, ensure_ascii=False)` (default separators, keys in the order
+  role, content[, weight]) followed by "\\n" -- the last line too -- in UTF-8 without BOM. The
+  same bytes every time for the same examples. This is also the "messages" format Hugging
+  Face `datasets` loads (`load_dataset("json", data_files=...)`) and TRL's SFTTrainer trains on.
+- Parquet (`train.parquet`, `validation.parquet`): one column `messages`, a list of
+  {role, content} structs (plus `weight` when some message has one); `load_dataset("parquet", ...)`
+  and pandas read it directly.
+- ShareGPT JSON (`train.sharegpt.json`, `validation.sharegpt.json`): a JSON array of
+  `{"conversations": [{"from": "system"|"human"|"gpt", "value": ...}]}`, the layout LLaMA-Factory
+  (formatting "sharegpt") and Unsloth's `standardize_sharegpt` read. It has no weights: a
+  weight-0 reply is written like any other.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Iterable
+
+from studio.datasets.types import TRAIN, VALIDATION, DatasetError, Example, PreparedDataset
+
+SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
+
+FORMATS = {
+    "openai": ("OpenAI chat JSONL (also Hugging Face messages JSONL)", "{split}.jsonl", "application/jsonl"),
+    "parquet": ("Parquet (Hugging Face datasets, pandas)", "{split}.parquet", "application/vnd.apache.parquet"),
+    "sharegpt": ("ShareGPT JSON (LLaMA-Factory, Unsloth)", "{split}.sharegpt.json", "application/json"),
+}
+
+
+def openai_jsonl(examples: Iterable[Example]) -> bytes:
+    """OpenAI chat JSONL bytes (see the module's docstring for the exact layout)."""
+    return "".join(json.dumps({"messages": e.messages}, ensure_ascii=False) + "\n"
+                   for e in examples).encode("utf-8")
+
+
+def sharegpt_json(examples: Iterable[Example]) -> bytes:
+    """ShareGPT-style JSON array bytes (indented two spaces, UTF-8, ending with a newline)."""
+    records = [{"conversations": [{"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]}
+                                  for m in e.messages]} for e in examples]
+    return (json.dumps(records, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def parquet_bytes(examples: Iterable[Example]) -> bytes:
+    """A Parquet file with one `messages` column (needs pyarrow, which Streamlit brings)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DatasetError("Parquet export needs the pyarrow package (pip install pyarrow).") from None
+    examples = list(examples)
+    weighted = any("weight" in m for e in examples for m in e.messages)
+    fields = [pa.field("role", pa.string()), pa.field("content", pa.string())]
+    if weighted:
+        fields.append(pa.field("weight", pa.int8()))
+    kind = pa.list_(pa.struct(fields))
+    rows = [[{"role": m["role"], "content": m["content"], **({"weight": m.get("weight")} if weighted else {})}
+             for m in e.messages] for e in examples]
+    table = pa.table({"messages": pa.array(rows, type=kind)})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+WRITERS = {"openai": openai_jsonl, "parquet": parquet_bytes, "sharegpt": sharegpt_json}
+
+
+def export_files(prepared: PreparedDataset, formats: Iterable[str] = FORMATS) -> dict[str, bytes]:
+    """Every file of the dataset, by file name: each format for train, and for validation when
+    there are validation examples."""
+    files: dict[str, bytes] = {}
+    for split in (TRAIN, VALIDATION):
+        examples = prepared.split(split)
+        if not examples:
+            continue
+        for name in formats:
+            files[FORMATS[name][1].format(split=split)] = WRITERS[name](examples)
+    return files
+
+
+def write_files(prepared: PreparedDataset, directory: Path, manifest: dict | None = None) -> list[Path]:
+    """Write export_files() into `directory` (created if needed), plus `dataset.json`
+    describing where the data came from, the options, seed and counts. Returns the paths."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        files = export_files(prepared)
+        files["dataset.json"] = (json.dumps(manifest or describe(prepared), ensure_ascii=False, indent=2)
+                                 + "\n").encode("utf-8")
+        for name, data in files.items():
+            path = directory / name
+            path.write_bytes(data)
+            written.append(path)
+        for split in (VALIDATION,):   # an old validation file must not outlive a split without one
+            if not prepared.split(split):
+                for name in FORMATS.values():
+                    (directory / name[1].format(split=split)).unlink(missing_ok=True)
+        return written
+    except OSError as exc:
+        raise DatasetError(f"Could not write the files to {directory}: {exc.strerror or exc}.") from None
+
+
+def describe(prepared: PreparedDataset, name: str = "", version: int | None = None) -> dict:
+    """What the dataset is, as plain JSON (the `dataset.json` beside the files)."""
+    c, t, e = prepared.counts, prepared.tokens, prepared.estimate
+    return {
+        "name": name, "version": version,
+        "source": {"kind": prepared.source_kind, "file": prepared.source_name, "sha256": prepared.source_sha256},
+        "options": prepared.options.to_json(),
+        "split": "given by the files" if prepared.validation_given else
+                 "seeded: SHA-256 of seed and normalized prompt (studio.datasets.prepare.assign_split)",
+        "counts": {"rows": c.rows, "kept": c.kept, "excluded_by_user": c.excluded_by_user,
+                   "excluded_for_errors": c.excluded_for_errors, "train": c.train, "validation": c.validation},
+        "tokens": {"train": t.train, "validation": t.validation, "longest": t.longest, "limit": t.limit,
+                   "tokenizer": t.tokenizer, "exact": t.exact},
+        "estimate": {"epochs": e.epochs, "epochs_automatic": e.epochs_automatic, "billed_tokens": e.billed_tokens,
+                     "price_per_million": e.price_per_million, "cost": e.cost, "currency": e.currency,
+                     "prices_as_of": e.prices_as_of, "local": e.local},
+    }

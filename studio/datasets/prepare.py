@@ -1,0 +1,212 @@
+"""From a source (table or chat JSONL) and options to the examples that will be trained.
+
+    source = read_source(data, filename)
+    guess = guess_columns(source)                       # tables only
+    prepared = prepare(source, PrepareOptions(prompt_column=guess.prompt, ...))
+    prepared.issues, prepared.counts, prepared.tokens, prepared.estimate
+
+The steps, in order: build the examples (system prompt, response suffix) -> take out the rows
+the user excluded -> structural checks (roles, order, text content, weights, empty prompt or
+response) -> token counts -> the model's example limit -> duplicates -> the seeded split ->
+train/validation overlap -> the promised signature -> dataset size -> epochs and cost.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+from studio.datasets import pricing, tokens, validation
+from studio.datasets.types import (EXCLUDED, TRAIN, VALIDATION, ChatSource, Counts, DatasetError, Example,
+                                   PrepareOptions, PreparedDataset, SourceTable, TokenSummary, ValidationIssue)
+
+MAX_VALIDATION_FRACTION = 0.5
+EXCLUDED_BY_USER = "excluded by you"
+READER_ERRORS = ("bad_line", "broken_line", "wrong_shape")
+
+
+def system_prompt_from_assistant(spec) -> str:
+    """An assistant's system prompt exactly as the chat sends it: its instructions with its
+    few-shot examples compiled in (studio.assistants.compile_instructions)."""
+    from studio.assistants import compile_instructions
+    return compile_instructions(spec)
+
+
+def check_options(options: PrepareOptions) -> None:
+    """DatasetError for options no dataset can be built with."""
+    fraction = options.validation_fraction
+    if not isinstance(fraction, (int, float)) or math.isnan(fraction) or not 0 <= fraction <= MAX_VALIDATION_FRACTION:
+        raise DatasetError(f"The validation fraction must be between 0 and {MAX_VALIDATION_FRACTION} "
+                           f"(e.g. 0.2 for a fifth), not {fraction!r}.")
+    if isinstance(options.seed, bool) or not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
+        raise DatasetError(f"The seed must be a whole number of 0 or more, not {options.seed!r}.")
+    if options.epochs is not None and not (isinstance(options.epochs, int) and 1 <= options.epochs <= 50):
+        raise DatasetError(f"Epochs must be a whole number from 1 to 50, not {options.epochs!r}.")
+
+
+def build_examples(table: SourceTable, options: PrepareOptions) -> tuple[list[Example], list[ValidationIssue]]:
+    """One chat example per table row: [system], user (the prompt cell), assistant (the
+    response cell + the suffix). Cells are trimmed when `strip_whitespace` is on; the suffix is
+    appended as typed, and not a second time to a response that already ends with it."""
+    columns = table.columns
+    for label, column in (("prompt", options.prompt_column), ("response", options.response_column)):
+        if not column:
+            raise DatasetError(f"Choose the {label} column (the file's columns: {', '.join(columns)}).")
+        if column not in columns:
+            raise DatasetError(f"The file has no column {column!r}; its columns are: {', '.join(columns)}.")
+    if options.prompt_column == options.response_column:
+        raise DatasetError("The prompt and the response must come from two different columns.")
+    prompts = table.frame[options.prompt_column].tolist()
+    responses = table.frame[options.response_column].tolist()
+    if options.strip_whitespace:
+        prompts = [p.strip() for p in prompts]
+        responses = [r.strip() for r in responses]
+    system = options.system_prompt.strip()
+    suffix = options.suffix
+    signature = suffix.strip()
+    issues: list[ValidationIssue] = []
+    examples: list[Example] = []
+    system_message = {"role": "system", "content": system} if system else None
+    for row, prompt, response in zip(table.rows, prompts, responses):
+        if signature and response.strip():
+            if response.rstrip().endswith(signature):
+                issues.append(ValidationIssue(row, "suffix_present", f"already ends with {signature!r}: "
+                                              "not added again", "info"))
+            else:
+                response = response + suffix
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        if system_message:
+            messages.insert(0, dict(system_message))
+        examples.append(Example(row, messages))
+    return examples, issues
+
+
+def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
+            validation_source: ChatSource | None = None, model_dir: Path | None = None,
+            data_dir: Path | None = None, price_table: pricing.PriceTable | None = None) -> PreparedDataset:
+    """Build, check, split and count a dataset (see the module's docstring for the steps).
+
+    `validation_source`: a chat JSONL of validation examples that comes with an imported
+    training JSONL; the split is then taken as given (its lines are numbered after the
+    training file's). `model_dir`: where the embedded model's tokenizer is cached;
+    `data_dir`: the workspace, for its price overrides. Raises DatasetError for options or
+    columns that cannot work; everything else is in the returned report.
+    """
+    check_options(options)
+    notes = list(source.notes)
+    issues: list[ValidationIssue] = list(source.issues)
+    if isinstance(source, ChatSource):
+        examples = [Example(e.row, e.messages, source_file="train") for e in source.examples]
+        structural = True
+        if validation_source is not None:
+            offset = max([e.row for e in source.examples] + [i.row for i in source.issues]) if source.examples else 0
+            for e in validation_source.examples:
+                examples.append(Example(e.row + offset, e.messages, source_file="validation"))
+            issues.extend(ValidationIssue(i.row + offset, i.code, i.message, i.severity) for i in validation_source.issues)
+            notes.append(f"Validation file {validation_source.filename}: its line 1 is row {offset + 1} here.")
+    else:
+        if validation_source is not None:
+            raise DatasetError("A separate validation file goes with an imported JSONL, not with a table.")
+        examples, built_issues = build_examples(source, options)
+        issues.extend(built_issues)
+        structural = False   # built here: only empty cells can be wrong
+
+    for example in examples:
+        if example.row in options.exclude_rows:
+            example.split, example.excluded_because = EXCLUDED, EXCLUDED_BY_USER
+
+    # Structure and emptiness.
+    for example in examples:
+        if structural:
+            problems = validation.message_errors(example.messages)
+        else:
+            problems = []
+            if not example.prompt.strip():
+                problems.append(("empty_prompt", "the prompt is " + ("empty" if not example.prompt else "only whitespace")))
+            if not example.response.strip():
+                problems.append(("empty_response", "the response is " + ("empty" if not example.response else "only whitespace")))
+        for code, reason in problems:
+            issues.append(ValidationIssue(example.row, code, f"{reason}: left out", "error"))
+        if problems and example.split != EXCLUDED:
+            example.split, example.excluded_because = EXCLUDED, problems[0][1]
+        elif problems:
+            example.excluded_because = EXCLUDED_BY_USER + "; " + problems[0][1]
+
+    # Tokens (every example that can be counted, so re-including a row shows its size at once).
+    counter = tokens.counter_for(options.model, model_dir)
+    table = price_table or pricing.load_price_table(data_dir)
+    limit = table.price_for(options.model).max_example_tokens
+    countable = [e for e in examples if not e.excluded_because or e.excluded_because == EXCLUDED_BY_USER]
+    for example, n in zip(countable, counter.count_examples([e.messages for e in countable])):
+        example.tokens = n
+        if n > limit and example.split != EXCLUDED:
+            example.split, example.excluded_because = EXCLUDED, f"{n:,} tokens, over the limit of {limit:,}"
+            issues.append(ValidationIssue(example.row, "too_long", f"has {n:,} tokens; {options.model} trains "
+                                          f"on examples of at most {limit:,}: left out", "error"))
+
+    kept = [e for e in examples if e.split != EXCLUDED]
+    issues.extend(validation.duplicate_issues(kept))
+    if isinstance(source, ChatSource) and validation_source is not None:
+        for example in kept:
+            example.split = VALIDATION if example.source_file == "validation" else TRAIN
+    else:
+        assign_split(kept, options.validation_fraction, options.seed)
+    issues.extend(validation.leak_issues(kept))
+    issues.extend(validation.signature_issues(kept))
+    n_train = sum(1 for e in kept if e.split == TRAIN)
+    n_validation = len(kept) - n_train
+    fraction = options.validation_fraction if validation_source is None else 1.0
+    issues.extend(validation.size_issues(n_train, n_validation, fraction))
+
+    reader_lost = sum(1 for i in issues if i.code in READER_ERRORS)
+    by_user = sum(1 for e in examples if e.excluded_because.startswith(EXCLUDED_BY_USER))
+    counts = Counts(rows=len(examples) + reader_lost, kept=len(kept), excluded_by_user=by_user,
+                    excluded_for_errors=len(examples) - len(kept) - by_user + reader_lost,
+                    train=n_train, validation=n_validation)
+    train_tokens = [e.tokens for e in kept if e.split == TRAIN]
+    summary = TokenSummary(train=sum(train_tokens), validation=sum(e.tokens for e in kept if e.split == VALIDATION),
+                           longest=max((e.tokens for e in kept), default=0), limit=limit,
+                           tokenizer=counter.name, exact=counter.exact)
+    estimate = pricing.estimate_cost(train_tokens, options.model, table, options.epochs)
+    issues.sort(key=lambda i: (i.row, {"error": 0, "warning": 1, "info": 2}[i.severity]))
+    return PreparedDataset(source.kind, source.filename, source.sha256, options, examples, issues, counts,
+                           summary, estimate, notes, validation_given=validation_source is not None)
+
+
+def split_score(seed: int, normalized_prompt: str) -> int:
+    """Where a prompt falls in the seeded order: the first 8 bytes of
+    SHA-256("<seed>\\x1f<normalized prompt>"), big-endian (see assign_split)."""
+    digest = hashlib.sha256(f"{seed}\x1f{normalized_prompt}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def assign_split(examples: list[Example], fraction: float, seed: int) -> None:
+    """Put round(fraction x n) of `examples` in validation, the rest in train (in place).
+
+    The algorithm (so anyone can reproduce it): group the examples by their normalized prompt
+    (a repeated prompt never sits on both sides); give each group the score
+    SHA-256("<seed>\\x1f<normalized prompt>") (its first 8 bytes, big-endian); walk the groups
+    from the lowest score (ties: the lowest row) and move each whole group to validation while
+    it still fits, until round(fraction x n) examples are there (at least 1 when the fraction is
+    above 0 and there are 2 examples or more; never all of them). The same rows, options and
+    seed always give the same split, on any machine and Python version; a row's side depends
+    on its own prompt and the seed, so adding rows moves few others.
+    """
+    for example in examples:
+        example.split = TRAIN
+    n = len(examples)
+    if fraction <= 0 or n < 2:
+        return
+    wanted = min(max(1, math.floor(fraction * n + 0.5)), n - 1)
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(validation.normalize(example.prompt), []).append(example)
+    ordered = sorted(groups.items(), key=lambda item: (split_score(seed, item[0]), item[1][0].row))
+    taken = 0
+    for _key, members in ordered:
+        if taken + len(members) <= wanted:
+            for example in members:
+                example.split = VALIDATION
+            taken += len(members)
+            if taken == wanted:
+                break

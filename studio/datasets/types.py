@@ -1,0 +1,246 @@
+"""The fine-tuning data vocabulary: small dataclasses the wizard, the CLI and the jobs share.
+
+A `SourceTable` (CSV or Excel) or a `ChatSource` (chat JSONL) goes through `prepare()` with
+`PrepareOptions` and comes out as a `PreparedDataset`: its `Example`s (each with the source
+row it came from, its side of the split and its token count), the `ValidationIssue`s, the
+counts and the token/cost estimate. Saved, it becomes a `DatasetVersion` of a `Dataset`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Severity = Literal["error", "warning", "info"]
+Split = Literal["train", "validation", "excluded"]
+
+TRAIN: Split = "train"
+VALIDATION: Split = "validation"
+EXCLUDED: Split = "excluded"
+
+DEFAULT_VALIDATION_FRACTION = 0.2
+DEFAULT_MODEL = "smollm2-135m-instruct"   # the embedded model: every dataset can train locally
+
+
+class DatasetError(ValueError):
+    """A file or a choice the dataset cannot be built from, worded for the user (nothing is lost:
+    the caller keeps what the user gave)."""
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem, on one row (`row` 0: the whole dataset).
+
+    `severity`: "error" keeps the row out of the files (or, with row 0, blocks the dataset),
+    "warning" is worth a look (the row stays unless the user excludes it), "info" is a note.
+    `code` is stable (tests and the page group by it); `message` is for people.
+    """
+    row: int
+    code: str
+    message: str
+    severity: Severity = "warning"
+    blocks_openai_only: bool = False   # e.g. fewer than 10 examples: fine locally, refused by OpenAI
+
+
+@dataclass
+class Example:
+    """One training example in OpenAI chat format, and where it came from.
+
+    `row`: the spreadsheet row (the header is row 1) or the JSONL line it came from.
+    `messages`: [{"role": ..., "content": ...}, ...] exactly as written to the files (an
+    assistant message may carry "weight": 0 or 1).
+    """
+    row: int
+    messages: list[dict[str, Any]]
+    split: Split = TRAIN
+    excluded_because: str = ""        # why it is out of the files (user choice or an error)
+    tokens: int = 0
+    source_file: str = "train"        # "validation" for rows of an imported validation file
+
+    @property
+    def prompt(self) -> str:
+        """The last user message (what the model answers)."""
+        return next((m.get("content") for m in reversed(self.messages) if m.get("role") == "user"), "") or ""
+
+    @property
+    def response(self) -> str:
+        """The final assistant message (the target)."""
+        last = self.messages[-1] if self.messages else {}
+        return last.get("content", "") if last.get("role") == "assistant" else ""
+
+    def to_json(self) -> dict:
+        return {"messages": self.messages}
+
+
+@dataclass
+class SourceTable:
+    """A CSV or Excel sheet read into text cells, with what the reader had to decide."""
+    kind: Literal["csv", "excel"]
+    filename: str
+    sha256: str
+    frame: Any                          # pandas DataFrame of str cells ("" for empty)
+    rows: list[int]                     # spreadsheet row number of each frame row
+    notes: list[str] = field(default_factory=list)           # encoding, delimiter, sheet...
+    issues: list[ValidationIssue] = field(default_factory=list)  # lines the reader skipped
+    sheets: list[str] = field(default_factory=list)          # Excel: every sheet in the file
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+
+@dataclass
+class ChatSource:
+    """A chat-format JSONL file, imported as it is (one example per good line)."""
+    filename: str
+    sha256: str
+    examples: list[Example]
+    issues: list[ValidationIssue] = field(default_factory=list)   # broken lines, wrong shapes
+    kind: Literal["jsonl"] = "jsonl"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ColumnGuess:
+    prompt: str | None
+    response: str | None
+    extra: tuple[str, ...] = ()         # columns that will be ignored
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Everything that turns a source into examples. Stored with each dataset version.
+
+    `system_prompt`: the text put first in every example ("" for none); `system_from` says
+    where it came from ("", "typed", or "assistant:<name>"). `suffix`: appended to every
+    response exactly as given (e.g. " -Sam"), unless the response already ends with it.
+    `exclude_rows`: rows the user took out. `model`: the base model the token limit, token
+    counts and price refer to.
+    """
+    prompt_column: str = ""
+    response_column: str = ""
+    system_prompt: str = ""
+    system_from: str = ""
+    suffix: str = ""
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+    seed: int = 0
+    model: str = DEFAULT_MODEL
+    exclude_rows: frozenset[int] = frozenset()
+    strip_whitespace: bool = True       # trim spaces and blank lines around each cell
+    epochs: int | None = None           # None: the provider's automatic choice (estimated)
+
+    def to_json(self) -> dict:
+        return {"prompt_column": self.prompt_column, "response_column": self.response_column,
+                "system_prompt": self.system_prompt, "system_from": self.system_from,
+                "suffix": self.suffix, "validation_fraction": self.validation_fraction,
+                "seed": self.seed, "model": self.model, "exclude_rows": sorted(self.exclude_rows),
+                "strip_whitespace": self.strip_whitespace, "epochs": self.epochs}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PrepareOptions":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["exclude_rows"] = frozenset(int(r) for r in known.get("exclude_rows", ()))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Counts:
+    rows: int = 0                 # examples the source gave (good lines / data rows)
+    kept: int = 0                 # in the files: train + validation
+    excluded_by_user: int = 0
+    excluded_for_errors: int = 0
+    train: int = 0
+    validation: int = 0
+
+    @property
+    def excluded(self) -> int:
+        return self.excluded_by_user + self.excluded_for_errors
+
+
+@dataclass(frozen=True)
+class TokenSummary:
+    """Token counts for the kept examples. `exact`: counted with the model's own tokenizer
+    (the chat formatting included); otherwise a conservative estimate."""
+    train: int
+    validation: int
+    longest: int
+    limit: int                    # the longest example the base model trains on
+    tokenizer: str                # e.g. "o200k_base (quicktok)" or "SmolLM2 tokenizer"
+    exact: bool
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a training run would cost. Always an estimate: epochs may be chosen by the
+    provider, and prices change (`prices_as_of` dates the table it came from)."""
+    epochs: int
+    epochs_automatic: bool        # estimated from the provider's documented "auto" rule
+    billed_tokens: int            # train tokens x epochs
+    price_per_million: float | None   # None: no price known for this model
+    cost: float | None
+    currency: str = "USD"
+    prices_as_of: str = ""
+    local: bool = False           # trained on this machine: no bill
+
+
+@dataclass
+class PreparedDataset:
+    """The result of prepare(): what will be trained, what is wrong, and what it would cost."""
+    source_kind: str
+    source_name: str
+    source_sha256: str
+    options: PrepareOptions
+    examples: list[Example]
+    issues: list[ValidationIssue]
+    counts: Counts
+    tokens: TokenSummary
+    estimate: CostEstimate
+    notes: list[str] = field(default_factory=list)
+    validation_given: bool = False    # the split came with the files (an imported validation JSONL)
+
+    def split(self, which: Split) -> list[Example]:
+        return [e for e in self.examples if e.split == which]
+
+    @property
+    def train(self) -> list[Example]:
+        return self.split(TRAIN)
+
+    @property
+    def validation(self) -> list[Example]:
+        return self.split(VALIDATION)
+
+    def blocking(self, provider: str = "local") -> list[ValidationIssue]:
+        """Issues that stop a launch on `provider` ("openai" adds OpenAI's own minimums)."""
+        return [i for i in self.issues if i.severity == "error" and i.row == 0
+                and (provider == "openai" or not i.blocks_openai_only)]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset of one user; its versions are kept until deleted."""
+    id: str
+    owner: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    versions: int = 0
+    latest_version: int = 0
+
+
+@dataclass
+class DatasetVersion:
+    """One saved state of a dataset: the options, seed and source it was built from, its
+    counts, and the examples with their split (enough to rebuild every file byte for byte)."""
+    id: str
+    dataset_id: str
+    name: str
+    owner: str
+    version: int
+    created_at: datetime
+    source_kind: str
+    source_name: str
+    source_sha256: str
+    options: PrepareOptions
+    counts: Counts
+    summary: dict                      # tokens and estimate, as shown when it was saved
+    prepared: PreparedDataset | None = None   # loaded on request (get_version)
