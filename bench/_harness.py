@@ -124,6 +124,12 @@ def list_accounts(env: dict[str, str]) -> list[str]:
     return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
 
 
+def machine_note() -> str:
+    """CPUs and load average: the benches share the machine with whatever else runs on it."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100): a value that was actually measured."""
     ordered = sorted(values)

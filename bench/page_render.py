@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (CHAT_INPUT, CHROMIUM, CHROMIUM_ARGS, LOGIN_FORM, PASSWORD, PROBLEMS,   # noqa: E402
                             RESET_SETTLED_JS, SETTLED_JS, TRACK_RERUN_REQUESTS_JS, StreamlitServer,
-                            TempWorkspace, add_users, app_env, cpu_seconds_by_process, list_accounts)
+                            TempWorkspace, add_users, app_env, cpu_seconds_by_process, list_accounts,
+                            machine_note)
 from studio.store import Actor, Store   # noqa: E402
 from studio.types import Message, Thread   # noqa: E402
 from tests.fakes.fake_openai import FakeOpenAI   # noqa: E402
@@ -150,6 +151,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     started = time.perf_counter()
+    print(f"machine at the start: {machine_note()}")
     times: dict[str, list[tuple[float, float]]] = {"chat page": [], "hello world": []}
     cpu: dict[str, dict[str, float]] = {name: {} for name in times}   # CPU seconds over all reloads
     problems: list[str] = []
@@ -214,7 +216,7 @@ def main() -> int:
     print(f"problems: {len(problems)}")
     for problem in problems[:20]:
         print(f"  - {problem}")
-    print(f"\nfinished in {time.perf_counter() - started:.1f} s")
+    print(f"\nfinished in {time.perf_counter() - started:.1f} s; machine: {machine_note()}")
     return 0
 
 
