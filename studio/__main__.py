@@ -2,8 +2,9 @@
 
     python -m studio chat "MESSAGE" [--provider P] [--model M] [--assistant NAME] [--thread ID] [--user U]
     python -m studio models [--provider P]
-    python -m studio users add NAME [--admin] | list | passwd NAME | remove NAME
+    python -m studio users add NAME [--admin] | list | passwd NAME | unlock NAME | remove NAME [--yes]
     python -m studio assistants list | export NAME [-o FILE] | import FILE [--replace] [--user U]
+    python -m studio dataset prepare FILE [--prompt-col C --response-col R ...] -o DIR | list | show NAME | delete NAME
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_bytes, import_assistant,
                                read_assistant_file, same_name)
-from studio.accounts import Accounts, AccountsUnavailable, UserError
+from studio.accounts import OPERATOR, Accounts, AccountsUnavailable, UserError
 from studio.chat import new_thread, run_turn
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
@@ -50,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     users_commands.add_parser("list", help="list the users and their roles")
     passwd = users_commands.add_parser("passwd", help="set a user's password (prompts for it)")
     passwd.add_argument("name")
-    remove = users_commands.add_parser("remove", help="remove a user (their threads stay in the store)")
+    unlock = users_commands.add_parser("unlock", help="end the lock on a name after too many failed logins")
+    unlock.add_argument("name")
+    remove = users_commands.add_parser("remove", help="remove a user with their threads and assistants (asks first)")
     remove.add_argument("name")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     _assistants_parser(commands)
+    _dataset_parser(commands)
 
     args = parser.parse_args(argv)
     _log_briefly()
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = settings.with_overrides(model=args.model)
         settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users,
-                "assistants": _assistants}[args.command](args, settings)
+                "assistants": _assistants, "dataset": _dataset}[args.command](args, settings)
     except (ProviderError, UserError, AccountsUnavailable, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -185,9 +190,9 @@ def _models(args, settings: Settings) -> int:
     return 0
 
 
-def _accounts(settings: Settings) -> Accounts:
+def _accounts(settings: Settings, store: Store | None = None) -> Accounts:
     try:
-        accounts = Accounts(Store(settings.database_url).engine)
+        accounts = Accounts((store or Store(settings.database_url)).engine)
     except StoreError as exc:
         raise AccountsUnavailable(str(exc)) from exc
     accounts.import_user_file(settings.data_dir / "users.yaml")   # a workspace from before the database
@@ -195,25 +200,46 @@ def _accounts(settings: Settings) -> Accounts:
 
 
 def _users(args, settings: Settings) -> int:
-    accounts = _accounts(settings)
+    # Whoever runs these commands can read and write the workspace anyway: they act as OPERATOR.
+    store = Store(settings.database_url)
+    accounts = _accounts(settings, store)
+    name = args.name.strip().lower() if getattr(args, "name", None) else ""
     if args.action == "list":
         for account in accounts.list_users():
             role = "admin" if account.admin else "user"
             print(f"{account.username}\t{role}\t{account.name}")
         return 0
-    if args.action == "remove":
-        accounts.remove_user(args.name)
-        print(f"Removed {args.name.strip().lower()}.")
+    if args.action == "unlock":
+        was_locked = accounts.unlock(name, actor=OPERATOR)
+        print(f"Unlocked {name}: they can try to log in again now." if was_locked
+              else f"{name} was not locked; nothing to do.")
         return 0
-    if args.action == "passwd" and accounts.get(args.name) is None:
-        raise UserError(f"There is no user '{args.name.strip().lower()}'.")
+    if args.action == "remove":
+        return _remove_user(accounts, store, name, args.yes)
+    if args.action == "passwd" and accounts.get(name) is None:
+        raise UserError(f"There is no user '{name}'.")
     password = _read_password(args.name)
     if args.action == "passwd":
-        accounts.set_password(args.name, password)
-        print(f"Changed the password of {args.name.strip().lower()}; their other sessions must log in again.")
+        accounts.set_password(name, password, actor=OPERATOR)
+        print(f"Changed the password of {name}; their other sessions must log in again.")
         return 0
-    account = accounts.add_user(args.name, password, admin=True if args.admin else None)
+    account = accounts.add_user(args.name, password, admin=True if args.admin else None, actor=OPERATOR)
     print(f"Added {account.username} ({'admin' if account.admin else 'user'}).")
+    return 0
+
+
+def _remove_user(accounts: Accounts, store: Store, name: str, yes: bool) -> int:
+    if accounts.get(name) is None:
+        raise UserError(f"There is no user '{name}'.")
+    owned = store.count_user_data(name, OPERATOR)
+    print(f"Removing {name} also deletes their {owned}, for good.", file=sys.stderr)
+    if not yes:
+        print("Remove them? Type 'yes' to confirm: ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("Nothing was removed.", file=sys.stderr)
+            return 1
+    deleted = accounts.remove_user(name, actor=OPERATOR, store=store)
+    print(f"Removed {name} and their {deleted}.")
     return 0
 
 
@@ -326,6 +352,218 @@ def _read_limited(file: str) -> bytes:
             return handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"Cannot read {file}: {exc.strerror or exc}.") from None
+
+
+# --- dataset: prepare fine-tuning data, list and show saved datasets ------------------
+
+def _dataset_parser(commands) -> None:
+    from studio.datasets.types import DEFAULT_MODEL, DEFAULT_VALIDATION_FRACTION
+    dataset = commands.add_parser("dataset", help="prepare fine-tuning data from a CSV, Excel or chat JSONL file")
+    actions = dataset.add_subparsers(dest="action", required=True)
+    prepare = actions.add_parser("prepare", help="check a file, write train/validation JSONL (and open formats), "
+                                 "save it as a dataset")
+    prepare.add_argument("file", metavar="FILE", help="a .csv/.tsv, .xlsx or chat .jsonl file")
+    prepare.add_argument("--prompt-col", metavar="C", help="the prompt column (default: guessed from the names)")
+    prepare.add_argument("--response-col", metavar="R", help="the response column (default: guessed)")
+    system = prepare.add_mutually_exclusive_group()
+    system.add_argument("--system", metavar="TEXT", help="a system prompt put first in every example")
+    system.add_argument("--system-from-assistant", metavar="NAME",
+                        help="use this assistant's instructions and few-shot examples, as the chat sends them")
+    prepare.add_argument("--suffix", metavar="S", default="", help='appended to every response, e.g. " -Sam"')
+    prepare.add_argument("--val", type=float, default=DEFAULT_VALIDATION_FRACTION, metavar="FRACTION",
+                         help=f"validation fraction (default {DEFAULT_VALIDATION_FRACTION})")
+    prepare.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    prepare.add_argument("--name", help="save under this dataset name (default: the file's name)")
+    prepare.add_argument("--model", default=DEFAULT_MODEL,
+                         help=f"base model for token counts, limits and price (default {DEFAULT_MODEL})")
+    prepare.add_argument("--epochs", type=int, help="epochs for the estimate (default: automatic)")
+    prepare.add_argument("--validation-file", metavar="JSONL",
+                         help="with a chat JSONL FILE: its validation examples (the split is then as given)")
+    prepare.add_argument("--exclude", metavar="ROWS", default="", help="rows to leave out, e.g. 4,7,10-12")
+    prepare.add_argument("--sheet", help="Excel: the sheet to read (default: the first)")
+    prepare.add_argument("--no-header", action="store_true", help="the table's first row is data, not names")
+    prepare.add_argument("--keep-whitespace", action="store_true", help="do not trim spaces around cells")
+    prepare.add_argument("-o", "--output", metavar="DIR", required=True, help="folder for the files")
+    prepare.add_argument("--no-save", action="store_true", help="write the files only; save nothing in the workspace")
+    listing = actions.add_parser("list", help="the user's saved datasets")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="a saved dataset's summary, report and first examples")
+    show.add_argument("name", help="the dataset's name or id")
+    show.add_argument("--version", type=int, help="a version number (default: the latest)")
+    show.add_argument("--examples", type=int, default=3, metavar="N", help="JSONL lines to print (default 3)")
+    remove = actions.add_parser("delete", help="delete a saved dataset (or one --version of it)")
+    remove.add_argument("name", help="the dataset's name or id")
+    remove.add_argument("--version", type=int, help="delete only this version")
+    for action in (prepare, listing, show, remove):
+        action.add_argument("--user", help="whose datasets (default: $STUDIO_USER or the first admin)")
+
+
+def _dataset(args, settings: Settings) -> int:
+    from studio.datasets import DatasetError
+    try:
+        if args.action == "prepare":
+            return _dataset_prepare(args, settings)
+        store = Store(settings.database_url)
+        actor = Actor(args.user or os.environ.get("STUDIO_USER") or _first_admin(settings) or "cli")
+        if args.action == "list":
+            return _dataset_list(store, actor, args.json)
+        if args.action == "show":
+            return _dataset_show(store, actor, args.name, args.version, args.examples)
+        return _dataset_delete(store, actor, args.name, args.version)
+    except DatasetError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_rows(text: str) -> frozenset[int]:
+    rows: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            first, _, last = part.partition("-")
+            start, end = int(first), int(last or first)
+        except ValueError:
+            raise ValueError(f"--exclude takes row numbers like 4,7,10-12, not {part!r}.") from None
+        if start < 1 or end < start or end - start > 10_000_000:
+            raise ValueError(f"--exclude: {part!r} is not a range of rows.")
+        rows.update(range(start, end + 1))
+    return frozenset(rows)
+
+
+def _read_dataset_file(path: str) -> bytes:
+    from studio.datasets import max_upload_bytes
+    limit = max_upload_bytes()
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    return data
+
+
+def _dataset_prepare(args, settings: Settings) -> int:
+    from studio.datasets import (PrepareOptions, guess_columns, prepare, read_chat_jsonl, read_source,
+                                 system_prompt_from_assistant, write_files)
+    from studio.datasets.export import describe
+    from studio.datasets.pricing import load_price_table
+    from studio.datasets.report import issue_lines, summary_lines
+    from studio.datasets.storage import DatasetStore
+    from studio.datasets.types import ChatSource
+
+    data = _read_dataset_file(args.file)
+    source = read_source(data, Path(args.file).name, sheet=args.sheet, has_header=not args.no_header)
+    validation = None
+    if args.validation_file:
+        validation = read_chat_jsonl(_read_dataset_file(args.validation_file), Path(args.validation_file).name,
+                                     source_file="validation")
+    user = args.user or os.environ.get("STUDIO_USER") or _first_admin(settings) or "cli"
+    actor = Actor(user)
+    store = None
+    system, system_from = (args.system or "").strip(), "typed" if args.system else ""
+    if args.system_from_assistant:
+        store = Store(settings.database_url)
+        store.seed_demo_assistant(actor)   # as `chat` does: a new user has the demo assistant
+        spec = _assistant_named(store, actor, args.system_from_assistant)
+        system, system_from = system_prompt_from_assistant(spec), f"assistant:{spec.name}"
+    prompt_col, response_col = args.prompt_col, args.response_col
+    print(f"Read {Path(args.file).name} ({source.kind}). " + " ".join(source.notes))
+    if not isinstance(source, ChatSource):
+        guess = guess_columns(source)
+        prompt_col, response_col = prompt_col or guess.prompt, response_col or guess.response
+        ignored = [c for c in source.columns if c not in (prompt_col, response_col)]
+        print(f"Columns: prompt = {prompt_col}, response = {response_col}"
+              + (f" (ignored: {', '.join(ignored)})" if ignored else ""))
+    elif args.system or args.system_from_assistant or args.suffix:
+        print("A chat JSONL is imported as it is: --system, --system-from-assistant and --suffix do not apply.")
+    options = PrepareOptions(prompt_column=prompt_col or "", response_column=response_col or "",
+                             system_prompt=system, system_from=system_from, suffix=args.suffix,
+                             validation_fraction=args.val, seed=args.seed, model=args.model,
+                             exclude_rows=_parse_rows(args.exclude), strip_whitespace=not args.keep_whitespace,
+                             epochs=args.epochs)
+    if system_from:
+        print(f"System prompt: {'from assistant ' + repr(system_from[10:]) if args.system_from_assistant else 'typed'}"
+              f" ({len(system):,} characters)")
+    prepared = prepare(source, options, validation_source=validation, model_dir=settings.model_dir,
+                       data_dir=settings.data_dir)
+    for line in summary_lines(prepared):
+        print(line)
+    problems = issue_lines(prepared)
+    print("Problems:" if problems else "Problems: none")
+    for line in problems:
+        print(f"  {line}")
+    provider = load_price_table(settings.data_dir).price_for(args.model).provider
+    blocking = prepared.blocking(provider)
+    if blocking:
+        print(f"error: not written: {blocking[0].message}", file=sys.stderr)
+        return 1
+    name = " ".join((args.name or Path(args.file).stem).split())
+    saved = None
+    if not args.no_save:
+        store = store or Store(settings.database_url)
+        saved = DatasetStore(store.engine).save_version(name, prepared, actor, source_bytes=data)
+    written = write_files(prepared, Path(args.output),
+                          describe(prepared, saved.name if saved else name, saved.version if saved else None))
+    print("Wrote " + ", ".join(str(p) for p in written))
+    if saved:
+        print(f"Saved as {saved.name!r} version {saved.version} for {actor.name} ({saved.id}).")
+    return 0
+
+
+def _dataset_list(store: Store, actor: Actor, as_json: bool) -> int:
+    from studio.datasets.storage import DatasetStore
+    found = DatasetStore(store.engine).list_datasets(actor)
+    if as_json:
+        print(json.dumps([{"id": d.id, "name": d.name, "versions": d.versions, "latest_version": d.latest_version,
+                           "updated_at": d.updated_at.isoformat()} for d in found], indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        print(f"User {actor.name!r} has no saved datasets.", file=sys.stderr)
+    for d in found:
+        print(f"{d.id}  {d.name}  (version {d.latest_version}; {d.versions} saved)  {d.updated_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def _dataset_version(store: Store, actor: Actor, name: str, version: int | None):
+    from studio.datasets.storage import DatasetStore
+    datasets = DatasetStore(store.engine)
+    found = datasets.find(name, actor, version)
+    if found is None:
+        which = f" version {version}" if version is not None else ""
+        raise ValueError(f"No dataset {name!r}{which} for user {actor.name!r} (see `python -m studio dataset list`).")
+    return datasets, found
+
+
+def _dataset_show(store: Store, actor: Actor, name: str, version: int | None, examples: int) -> int:
+    from studio.datasets import openai_jsonl
+    from studio.datasets.report import issue_lines, summary_lines
+    _datasets, found = _dataset_version(store, actor, name, version)
+    prepared = found.prepared
+    print(f"{found.name} version {found.version} ({found.id}), "
+          f"saved {found.created_at:%Y-%m-%d %H:%M} by {found.owner}")
+    print(f"Source: {found.source_name} ({found.source_kind}, sha256 {found.source_sha256[:12]}…)")
+    options = found.options
+    if prepared.source_kind != "jsonl":
+        print(f"Columns: prompt = {options.prompt_column}, response = {options.response_column}; "
+              f"suffix {options.suffix!r}; system prompt: {options.system_from or 'none'}")
+    for line in summary_lines(prepared):
+        print(line)
+    for line in issue_lines(prepared):
+        print(f"  {line}")
+    if examples > 0:
+        print(f"First {min(examples, len(prepared.train))} training lines:")
+        sys.stdout.write(openai_jsonl(prepared.train[:examples]).decode("utf-8"))
+    return 0
+
+
+def _dataset_delete(store: Store, actor: Actor, name: str, version: int | None) -> int:
+    datasets, found = _dataset_version(store, actor, name, version)
+    if version is None:
+        datasets.delete_dataset(found.dataset_id, actor)
+        print(f"Deleted the dataset {found.name!r} and all its versions.")
+    else:
+        datasets.delete_version(found.id, actor)
+        print(f"Deleted version {found.version} of {found.name!r}.")
+    return 0
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def build_examples(table: SourceTable, options: PrepareOptions) -> tuple[list[Ex
     issues: list[ValidationIssue] = []
     examples: list[Example] = []
     system_message = {"role": "system", "content": system} if system else None
-    for row, prompt, response in zip(table.rows, prompts, responses):
+    for row, prompt, response in zip(table.rows, prompts, responses, strict=True):
         if signature and response.strip():
             if response.rstrip().endswith(signature):
                 issues.append(ValidationIssue(row, "suffix_present", f"already ends with {signature!r}: "
@@ -102,7 +102,8 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
             offset = max([e.row for e in source.examples] + [i.row for i in source.issues]) if source.examples else 0
             for e in validation_source.examples:
                 examples.append(Example(e.row + offset, e.messages, source_file="validation"))
-            issues.extend(ValidationIssue(i.row + offset, i.code, i.message, i.severity) for i in validation_source.issues)
+            issues.extend(ValidationIssue(i.row + offset, i.code, i.message, i.severity)
+                          for i in validation_source.issues)
             notes.append(f"Validation file {validation_source.filename}: its line 1 is row {offset + 1} here.")
     else:
         if validation_source is not None:
@@ -121,10 +122,11 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
             problems = validation.message_errors(example.messages)
         else:
             problems = []
-            if not example.prompt.strip():
-                problems.append(("empty_prompt", "the prompt is " + ("empty" if not example.prompt else "only whitespace")))
-            if not example.response.strip():
-                problems.append(("empty_response", "the response is " + ("empty" if not example.response else "only whitespace")))
+            prompt, response = example.prompt, example.response
+            if not prompt.strip():
+                problems.append(("empty_prompt", "the prompt is " + ("only whitespace" if prompt else "empty")))
+            if not response.strip():
+                problems.append(("empty_response", "the response is " + ("only whitespace" if response else "empty")))
         for code, reason in problems:
             issues.append(ValidationIssue(example.row, code, f"{reason}: left out", "error"))
         if problems and example.split != EXCLUDED:
@@ -137,7 +139,7 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
     table = price_table or pricing.load_price_table(data_dir)
     limit = table.price_for(options.model).max_example_tokens
     countable = [e for e in examples if not e.excluded_because or e.excluded_because == EXCLUDED_BY_USER]
-    for example, n in zip(countable, counter.count_examples([e.messages for e in countable])):
+    for example, n in zip(countable, counter.count_examples([e.messages for e in countable]), strict=True):
         example.tokens = n
         if n > limit and example.split != EXCLUDED:
             example.split, example.excluded_because = EXCLUDED, f"{n:,} tokens, over the limit of {limit:,}"

@@ -230,8 +230,8 @@ def _drop_blank_rows(frame, rows: list[int]):
         return frame, rows, []
     mask = blank.to_numpy()
     issues = [ValidationIssue(r, "blank_row", "is blank: skipped", "info")
-              for r, is_blank in zip(rows, mask) if is_blank]
-    kept_rows = [r for r, is_blank in zip(rows, mask) if not is_blank]
+              for r, is_blank in zip(rows, mask, strict=True) if is_blank]
+    kept_rows = [r for r, is_blank in zip(rows, mask, strict=True) if not is_blank]
     return frame[~blank].reset_index(drop=True), kept_rows, issues
 
 
@@ -329,8 +329,8 @@ def read_chat_jsonl(data: bytes, filename: str = "train.jsonl", *, source_file: 
         messages = obj.get("messages")
         if not isinstance(messages, list):
             what = "has no \"messages\"" if "messages" not in obj else f"has \"messages\" as {_json_type(messages)}"
-            issues.append(ValidationIssue(number, "wrong_shape", f"{what}; each line must be "
-                                          "{\"messages\": [{\"role\": ..., \"content\": ...}, ...]}: left out", "error"))
+            issues.append(ValidationIssue(number, "wrong_shape", f"{what}; each line must be {{\"messages\": "
+                                          "[{\"role\": ..., \"content\": ...}, ...]}: left out", "error"))
             continue
         extra = sorted(set(obj) - TOP_LEVEL_KEYS)
         if extra:

@@ -51,7 +51,7 @@ class TokenCounter:
                     unique[content] = 0
         texts = list(unique)
         counts = self.count_texts([self.prefix + t for t in texts] if self.prefix else texts)
-        for text, n in zip(texts, counts):
+        for text, n in zip(texts, counts, strict=True):
             unique[text] = n
         totals = []
         for messages in examples:

@@ -19,11 +19,14 @@ MESSAGE_KEYS = {"role", "content", "weight", "name"}
 OPENAI_MIN_EXAMPLES = 10          # fewer: OpenAI refuses the job (invalid_n_examples)
 RECOMMENDED_MIN_EXAMPLES = 50     # OpenAI's guide: improvements show from 50-100 examples
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 DASHES = {"-": "hyphen-minus", "\u2013": "en dash", "\u2014": "em dash", "\u2010": "hyphen",
           "\u2011": "non-breaking hyphen", "\u2212": "minus sign", "~": "tilde"}
 _DASH_CLASS = "[" + re.escape("".join(DASHES)) + "]"
 # A signature promised in quotes: '–ShawGPT', "-Sam", “—Sam”.
-_PROMISED = re.compile(r"[\"'\u201c\u2018`]\s*(" + _DASH_CLASS + r"\s?[^\s\"'\u201d\u2019`][^\"'\u201d\u2019`\n]{0,38}?)\s*[\"'\u201d\u2019`]")
+_OPEN_QUOTE, _CLOSE_QUOTE = "[\"'\u201c\u2018`]", "[\"'\u201d\u2019`]"
+_PROMISED = re.compile(_OPEN_QUOTE + r"\s*(" + _DASH_CLASS + r"\s?[^\s\"'\u201d\u2019`][^\"'\u201d\u2019`\n]{0,38}?)\s*"
+                       + _CLOSE_QUOTE)
 
 
 def normalize(text: str) -> str:
@@ -54,6 +57,9 @@ def message_errors(messages: list) -> list[tuple[str, str]]:
         elif not isinstance(content, str):
             kind = "a list of parts" if isinstance(content, list) else type(content).__name__
             problems.append(("not_text", f"message {i} ({role}) has {kind} as content, not text"))
+        elif _SURROGATE.search(content):
+            problems.append(("not_text", f"message {i} ({role}) holds an unpaired surrogate (\\ud800-\\udfff), "
+                             "which is not a character"))
         elif role in ("user", "assistant") and not content.strip():
             code = "empty_prompt" if role == "user" else "empty_response"
             what = "prompt" if role == "user" else "response"
@@ -74,7 +80,7 @@ def message_errors(messages: list) -> list[tuple[str, str]]:
     turns = [r for r in order if r != "system"]
     if turns and turns[0] != "user":
         problems.append(("wrong_roles", "the conversation must start with a user message"))
-    if any(a == b for a, b in zip(turns, turns[1:])):
+    if any(a == b for a, b in zip(turns[:-1], turns[1:], strict=True)):
         problems.append(("wrong_roles", "user and assistant messages must alternate"))
     if not turns or turns[-1] != "assistant":
         problems.append(("wrong_roles", "the last message must be the assistant's reply"))
@@ -159,8 +165,8 @@ def signature_issues(examples: Iterable[Example]) -> list[ValidationIssue]:
                 f"ends with {written!r} ({_dash_name(written)}) but the system prompt promises "
                 f"{promise!r} ({_dash_name(promise)})"))
         else:
-            issues.append(ValidationIssue(example.row, "signature_missing",
-                                          f"does not end with the sign-off {promise!r} that the system prompt promises"))
+            issues.append(ValidationIssue(example.row, "signature_missing", f"does not end with the sign-off "
+                                          f"{promise!r} that the system prompt promises"))
     return issues
 
 
