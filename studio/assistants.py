@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import sys
 import re
 import unicodedata
 from dataclasses import replace
@@ -68,6 +70,9 @@ DESCRIPTION_LENGTH = 1_000
 INSTRUCTIONS_LENGTH = 20_000
 EXAMPLE_LENGTH = 5_000        # each side of a few-shot example
 MAX_EXAMPLES = 100
+MAX_TOOLS = 50                # a file names each tool once; room for repeats, not for a flood
+MAX_PROBLEMS = 20             # shown per file; the rest are counted ("... and 5 more")
+SHOWN_LENGTH = 60             # of a value quoted back in a problem
 LABEL_LENGTH = 60
 MODEL_LENGTH = 200
 MAX_FILE_BYTES = 5_000_000
@@ -118,11 +123,25 @@ def _text(max_length: int, *, multiline: bool = False):
                      AfterValidator(lambda v: _no_control_characters(v, multiline=multiline))]
 
 
+def _shown(value: str) -> str:
+    # A hostile file may hold a megabyte-long name; quote only its start.
+    return repr(value if len(value) <= SHOWN_LENGTH else value[:SHOWN_LENGTH] + "…")
+
+
+@functools.lru_cache(maxsize=256)
+def _close_match(name: str, known: tuple[str, ...]) -> str | None:
+    # Cached: a file repeating one misspelt name pays for difflib once. A long name is no typo.
+    if len(name) > SHOWN_LENGTH:
+        return None
+    hint = difflib.get_close_matches(name, known, n=1)
+    return hint[0] if hint else None
+
+
 def _known_tool(name: str) -> str:
     known = known_tools()
     if name not in known:
-        hint = difflib.get_close_matches(name, known, n=1)
-        raise _problem(f"unknown tool {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        hint = _close_match(name, tuple(known))
+        raise _problem(f"unknown tool {_shown(name)}" + (f" (did you mean {hint!r}?)" if hint else "")
                        + f"; the tools are {', '.join(known)}")
     return name
 
@@ -148,7 +167,7 @@ class _AssistantModel(BaseModel):
     examples: Annotated[list[_ExampleModel], Field(max_length=MAX_EXAMPLES)] = []
     provider: str = ""
     model: _text(MODEL_LENGTH) = ""
-    tools: Annotated[list[Annotated[str, AfterValidator(_known_tool)]],
+    tools: Annotated[list[Annotated[str, AfterValidator(_known_tool)]], Field(max_length=MAX_TOOLS),
                      AfterValidator(lambda v: list(dict.fromkeys(v)))] = []   # a tool named twice is one tool
     example_label_prompt: _text(LABEL_LENGTH) = AssistantSpec.example_label_prompt
     example_label_response: _text(LABEL_LENGTH) = AssistantSpec.example_label_response
@@ -165,7 +184,7 @@ class _AssistantModel(BaseModel):
     def _known_provider(cls, value: str) -> str:
         from studio.settings import PROVIDERS
         if value not in ("", *PROVIDERS):
-            raise _problem(f"unknown provider {value!r}: use {', '.join(PROVIDERS)}, "
+            raise _problem(f"unknown provider {_shown(value)}: use {', '.join(PROVIDERS)}, "
                            "or \"\" for the workspace default")
         return value
 
@@ -190,12 +209,12 @@ def _describe(error: dict) -> str:
         return f"{_where(loc)}: is missing"
     if kind == "extra_forbidden":
         field = str(loc[-1])
-        known = _ExampleModel.model_fields if len(loc) > 1 else FILE_FIELDS
-        hint = difflib.get_close_matches(field, list(known), n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (known fields: {', '.join(known)})"
+        known = tuple(_ExampleModel.model_fields if len(loc) > 1 else FILE_FIELDS)
+        hint = _close_match(field, known)
+        suggestion = f" (did you mean {hint!r}?)" if hint else f" (known fields: {', '.join(known)})"
         if len(loc) > 1:
-            return f"{_where(loc[:-1])} → {field!r}: is not a field of a few-shot example{suggestion}"
-        return f"{field!r}: is not a field of an assistant{suggestion}"
+            return f"{_where(loc[:-1])} → {_shown(field)}: is not a field of a few-shot example{suggestion}"
+        return f"{_shown(field)}: is not a field of an assistant{suggestion}"
     if kind == "string_type":
         return f"{_where(loc)}: must be text, not {got}"
     if kind == "list_type":
@@ -212,12 +231,40 @@ def _describe(error: dict) -> str:
     return f"{_where(loc)}: {error['msg']}"
 
 
+def _at_most(problems: list[str], total: int | None = None) -> list[str]:
+    """The first MAX_PROBLEMS of `problems`, then a count of the rest (of `total`, when only some were described)."""
+    more = (len(problems) if total is None else total) - MAX_PROBLEMS
+    if more <= 0:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"... and {more:,} more problem{'s' if more > 1 else ''}"]
+
+
+def _too_many_fields(data: dict) -> list[str]:
+    """Counts checked before validation: pydantic reports one error per unknown field, so a
+    file with 300,000 of them would cost seconds and a 300,000-line message."""
+    unknown = [k for k in data if k not in FILE_FIELDS]
+    if len(unknown) > MAX_PROBLEMS:
+        return [f"The file has {len(unknown):,} fields that are not fields of an assistant "
+                f"(such as {', '.join(_shown(k) for k in unknown[:3])}); the fields are {', '.join(FILE_FIELDS)}"]
+    examples = data.get("examples")
+    if not isinstance(examples, list) or len(examples) > MAX_EXAMPLES:
+        return []   # the model says what is wrong with that, in one error
+    crowded = [(n, len(e)) for n, e in enumerate(examples, 1) if isinstance(e, dict) and len(e) > MAX_PROBLEMS]
+    return [f"examples #{n}: has {count:,} fields; a few-shot example has two, prompt and response"
+            for n, count in crowded]
+
+
 def _problems(data: dict) -> tuple[AssistantSpec | None, list[str]]:
     data = {k: v for k, v in data.items() if k not in IGNORED_FIELDS}
+    if crowded := _too_many_fields(data):
+        return None, _at_most(crowded)
     try:
         checked = _AssistantModel.model_validate(data)
     except ValidationError as exc:
-        return None, [_describe(e) for e in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
+        # Described up to the cap only; the rest are counted.
+        described = [_describe(e) for e in errors[:MAX_PROBLEMS]]
+        return None, _at_most(described, total=len(errors))
     fields = checked.model_dump()
     fields["examples"] = [FewShotExample(**e) for e in fields["examples"]]
     return AssistantSpec(**fields), []
@@ -249,7 +296,8 @@ def read_assistant_file(raw: bytes, owner: str) -> AssistantSpec:
 
     Raises AssistantFileError listing every problem found: not text, too big, not JSON,
     not one object, wrong types, empty or too-long fields, unknown tools or provider, and
-    few-shot examples that are not prompt/response pairs.
+    few-shot examples that are not prompt/response pairs (at most MAX_PROBLEMS of them, then
+    a count of the rest).
     """
     if len(raw) > MAX_FILE_BYTES:
         raise AssistantFileError([f"The file is too big: an assistant file is at most "
@@ -269,6 +317,9 @@ def read_assistant_file(raw: bytes, owner: str) -> AssistantSpec:
                                   f"column {exc.colno})."]) from None
     except RecursionError:
         raise AssistantFileError(["The JSON is nested too deeply to be an assistant."]) from None
+    except ValueError:   # Python refuses to read an integer of more than 4,300 digits
+        raise AssistantFileError([f"The file holds a number with more than {sys.get_int_max_str_digits():,} "
+                                  "digits; an assistant file has no such numbers."]) from None
     if isinstance(data, list):
         raise AssistantFileError(["The file holds a list, not one assistant: "
                                   "an assistant file is one JSON object, {\"name\": ..., ...}."])

@@ -186,6 +186,21 @@ def test_an_invalid_file_lists_its_problems_and_imports_nothing(signed_in, works
     assert [a.name for a in store_of(workspace).list_assistants(ADA)] == ["Comment responder"]
 
 
+def test_a_file_built_to_flood_the_page_gets_a_short_error(signed_in, workspace):
+    at = open_assistants(signed_in)
+    at = upload(at, "flood.json", json.dumps({"name": "x", "tools": ["calculatr"] * 380_000}).encode())
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert shown(error.value).splitlines()[1] == "- tools: has too many items (380000; at most 50)"
+    at = upload(at, "many.json", json.dumps({"name": "x", "tools": [f"tool{i}" for i in range(50)]}).encode())
+    lines = shown(at.error[0].value).splitlines()
+    assert len(lines) == 1 + 20 + 1 and lines[-1] == "- ... and 30 more problems"
+    assert len(at.error[0].value) < 10_000
+    at = upload(at, "digits.json", b'{"name": "x", "seed": ' + b"9" * 5_000 + b"}")
+    assert "a number with more than 4,300 digits" in shown(at.error[0].value)
+    assert [a.name for a in store_of(workspace).list_assistants(ADA)] == ["Comment responder"]
+
+
 def test_a_taken_name_asks_keep_both_replace_or_cancel(signed_in, workspace):
     store = store_of(workspace)
     [seeded] = store.list_assistants(ADA)

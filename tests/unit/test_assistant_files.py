@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from studio.assistants import (DEMO_ASSISTANT_FILE, MAX_FILE_BYTES, NAME_LENGTH, AssistantClash,
+import studio.assistants
+from studio.assistants import (DEMO_ASSISTANT_FILE, MAX_FILE_BYTES, MAX_PROBLEMS, NAME_LENGTH, AssistantClash,
                                AssistantFileError, assistant_file_bytes, assistant_file_name,
                                import_assistant, read_assistant_file, spec_problems)
 from studio.store import Actor, Store
@@ -81,6 +82,8 @@ def test_ids_and_owners_in_the_file_are_never_taken(store):
     (b"null", "The file holds null, not an assistant"),
     (b"[" * 200_000, "nested too deeply"),
     (b" " * (MAX_FILE_BYTES + 1), "The file is too big: an assistant file is at most 5 MB."),
+    (b'{"name": "x", "temperature": ' + b"7" * 5_000 + b"}",
+     "The file holds a number with more than 4,300 digits; an assistant file has no such numbers."),
 ])
 def test_files_that_are_not_one_json_object_say_so(raw, message):
     [problem] = problems(raw)
@@ -192,3 +195,68 @@ def test_keep_both_with_a_name_at_the_longest_stays_within_the_limit(store):
     import_assistant(store, spec, ADA)
     second = import_assistant(store, spec, ADA, on_clash="keep_both")
     assert len(second.name) == NAME_LENGTH and second.name.endswith(" (2)")
+
+
+# --- hostile files: under the size cap, but built to make validation slow or the message huge ---------
+
+@pytest.fixture
+def work(monkeypatch):
+    """Counts the costly steps of checking a file: difflib lookups and problems put into words."""
+    counts = {"difflib": 0, "described": 0}
+    studio.assistants._close_match.cache_clear()
+    real_matches, real_describe = studio.assistants.difflib.get_close_matches, studio.assistants._describe
+
+    def matches(*args, **kwargs):
+        counts["difflib"] += 1
+        return real_matches(*args, **kwargs)
+
+    def describe(error):
+        counts["described"] += 1
+        return real_describe(error)
+
+    monkeypatch.setattr(studio.assistants.difflib, "get_close_matches", matches)
+    monkeypatch.setattr(studio.assistants, "_describe", describe)
+    return counts
+
+
+@pytest.mark.parametrize("data, says", [
+    ({"name": "x", "tools": ["calculatr"] * 380_000}, "tools: has too many items (380000; at most 50)"),
+    ({"name": "x", "examples": [{f"p{i}": 1 for i in range(300_000)}]},
+     "examples #1: has 300,000 fields; a few-shot example has two, prompt and response"),
+    ({"name": "x", **{f"field{i}": 1 for i in range(200_000)}},
+     "The file has 200,000 fields that are not fields of an assistant (such as 'field0', 'field1', 'field2')"),
+], ids=["380k-tools", "example-with-300k-fields", "200k-unknown-fields"])
+def test_a_file_built_to_flood_the_checks_gets_one_short_message(data, says, work):
+    raw = json.dumps(data).encode()
+    assert len(raw) <= MAX_FILE_BYTES
+    with pytest.raises(AssistantFileError) as caught:
+        read_assistant_file(raw, owner="ada")
+    assert caught.value.problems[0].startswith(says), caught.value.problems
+    assert len(str(caught.value)) < 1_000
+    assert work["difflib"] <= 1 and work["described"] <= 1
+
+
+def test_many_problems_show_the_first_twenty_and_count_the_rest(work):
+    tools = ["calculatr"] * 30 + ["clock"] * 20          # 50 items: the most a file may list
+    found = problems({"name": "x", "tools": tools})
+    assert len(found) == MAX_PROBLEMS + 1 and found[-1] == "... and 30 more problems"
+    assert found[0].startswith("tools #1: unknown tool 'calculatr' (did you mean 'calculator'?)")
+    assert work["difflib"] == 2                          # once per distinct name, not once per item
+    assert work["described"] == MAX_PROBLEMS
+
+
+def test_a_hundred_examples_each_with_many_fields_are_counted_not_listed(work):
+    crowded = {"prompt": "p", "response": "r", **{f"extra{i}": 1 for i in range(25)}}
+    found = problems({"name": "x", "examples": [crowded] * 100})
+    assert found[0] == "examples #1: has 27 fields; a few-shot example has two, prompt and response"
+    assert found[-1] == "... and 80 more problems" and len(found) == MAX_PROBLEMS + 1
+    assert work["difflib"] == 0
+
+
+def test_a_huge_value_is_quoted_back_only_in_part(work):
+    [tool] = problems({"name": "x", "tools": ["c" * 4_000_000]})
+    [field] = problems({"name": "x", "k" * 1_000_000: 1})
+    [provider] = problems({"name": "x", "provider": "p" * 1_000_000})
+    for problem in (tool, field, provider):
+        assert len(problem) < 400 and "…'" in problem
+    assert work["difflib"] == 0                          # a name that long is no typo

@@ -121,6 +121,17 @@ def test_an_invalid_file_says_what_is_wrong_and_imports_nothing(tmp_path):
     listed = cli("import", "-", "--user", "sam", workspace=tmp_path / "ws", stdin='[{"name": "a"}]')
     assert listed.returncode == 1 and "The file holds a list, not one assistant" in err(listed)
 
+    digits = cli("import", "-", "--user", "sam", workspace=tmp_path / "ws",
+                 stdin='{"name": "a", "seed": ' + "1" * 5_000 + "}")
+    assert digits.returncode == 1 and err(digits) == (
+        "error: This is not a valid assistant file:\n"
+        "- The file holds a number with more than 4,300 digits; an assistant file has no such numbers.\n")
+
+    flood = cli("import", "-", "--user", "sam", workspace=tmp_path / "ws",
+                stdin=json.dumps({"name": "a", "tools": [f"tool{i}" for i in range(50)]}))
+    assert flood.returncode == 1 and len(err(flood).splitlines()) == 1 + 20 + 1
+    assert err(flood).splitlines()[-1] == "- ... and 30 more problems"
+
     missing = cli("import", str(tmp_path / "nowhere.json"), workspace=tmp_path / "ws")
     assert missing.returncode == 1
     assert err(missing) == f"error: Cannot read {tmp_path / 'nowhere.json'}: No such file or directory.\n"
