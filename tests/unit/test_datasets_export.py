@@ -1,0 +1,128 @@
+"""Token counts against known values, and the exact bytes of every export format."""
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from studio.datasets import (PrepareOptions, count_tokens, counter_for, export_files, openai_jsonl, prepare,
+                             read_source, sharegpt_json, write_files)
+from studio.datasets.tokens import encoding_for, estimate_counter
+
+MODEL_DIR = Path(os.environ["STUDIO_MODEL_CACHE"])
+EXAMPLE = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Great video 🎉"},
+           {"role": "assistant", "content": "Thanks, \"glad\" it helped – really!\n-Sam"}]
+
+
+@pytest.mark.parametrize("encoding, text, ids", [
+    # Published tiktoken outputs (OpenAI's "How to count tokens with tiktoken").
+    ("cl100k_base", "tiktoken is great!", [83, 1609, 5963, 374, 2294, 0]),
+    ("o200k_base", "tiktoken is great!", [83, 8251, 2488, 382, 2212, 0]),
+    ("cl100k_base", "hello world", [15339, 1917]),
+    ("o200k_base", "hello world", [24912, 2375]),
+])
+def test_openai_vocabularies_ship_offline_and_match_tiktoken(encoding, text, ids):
+    import quicktok
+    assert list(quicktok.get_encoding(encoding).encode(text)) == ids
+
+
+def test_openai_example_tokens_are_content_plus_four_per_message():
+    counter = counter_for("gpt-4o-mini-2024-07-18")
+    assert counter.exact and counter.name == "o200k_base (quicktok)"
+    import quicktok
+    enc = quicktok.get_encoding("o200k_base")
+    content = sum(len(enc.encode(m["content"])) for m in EXAMPLE)
+    assert count_tokens([EXAMPLE], "gpt-4o-mini-2024-07-18") == [content + 4 * 3]
+    assert encoding_for("gpt-4.1-mini-2025-04-14") == "o200k_base" and encoding_for("gpt-3.5-turbo") == "cl100k_base"
+
+
+def test_the_embedded_models_count_is_its_chat_template_tokenized():
+    from transformers import AutoTokenizer
+    from studio.datasets.tokens import load_local_tokenizer
+    load_local_tokenizer(MODEL_DIR)   # builds the tokenizer copy if the model cache is not there yet
+    folder = MODEL_DIR / "smollm2-135m-instruct"
+    folder = folder if (folder / "tokenizer.json").exists() else MODEL_DIR / "smollm2-135m-instruct-tokenizer"
+    reference = AutoTokenizer.from_pretrained(folder)
+    examples = [EXAMPLE, EXAMPLE[1:],   # no system message: the template adds its default one
+                [{"role": "user", "content": "\n\n  leading space"}, {"role": "assistant", "content": "x  \n"}],
+                [{"role": "user", "content": "数据科学 ünïcödé"}, {"role": "assistant", "content": "42 -Sam"},
+                 {"role": "user", "content": "again?"}, {"role": "assistant", "content": "yes"}]]
+    expected = [len(reference(reference.apply_chat_template(m, tokenize=False), add_special_tokens=False)["input_ids"])
+                for m in examples]
+    counter = counter_for("smollm2-135m-instruct", MODEL_DIR)
+    assert counter.exact and counter.count_examples(examples) == expected
+
+
+def test_without_a_tokenizer_the_count_is_a_labelled_overestimate():
+    counter = counter_for("some-other-model")
+    assert not counter.exact and "estimate" in counter.name
+    exact = counter_for("gpt-4o-2024-08-06").count_examples([EXAMPLE])[0]
+    assert counter.count_examples([EXAMPLE])[0] >= exact
+    assert estimate_counter("why").count_examples([[{"role": "user", "content": "日本語のテキスト"}]])[0] >= 8
+
+
+def prepared_sample(tmp_path=None, **options):
+    rows = [("Great video 🎉", 'Thanks, "glad" it helped – really! -Sam'), ("Line\nbreak?", "Yes\nit works -Sam"),
+            ("Question, with comma", "Answer, with comma -Sam")]
+    import csv
+    out = io.StringIO()
+    csv.writer(out).writerows([("comment", "reply"), *rows])
+    options.setdefault("model", "gpt-4o-mini-2024-07-18")
+    return prepare(read_source(out.getvalue().encode(), "c.csv"),
+                   PrepareOptions("comment", "reply", system_prompt="Be kind.", validation_fraction=0.34, **options))
+
+
+def test_openai_jsonl_bytes_are_exact():
+    prepared = prepared_sample()
+    data = openai_jsonl(prepared.examples[:2])
+    expected = ('{"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": '
+                '"Great video 🎉"}, {"role": "assistant", "content": "Thanks, \\"glad\\" it helped – really! -Sam"}]}\n'
+                '{"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": '
+                '"Line\\nbreak?"}, {"role": "assistant", "content": "Yes\\nit works -Sam"}]}\n').encode("utf-8")
+    assert data == expected
+    assert not data.startswith(b"\xef\xbb\xbf") and b"\r" not in data
+
+
+def test_sharegpt_json_bytes_are_exact():
+    prepared = prepared_sample()
+    data = sharegpt_json(prepared.examples[:1])
+    assert data == ('[\n  {\n    "conversations": [\n      {\n        "from": "system",\n        "value": "Be kind."\n'
+                    '      },\n      {\n        "from": "human",\n        "value": "Great video 🎉"\n      },\n'
+                    '      {\n        "from": "gpt",\n        "value": "Thanks, \\"glad\\" it helped – really! -Sam"\n'
+                    '      }\n    ]\n  }\n]\n').encode("utf-8")
+
+
+def test_parquet_holds_the_same_messages():
+    import pyarrow.parquet as pq
+    prepared = prepared_sample()
+    files = export_files(prepared)
+    assert sorted(files) == ["train.jsonl", "train.parquet", "train.sharegpt.json", "validation.jsonl",
+                             "validation.parquet", "validation.sharegpt.json"]
+    table = pq.read_table(io.BytesIO(files["train.parquet"]))
+    assert table.column_names == ["messages"]
+    assert table.column("messages").to_pylist() == [e.messages for e in prepared.train]
+
+
+def test_written_files_round_trip_and_describe_the_dataset(tmp_path):
+    prepared = prepared_sample()
+    write_files(prepared, tmp_path / "out")
+    out = tmp_path / "out"
+    lines = (out / "train.jsonl").read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and [json.loads(x) for x in lines[:-1]] == [e.to_json() for e in prepared.train]
+    assert [json.loads(x) for x in (out / "validation.jsonl").read_text().splitlines()] == \
+        [e.to_json() for e in prepared.validation]
+    shared = json.loads((out / "validation.sharegpt.json").read_text(encoding="utf-8"))
+    assert shared[0]["conversations"][1]["from"] == "human"
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert manifest["options"]["seed"] == 0 and manifest["counts"]["train"] == prepared.counts.train
+    assert manifest["source"]["sha256"] == prepared.source_sha256
+    # Writing a version without validation examples removes the old validation files.
+    write_files(_no_validation(prepared), out)
+    assert not (out / "validation.jsonl").exists() and (out / "train.jsonl").exists()
+
+
+def _no_validation(prepared):
+    from dataclasses import replace
+    examples = [replace(e, split="train") for e in prepared.examples]
+    return replace(prepared, examples=examples)
