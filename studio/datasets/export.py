@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 from pathlib import Path
@@ -33,8 +34,23 @@ FORMATS = {
 
 def openai_jsonl(examples: Iterable[Example]) -> bytes:
     """OpenAI chat JSONL bytes (see the module's docstring for the exact layout)."""
-    return "".join(json.dumps({"messages": e.messages}, ensure_ascii=False) + "\n"
-                   for e in examples).encode("utf-8")
+    dumps = functools.partial(json.dumps, ensure_ascii=False)
+    system_json: dict[str, str] = {}   # the system prompt every line repeats is encoded once
+    lines = []
+    for example in examples:
+        messages = example.messages
+        first = messages[0] if messages else None
+        if type(first) is dict and list(first) == ["role", "content"] and first["role"] == "system" \
+                and isinstance(first["content"], str):
+            # Byte for byte what json.dumps({"messages": messages}) writes (default separators).
+            head = system_json.get(first["content"])
+            if head is None:
+                head = system_json[first["content"]] = dumps(first)
+            rest = ", " + dumps(messages[1:])[1:-1] if len(messages) > 1 else ""
+            lines.append('{"messages": [' + head + rest + "]}\n")
+        else:
+            lines.append(dumps({"messages": messages}) + "\n")
+    return "".join(lines).encode("utf-8")
 
 
 def sharegpt_json(examples: Iterable[Example]) -> bytes:

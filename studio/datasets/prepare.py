@@ -147,13 +147,14 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
                                           f"on examples of at most {limit:,}: left out", "error"))
 
     kept = [e for e in examples if e.split != EXCLUDED]
-    issues.extend(validation.duplicate_issues(kept))
+    normalized = validation.Normalized()
+    issues.extend(validation.duplicate_issues(kept, normalized))
     if isinstance(source, ChatSource) and validation_source is not None:
         for example in kept:
             example.split = VALIDATION if example.source_file == "validation" else TRAIN
     else:
-        assign_split(kept, options.validation_fraction, options.seed)
-    issues.extend(validation.leak_issues(kept))
+        assign_split(kept, options.validation_fraction, options.seed, normalized)
+    issues.extend(validation.leak_issues(kept, normalized))
     issues.extend(validation.signature_issues(kept))
     n_train = sum(1 for e in kept if e.split == TRAIN)
     n_validation = len(kept) - n_train
@@ -182,7 +183,8 @@ def split_score(seed: int, normalized_prompt: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def assign_split(examples: list[Example], fraction: float, seed: int) -> None:
+def assign_split(examples: list[Example], fraction: float, seed: int,
+                 normalized: validation.Normalized | None = None) -> None:
     """Put round(fraction x n) of `examples` in validation, the rest in train (in place).
 
     The algorithm (so anyone can reproduce it): group the examples by their normalized prompt
@@ -200,9 +202,10 @@ def assign_split(examples: list[Example], fraction: float, seed: int) -> None:
     if fraction <= 0 or n < 2:
         return
     wanted = min(max(1, math.floor(fraction * n + 0.5)), n - 1)
+    normalized = validation.Normalized() if normalized is None else normalized
     groups: dict[str, list[Example]] = {}
     for example in examples:
-        groups.setdefault(validation.normalize(example.prompt), []).append(example)
+        groups.setdefault(normalized[example.prompt], []).append(example)
     ordered = sorted(groups.items(), key=lambda item: (split_score(seed, item[0]), item[1][0].row))
     taken = 0
     for _key, members in ordered:

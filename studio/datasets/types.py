@@ -60,13 +60,20 @@ class Example:
     @property
     def prompt(self) -> str:
         """The last user message (what the model answers)."""
-        return next((m.get("content") for m in reversed(self.messages) if m.get("role") == "user"), "") or ""
+        for message in reversed(self.messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                return content if isinstance(content, str) else ""
+        return ""
 
     @property
     def response(self) -> str:
         """The final assistant message (the target)."""
-        last = self.messages[-1] if self.messages else {}
-        return last.get("content", "") if last.get("role") == "assistant" else ""
+        last = self.messages[-1] if self.messages else None
+        if isinstance(last, dict) and last.get("role") == "assistant":
+            content = last.get("content")
+            return content if isinstance(content, str) else ""
+        return ""
 
     def to_json(self) -> dict:
         return {"messages": self.messages}

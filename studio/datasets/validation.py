@@ -19,6 +19,8 @@ MESSAGE_KEYS = {"role", "content", "weight", "name"}
 OPENAI_MIN_EXAMPLES = 10          # fewer: OpenAI refuses the job (invalid_n_examples)
 RECOMMENDED_MIN_EXAMPLES = 50     # OpenAI's guide: improvements show from 50-100 examples
 
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_ASCII_PUNCTUATION = re.compile(r"[^\w\s]", re.ASCII)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 DASHES = {"-": "hyphen-minus", "\u2013": "en dash", "\u2014": "em dash", "\u2010": "hyphen",
           "\u2011": "non-breaking hyphen", "\u2212": "minus sign", "~": "tilde"}
@@ -32,8 +34,18 @@ _PROMISED = re.compile(_OPEN_QUOTE + r"\s*(" + _DASH_CLASS + r"\s?[^\s\"'\u201d\
 def normalize(text: str) -> str:
     """Text as people compare it: Unicode-normalized, case-folded, punctuation and extra
     spacing removed ("Great video!!" and "great  video" are the same)."""
+    if text.isascii():   # already NFKC; lower() is casefold() for ASCII
+        return " ".join(_ASCII_PUNCTUATION.sub(" ", text.lower()).split())
     text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+    return " ".join(_PUNCTUATION.sub(" ", text).split())
+
+
+class Normalized(dict):
+    """normalize() with memory: each distinct text is normalized once per prepare()."""
+
+    def __missing__(self, text: str) -> str:
+        value = self[text] = normalize(text)
+        return value
 
 
 def message_errors(messages: list) -> list[tuple[str, str]]:
@@ -87,20 +99,21 @@ def message_errors(messages: list) -> list[tuple[str, str]]:
     return problems
 
 
-def duplicate_issues(examples: Iterable[Example]) -> list[ValidationIssue]:
+def duplicate_issues(examples: Iterable[Example], normalized: Normalized | None = None) -> list[ValidationIssue]:
     """Warnings for examples that repeat an earlier one exactly, or apart from case, spacing
     and punctuation (same prompt and same response)."""
+    normalized = Normalized() if normalized is None else normalized
     exact: dict[tuple, int] = {}
     loose: dict[tuple, int] = {}
     issues = []
     for example in examples:
-        key = tuple((m.get("role"), m.get("content")) for m in example.messages if isinstance(m, dict)
-                    and isinstance(m.get("content"), str))
+        key = tuple([(m.get("role"), m.get("content")) for m in example.messages
+                     if isinstance(m, dict) and isinstance(m.get("content"), str)])
         if key in exact:
             issues.append(ValidationIssue(example.row, "duplicate", f"repeats row {exact[key]} exactly"))
             continue
         exact[key] = example.row
-        norm = tuple((role, normalize(content)) for role, content in key if role != "system")
+        norm = tuple([(role, normalized[content]) for role, content in key if role != "system"])
         if norm in loose:
             issues.append(ValidationIssue(example.row, "near_duplicate", f"repeats row {loose[norm]} apart "
                                           "from case, spacing or punctuation"))
@@ -109,19 +122,20 @@ def duplicate_issues(examples: Iterable[Example]) -> list[ValidationIssue]:
     return issues
 
 
-def leak_issues(examples: Iterable[Example]) -> list[ValidationIssue]:
+def leak_issues(examples: Iterable[Example], normalized: Normalized | None = None) -> list[ValidationIssue]:
     """Warnings for validation examples whose prompt is also a training prompt (the
     validation loss would then measure memory, not learning)."""
+    normalized = Normalized() if normalized is None else normalized
     train_prompts: dict[str, int] = {}
     validation = []
     for example in examples:
         if example.split == TRAIN:
-            train_prompts.setdefault(normalize(example.prompt), example.row)
+            train_prompts.setdefault(normalized[example.prompt], example.row)
         elif example.split == VALIDATION:
             validation.append(example)
     return [ValidationIssue(e.row, "train_validation_overlap",
-                            f"its prompt is also in the training set (row {train_prompts[normalize(e.prompt)]})")
-            for e in validation if normalize(e.prompt) in train_prompts]
+                            f"its prompt is also in the training set (row {train_prompts[normalized[e.prompt]]})")
+            for e in validation if normalized[e.prompt] in train_prompts]
 
 
 def promised_signature(system_prompt: str) -> str | None:

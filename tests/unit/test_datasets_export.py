@@ -126,3 +126,27 @@ def _no_validation(prepared):
     from dataclasses import replace
     examples = [replace(e, split="train") for e in prepared.examples]
     return replace(prepared, examples=examples)
+
+
+def test_openai_jsonl_is_json_dumps_of_each_example_whatever_its_shape():
+    from studio.datasets.types import Example
+    shapes = [EXAMPLE, EXAMPLE[1:], [{"content": "Be kind.", "role": "system"}] + EXAMPLE[1:],
+              [EXAMPLE[0], {"role": "user", "content": "x", "name": "amy"},
+               {"role": "assistant", "content": "y", "weight": 0}], [{"role": "system", "content": 5}]]
+    examples = [Example(i, m) for i, m in enumerate(shapes * 2)]
+    assert openai_jsonl(examples) == "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n"
+                                             for m in shapes * 2).encode("utf-8")
+
+
+def test_fast_local_counts_match_the_tokenizer_on_odd_text():
+    import random
+    from studio.datasets.tokens import WordCachedCounter, load_local_tokenizer
+    tokenizer = load_local_tokenizer(MODEL_DIR)
+    assert WordCachedCounter.fits(tokenizer)
+    rng = random.Random(0)
+    alphabet = ([chr(c) for c in range(32, 127)] + list("éß–—“”’…€½²Ⅻ①数据科学日本語한국어Ελληνικάрусский")
+                + ["🎉", "👍🏽", "\u200d", "\ufe0f", "\n", "\r\n", "\t", "  ", "\xa0", "\u3000", "\x85", "\u2028", "\x1c",
+                   "'s", "'LL", "<|im_end|>", "<|endoftext|>", "123456"])
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
+    expected = [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert WordCachedCounter(tokenizer)(texts) == expected
