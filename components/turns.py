@@ -47,6 +47,10 @@ def last_turn_actions(thread: Thread, can_send: bool) -> str | None:
     elif failure.code == "context_length_exceeded":   # the same text would fail again
         st.error(safe_markdown(failure.message) + " Your message is kept above; send a shorter one to go on.")
         return None
+    elif failure.code == "thread_deleted":   # nothing to retry into; the typed text to take along
+        st.error(safe_markdown(failure.message) + " Your message was not sent; copy it from here:")
+        st.code(thread.messages[-1].content, language="text", wrap_lines=True)
+        return None
     else:
         st.error(safe_markdown(failure.message) + " Fix this (e.g. in the sidebar's Provider panel), then retry.")
     return "retry" if st.button("↻ Retry", key="retry", disabled=not can_send) else None

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Iterator
 
 from studio.providers.base import Provider, ProviderError
-from studio.store import Actor, NotAllowed, Store, StoreError
+from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted
 from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, TextDelta,
                           Thread, ToolCallFinished)
 
 # What "Continue" sends: a plain user message, so every provider (and the thread's export)
 # sees the same history the user sees.
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped."
+THREAD_DELETED = "This thread was deleted (in another tab?). Start a new thread."
 
 
 def new_thread(owner: str, spec: AssistantSpec, provider: Provider) -> Thread:
@@ -36,7 +37,8 @@ def can_continue(thread: Thread) -> bool:
 def add_user_message(store: Store, thread: Thread, text: str, actor: Actor) -> ErrorEvent | None:
     """Save the user's message (and the thread, on its first message). Returns an ErrorEvent
     when there is nothing to send or the store refused it; the text stays in `thread.messages`
-    either way, so the page can still show it.
+    either way, so the page can still show it. A thread that was stored and has since been
+    deleted (in another tab, say) stays deleted: code "thread_deleted".
 
     Call this before anything that may fail (e.g. loading the embedded model), then
     `run_turn(..., text=None)` to answer it.
@@ -46,15 +48,22 @@ def add_user_message(store: Store, thread: Thread, text: str, actor: Actor) -> E
         return ErrorEvent("Type a message first: an empty message cannot be sent.", retryable=False,
                           code="empty_message")
     try:
-        if not store.has_thread(thread.id):
+        if not thread.stored:   # its first message, or a first save that failed: create it
             thread.messages.append(Message(role="user", content=text))
             store.save_thread(thread, actor)
         else:
             store.add_message(thread, Message(role="user", content=text), actor)
-    except StoreError as exc:   # NotAllowed: retrying cannot help
-        return ErrorEvent(f"Your message could not be saved: {exc}", retryable=not isinstance(exc, NotAllowed),
-                          code="store_error")
+    except StoreError as exc:
+        return _not_saved(exc)
     return None
+
+
+def _not_saved(exc: StoreError) -> ErrorEvent:
+    if isinstance(exc, ThreadDeleted):
+        return ErrorEvent(THREAD_DELETED, retryable=False, code="thread_deleted")
+    # NotAllowed: retrying cannot help
+    return ErrorEvent(f"Your message could not be saved: {exc}", retryable=not isinstance(exc, NotAllowed),
+                      code="store_error")
 
 
 def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
@@ -76,8 +85,7 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         try:   # a retry first stores what an earlier failed save missed (the user's message)
             store.save_thread(thread, actor)
         except StoreError as exc:
-            yield ErrorEvent(f"Your message could not be saved: {exc}", retryable=not isinstance(exc, NotAllowed),
-                             code="store_error")
+            yield _not_saved(exc)
             return
 
     reply = Message(role="assistant", content="")
@@ -96,6 +104,9 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
                 if event.provider_ref and event.provider_ref != thread.provider_ref:
                     store.set_provider_ref(thread, event.provider_ref, actor)
                 store.add_message(thread, reply, actor)
+            except ThreadDeleted:   # deleted while the reply was coming
+                yield ErrorEvent(THREAD_DELETED, retryable=False, code="thread_deleted")
+                return
             except StoreError as exc:
                 yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
                 return

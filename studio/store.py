@@ -83,6 +83,10 @@ class NotAllowed(StoreError):
     """The acting user may not read or change this row."""
 
 
+class ThreadDeleted(StoreError):
+    """The thread was stored once and has since been deleted (e.g. from another browser tab)."""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is asking the store: a user name, and whether they have the admin role."""
@@ -252,16 +256,18 @@ class Store:
         """Store `thread` if it is new, and each of its messages that is not stored yet, in order.
 
         Only the thread's owner may. Saving again after a failed save stores what was missed
-        (its provider's id included).
+        (its provider's id included). A thread that was stored and has since been deleted is
+        not created again (ThreadDeleted): the session's copy still holds the deleted messages.
         """
         _check_length("A provider's thread id", thread.provider_ref, PROVIDER_REF_LENGTH)
         with self._writer.begin() as db:
-            self._check_owner(db, thread, actor, create=True)
+            self._check_owner(db, thread, actor, create=not thread.stored)
             if thread.provider_ref:
                 db.execute(update(threads).where(threads.c.id == thread.id)
                            .values(provider_ref=thread.provider_ref))
             stored = set(db.execute(select(messages.c.id).where(messages.c.thread_id == thread.id)).scalars())
             self._append(db, thread, [m for m in thread.messages if m.id not in stored])
+        thread.stored = True
         return thread
 
     @_guarded("read the thread")
@@ -370,7 +376,7 @@ class Store:
                 title=title_from(_text(thread.title)) or "New thread",
                 created_at=thread.created_at, updated_at=thread.updated_at))
         elif owner is None:
-            raise StoreError("This thread no longer exists (it was deleted).")
+            raise ThreadDeleted("This thread no longer exists (it was deleted).")
         elif owner != actor.name:
             raise NotAllowed("This thread belongs to another user; only its owner can change it.")
 
@@ -495,7 +501,7 @@ def _aware(value: datetime) -> datetime:
 def _thread_from_row(row) -> Thread:
     return Thread(id=row.id, owner=row.owner, assistant_id=row.assistant_id, provider=row.provider,
                   provider_ref=row.provider_ref, title=row.title,
-                  created_at=_aware(row.created_at), updated_at=_aware(row.updated_at))
+                  created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), stored=True)
 
 
 def _message_from_row(row) -> Message:

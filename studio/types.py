@@ -92,6 +92,9 @@ class Thread:
     id: str = field(default_factory=lambda: new_id("thread"))
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    # Set by the store once the thread is saved or read back. A stored thread that has gone
+    # was deleted (say in another tab): saving the session's copy must not bring it back.
+    stored: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass

@@ -134,3 +134,23 @@ def test_a_cut_off_reply_is_marked_and_can_be_continued(signed_in, monkeypatch):
     assert [name for name, _ in chat_messages(at)] == ["user", "assistant", "user", "assistant"]
     assert chat_messages(at)[2][1] == CONTINUE_PROMPT
 
+
+def test_a_thread_deleted_in_another_tab_is_not_brought_back_by_this_one(signed_in, workspace, monkeypatch):
+    monkeypatch.setenv("STUDIO_LOCAL_MAX_TOKENS", "2")   # a short reply is enough
+    tab_a = send(signed_in, "My private note")
+    thread_id = tab_a.query_params["thread"]
+    tab_b = new_app()
+    tab_b.query_params["thread"] = thread_id
+    tab_b = login(tab_b.run(), "ada", "correct-horse")
+    assert chat_messages(tab_b)[0] == ("user", "My private note")
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    store.delete_thread(thread_id, Actor("ada"))           # tab A deletes it
+
+    tab_b = send(tab_b, "hello again")
+    assert not tab_b.exception, tab_b.exception
+    [error] = tab_b.error
+    assert error.value.startswith("This thread was deleted (in another tab?). Start a new thread.")
+    assert [c.value for c in tab_b.code] == ["hello again"]          # what was typed, to copy
+    assert not [b for b in tab_b.button if b.label == "↻ Retry"]
+    assert not store.has_thread(thread_id) and store.list_threads(Actor("ada")) == []
+

@@ -19,7 +19,7 @@ from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.local import LocalProvider
 from studio.providers.openai_errors import describe_error, safe_url
 from studio.settings import Settings
-from studio.store import Actor, NotAllowed, Store, title_from
+from studio.store import Actor, NotAllowed, Store, StoreError, title_from
 from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta,
                           ToolCall, ToolCallFinished)
 
@@ -294,6 +294,58 @@ def test_deleting_a_thread_deletes_the_providers_copy_first(store):
     assert store.get_thread(thread.id, ADA) is not None
     delete_thread(store, thread, ADA, provider)
     assert provider.deleted == ["conv_7"] and store.get_thread(thread.id, ADA) is None
+
+
+def test_a_thread_deleted_in_another_tab_stays_deleted_when_this_tab_sends_or_retries(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta("noted"), Done()])
+    tab_a = new_thread("ada", spec, provider)
+    list(run_turn(store, provider, tab_a, spec, "my private note", ADA))
+    tab_b = store.get_thread(tab_a.id, ADA)                  # the same thread open in a second tab
+    delete_thread(store, tab_a, ADA, None, remote=False)
+
+    for tab in (tab_b, tab_a):                               # a reader's copy and the creator's own
+        [event] = list(run_turn(store, provider, tab, spec, "hello again", ADA))
+        assert event.code == "thread_deleted" and not event.retryable
+        assert event.message == "This thread was deleted (in another tab?). Start a new thread."
+        assert tab.messages[-1].content == "hello again"     # what was typed stays for the page
+        [retry] = list(run_turn(store, provider, tab, spec, None, ADA))
+        assert retry.code == "thread_deleted"
+    assert not store.has_thread(tab_a.id) and store.list_threads(ADA) == []
+    assert len(provider.seen) == 1                           # the model never saw the deleted thread again
+
+
+def test_a_thread_deleted_while_its_reply_streams_is_not_brought_back(store):
+    spec = AssistantSpec(name="A", owner="ada")
+
+    class DeletedMidway(FakeProvider):
+        def stream_reply(self, thread, spec):
+            yield TextDelta("half")
+            store.delete_thread(thread.id, ADA)             # another tab deletes it now
+            yield Done()
+
+    provider = DeletedMidway([])
+    thread = new_thread("ada", spec, provider)
+    events = list(run_turn(store, provider, thread, spec, "hi", ADA))
+    assert events[-1].code == "thread_deleted" and not events[-1].retryable
+    assert not store.has_thread(thread.id)
+
+
+def test_a_first_message_whose_save_failed_still_creates_the_thread_on_retry(store, monkeypatch):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta("hi!"), Done()])
+    thread = new_thread("ada", spec, provider)
+    real_save = store.save_thread
+
+    def busy(*args, **kwargs):
+        raise StoreError("The workspace is busy and could not save the thread; try again in a moment.")
+
+    monkeypatch.setattr(store, "save_thread", busy)
+    [event] = list(run_turn(store, provider, thread, spec, "hello", ADA))
+    assert event.retryable and "busy" in event.message and not store.has_thread(thread.id)
+    monkeypatch.setattr(store, "save_thread", real_save)
+    list(run_turn(store, provider, thread, spec, None, ADA))
+    assert [m.content for m in store.get_thread(thread.id, ADA).messages] == ["hello", "hi!"]
 
 
 def test_a_thread_can_be_deleted_here_only_when_its_provider_cannot_be_reached(store):
