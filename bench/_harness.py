@@ -138,7 +138,8 @@ def percentile(values: list[float], p: float) -> float:
 
 # --- in the page -------------------------------------------------------------------------
 
-# Notes when the page last sent anything to the app (a rerun request) over Streamlit's websocket.
+# Notes when the page last sent anything to the app (a rerun request) over Streamlit's websocket,
+# and when a component (an iframe: the login cookie manager) first appeared.
 TRACK_RERUN_REQUESTS_JS = """
 (() => {
   const send = WebSocket.prototype.send;
@@ -146,8 +147,15 @@ TRACK_RERUN_REQUESTS_JS = """
     window.__lastRerunRequest = performance.now();
     return send.apply(this, args);
   };
+  const watch = new MutationObserver(() => {
+    if (document.querySelector('iframe')) { window.__componentAt = performance.now(); watch.disconnect(); }
+  });
+  watch.observe(document, {subtree: true, childList: true});
 })();
 """
+# True once the component has reported to the app (its rerun request) after it appeared.
+COMPONENT_REPORTED_JS = """() => window.__componentAt !== undefined
+    && (window.__lastRerunRequest || 0) > window.__componentAt"""
 
 # Resolves once no script run is in progress (no "Running..." status widget) and the page has
 # asked for no rerun for `quiet` ms: the login cookie component asks for one of its own right
