@@ -145,8 +145,8 @@ def test_fast_local_counts_match_the_tokenizer_on_odd_text():
     assert WordCachedCounter.fits(tokenizer)
     rng = random.Random(0)
     alphabet = ([chr(c) for c in range(32, 127)] + list("éß–—“”’…€½²Ⅻ①数据科学日本語한국어Ελληνικάрусский")
-                + ["🎉", "👍🏽", "\u200d", "\ufe0f", "\n", "\r\n", "\t", "  ", "\xa0", "\u3000", "\x85", "\u2028", "\x1c",
-                   "'s", "'LL", "<|im_end|>", "<|endoftext|>", "123456"])
+                + ["🎉", "👍🏽", "\u200d", "\ufe0f", "\n", "\r\n", "\t", "  ", "\xa0", "\u3000", "\x85", "\u2028",
+                   "\x1c", "'s", "'LL", "<|im_end|>", "<|endoftext|>", "123456"])
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
     expected = [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert WordCachedCounter(tokenizer)(texts) == expected
