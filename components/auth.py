@@ -17,6 +17,7 @@ from streamlit_authenticator.controllers import AuthenticationController
 from components import context
 from studio.accounts import (COOKIE_EXPIRY_DAYS, COOKIE_NAME, Account, Accounts, AccountsUnavailable,
                              LoginLocked, UserError)
+from studio.settings import ConfigError
 from studio.store import StoreError
 
 # What streamlit-authenticator keeps in session state; everything else is the app's and belongs
@@ -24,6 +25,7 @@ from studio.store import StoreError
 LIBRARY_KEYS = {"logout", "authentication_status", "name", "username", "email", "roles", "init"}
 COOKIE_EXP = "login_cookie_exp"    # the expiry date of this session's login cookie: its identity
 NOTICE = "login_notice"            # a message for the login form (kept across a sign-out)
+INCOMPLETE = "login_incomplete"    # the login form was sent with a field left empty
 
 
 def visitor_is_local() -> bool:
@@ -93,8 +95,13 @@ class _AppDecides(AuthenticationController):
 
     def login(self, username: str | None = None, password: str | None = None, *args,
               token: dict | None = None, **kwargs) -> bool | None:
-        if username:   # the form was sent; the password is checked as typed (never trimmed)
-            account = self.accounts.authenticate(username, password or "")   # may raise LoginLocked
+        if username is not None and token is None:   # the form was sent
+            if not username.strip() or not password:
+                # Not a failed attempt (nothing was checked): ask for what is missing.
+                st.session_state[INCOMPLETE] = True
+                return False
+            # The password is checked as typed (never trimmed).
+            account = self.accounts.authenticate(username, password)   # may raise LoginLocked
             if account is None:
                 st.session_state["authentication_status"] = False
                 return False
@@ -192,7 +199,9 @@ def require_login(from_page: bool = False) -> Authenticator:
                 st.success(notice)
             auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
             status = st.session_state.get("authentication_status")
-            if status is False:
+            if st.session_state.pop(INCOMPLETE, False):
+                st.error("Type your username and password to log in.")
+            elif status is False:
                 st.error("Wrong username or password.")
             if not status:
                 st.stop()
@@ -205,7 +214,7 @@ def require_login(from_page: bool = False) -> Authenticator:
         hide_pages()
         st.error(exc.message)
         st.stop()
-    except (AccountsUnavailable, StoreError) as exc:
+    except (AccountsUnavailable, StoreError, ConfigError) as exc:   # e.g. STUDIO_DATA_DIR is a file
         hide_pages()
         st.error(f"Nobody can sign in right now. {exc} An administrator must fix this.", icon="⚠️")
         st.stop()

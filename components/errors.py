@@ -23,6 +23,7 @@ from typing import Iterator
 import streamlit as st
 from streamlit.errors import FragmentHandledException
 
+from studio.settings import ConfigError
 from studio.store import StoreError
 
 LOG = logging.getLogger("assistant_studio.errors")
@@ -75,7 +76,7 @@ def error_boundary() -> Iterator[None]:
         yield
     except FragmentHandledException:
         raise   # a fragment has already handled its own error
-    except StoreError as exc:   # worded for the user already; the store logged the details
+    except (StoreError, ConfigError) as exc:   # worded for the user (or admin) already
         st.error(str(exc), icon="⚠️")
     except Exception as exc:
         show_error(report(exc))

@@ -6,10 +6,11 @@ import streamlit as st
 from components import context
 from components.safe_text import inline_code, safe_markdown
 from studio.providers import LABELS, ProviderError, provider_class
-from studio.providers.openai_errors import safe_url
+from studio.providers.openai_errors import api_key_problem, safe_url
 from studio.settings import PROVIDERS
 
 PANEL_KEYS = ("panel_provider", "panel_base_url", "panel_server", "panel_api_key", "panel_model")
+KEY_PROBLEM = "panel_key_problem"   # set by Apply, shown once on the run that follows
 
 
 def _same_url(a: str, b: str) -> bool:
@@ -60,6 +61,9 @@ def provider_panel() -> None:
     overrides = st.session_state.setdefault(context.OVERRIDES, {})
     _drop_base_url_not_allowed(overrides)
     current = context.settings()
+    if problem := st.session_state.pop(KEY_PROBLEM, None):
+        # Outside the (collapsed) expander, so it is seen; the turn will say the same.
+        st.sidebar.warning(problem)
     with st.sidebar.expander(f"Provider: {current.provider}", expanded=False):
         with st.form("provider_settings", border=False):
             st.radio("Provider", PROVIDERS, index=PROVIDERS.index(current.provider),
@@ -94,7 +98,11 @@ def _apply() -> None:
     else:
         overrides.pop("base_url", None)
     if typed_key:
+        # Kept even when it cannot work (the user chose it, and the configured key must not be
+        # sent instead without a word), but said at once rather than at the first message.
         overrides["api_key"] = typed_key
+        if problem := api_key_problem(typed_key):
+            state[KEY_PROBLEM] = problem
     elif base_url and base_url != configured.base_url and not overrides.get("api_key"):
         # The configured key belongs to the configured server: never send it to a URL typed here.
         overrides["api_key"] = ""

@@ -9,7 +9,7 @@ from components.safe_text import plain, safe_markdown
 from studio.chat import delete_thread, new_thread
 from studio.export import thread_to_json, thread_to_markdown
 from studio.providers import Provider, ProviderError
-from studio.store import NotAllowed, Store
+from studio.store import NotAllowed, Store, StoreError
 from studio.types import AssistantSpec, Thread
 
 THREAD = "thread"   # session_state key holding the current Thread
@@ -110,9 +110,13 @@ def _thread_actions(store: Store, thread: Thread, spec: AssistantSpec | None) ->
     with st.expander("This thread", expanded=False):
         if own:
             title = st.text_input("Title", value=thread.title, key=f"title_{thread.id}")
-            if st.button("Rename", key="rename_thread") and title.strip():
-                thread.title = store.rename_thread(thread.id, title, context.actor())
-                st.rerun()
+            if st.button("Rename", key="rename_thread"):
+                try:
+                    thread.title = store.rename_thread(thread.id, title, context.actor())
+                except StoreError as exc:   # e.g. a blank title: said here, the old title kept
+                    st.error(str(exc), icon="⚠️")
+                else:
+                    st.rerun()
         else:
             st.caption(f"Read-only: this thread belongs to {plain(thread.owner)}. You can export it.")
         st.download_button("Export Markdown", thread_to_markdown(thread, spec),

@@ -47,6 +47,8 @@ def last_turn_actions(thread: Thread, can_send: bool) -> str | None:
     elif failure.code == "context_length_exceeded":   # the same text would fail again
         st.error(safe_markdown(failure.message) + " Your message is kept above; send a shorter one to go on.")
         return None
+    elif failure.code == "api_key_characters":   # the message says what to fix; retrying alone fails again
+        st.error(safe_markdown(failure.message) + " Your message is kept above.")
     elif failure.code == "thread_deleted":   # nothing to retry into; the typed text to take along
         st.error(safe_markdown(failure.message) + " Your message was not sent; copy it from here:")
         st.code(thread.messages[-1].content, language="text", wrap_lines=True)

@@ -77,8 +77,12 @@ class Settings:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except (OSError, ValueError) as exc:
+            if isinstance(exc, (FileExistsError, NotADirectoryError)):
+                raise ConfigError(f"The workspace folder {self.data_dir} (STUDIO_DATA_DIR) cannot be "
+                                  "created: it, or a folder above it, is a file. Point STUDIO_DATA_DIR "
+                                  "at a folder (a missing one is created).") from exc
             raise ConfigError(f"The workspace folder {self.data_dir} (STUDIO_DATA_DIR) cannot be "
-                              f"created: {exc.strerror or exc}.") from exc
+                              f"created: {getattr(exc, 'strerror', None) or exc}.") from exc
         try:
             if self.data_dir.stat().st_mode & 0o077:
                 self.data_dir.chmod(0o700)

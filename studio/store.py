@@ -13,14 +13,15 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (JSON, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
                         Text, create_engine, delete, event, func, insert, inspect, select, update)
-from sqlalchemy.exc import (ArgumentError, IntegrityError, OperationalError, SQLAlchemyError,
-                            TimeoutError as PoolTimeout)
+from sqlalchemy.exc import (ArgumentError, IntegrityError, NoSuchModuleError, OperationalError,
+                            SQLAlchemyError, TimeoutError as PoolTimeout)
 
 from studio.assistants import NAME_LENGTH, load_demo_assistant, spec_from_dict, spec_to_dict
 from studio.types import AssistantSpec, Citation, Message, Thread, ToolCall, new_id, utcnow
@@ -134,10 +135,8 @@ class Store:
         try:
             self.engine = create_engine(database_url, hide_parameters=True,  # no user text in logs
                                         **_engine_options(database_url))
-        except (ArgumentError, ImportError) as exc:
-            # Do not repeat the URL: it may carry a database password.
-            raise StoreError("The database URL (STUDIO_DATABASE_URL) is not one this installation "
-                             f"can open: {type(exc).__name__}.") from exc
+        except (ArgumentError, ImportError, ValueError) as exc:
+            raise StoreError(_unusable_url(database_url, exc)) from exc
         # Writes run through this handle: on SQLite its transactions take the write lock when
         # they start (BEGIN IMMEDIATE), so a read-then-write (the next message's place) is atomic.
         self._writer = self.engine.execution_options(studio_write=True)
@@ -236,6 +235,8 @@ class Store:
         Two first sign-ins at the same moment seed it once: the flag and the assistant are
         written in one transaction, and the loser of the race finds the flag taken.
         """
+        # The same check save_assistant makes, before anything is written.
+        _check_length("A user name", actor.name, USER_LENGTH)
         key = f"demo-seeded:{actor.name}"
         spec = load_demo_assistant(actor.name)
         try:
@@ -340,7 +341,7 @@ class Store:
         """Rename a thread (its owner only); returns the title as stored (shortened)."""
         title = title_from(_text(title))
         if not title:
-            raise StoreError("Type a title first.")
+            raise StoreError("A thread's title cannot be empty; it keeps its old title.")
         with self._writer.begin() as db:
             self._check_owner(db, thread_id, actor, create=False)
             db.execute(update(threads).where(threads.c.id == thread_id).values(title=title))
@@ -438,6 +439,38 @@ def _is_busy(exc: SQLAlchemyError) -> bool:
         return True
     text = str(orig or exc).lower()
     return "locked" in text or "busy" in text or "lock timeout" in text
+
+
+URL_EXAMPLES = ("e.g. `sqlite:////srv/studio/studio.db` for a file, or "
+                "`postgresql+psycopg://user:password@host:5432/studio`")
+
+# The pip package for a database driver module SQLAlchemy imports, where the names differ.
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+                   "pymysql": "PyMySQL", "cx_Oracle": "cx-Oracle"}
+
+
+def _unusable_url(database_url: str, exc: Exception) -> str:
+    """Why create_engine refused the database URL, for the administrator who set it.
+
+    Never repeats the URL (it may carry a database password); only its scheme, which cannot.
+    """
+    if isinstance(exc, ImportError):
+        module = (exc.name or "").split(".")[0]
+        if module:
+            package = DRIVER_PACKAGES.get(module, module)
+            return (f"The database driver that the database URL (STUDIO_DATABASE_URL) needs is not "
+                    f"installed: the Python module '{module}' is missing. Install it with "
+                    f"`pip install \"{package}\"`, or name a driver that is installed in the URL "
+                    f"({URL_EXAMPLES}).")
+        LOG.error("the database driver could not be imported: %s", exc)
+        return ("The database driver that the database URL (STUDIO_DATABASE_URL) needs could not be "
+                "loaded (the details are in the server log).")
+    scheme = database_url.split("://", 1)[0] if "://" in database_url else ""
+    if isinstance(exc, NoSuchModuleError) and re.fullmatch(r"[A-Za-z][A-Za-z0-9+_.-]{0,40}", scheme):
+        return (f"The database URL (STUDIO_DATABASE_URL) names a kind of database this installation "
+                f"does not know ('{scheme}'); use SQLite or PostgreSQL ({URL_EXAMPLES}).")
+    return ("The database URL (STUDIO_DATABASE_URL) is not a URL SQLAlchemy understands: it should "
+            f"look like `dialect://user:password@host:port/database` ({URL_EXAMPLES}).")
 
 
 def _engine_options(database_url: str) -> dict:

@@ -29,6 +29,17 @@ def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     return _KEYLIKE.sub("***", text)
 
 
+def api_key_problem(key: str) -> str:
+    """What is wrong with `key` as an API key ("" if nothing): it goes into an HTTP header, so it
+    can only hold printable ASCII without spaces. Never quotes the key."""
+    if all("!" <= c <= "~" for c in key or ""):
+        return ""
+    return ("The API key has characters an API key cannot contain: only letters A–Z, digits and "
+            "punctuation, with no spaces or control characters. A dash or quote changed when it was "
+            "copied, or a letter typed on another keyboard layout, does this; paste the key again "
+            "as plain text.")
+
+
 def safe_url(url: str) -> str:
     """A base URL fit for a message: no user:password part, no query string.
 
@@ -127,6 +138,12 @@ def describe_error(exc: BaseException, *, base_url: str, model: str = "",
     """
     url = safe_url(base_url)
     code = str(getattr(exc, "code", "") or "")
+    # A key that cannot be put in a header fails before the server sees it: as a UnicodeEncodeError
+    # (non-ASCII) or a connection error (NUL, newline). Name the key, not the network.
+    bad_key = next((problem for problem in map(api_key_problem, secrets) if problem), "")
+    if bad_key and isinstance(exc, (UnicodeError, openai.APIConnectionError)):
+        return ErrorEvent(f"{bad_key} {key_hint} in your settings or .streamlit/secrets.toml, or in "
+                          "the sidebar if you typed it there.", False, "api_key_characters")
     if isinstance(exc, openai.APITimeoutError):
         return ErrorEvent(f"{url} did not answer in time. Retry in a moment, or raise the timeout.",
                           True, "timeout")
@@ -181,8 +198,8 @@ def describe_error(exc: BaseException, *, base_url: str, model: str = "",
                           "Retry in a moment.", True, code or "stream_error")
     # Anything else is a bug on our side; log it, but show no internals (they may hold secrets).
     log.error("unexpected error from %s: %s", url, redact(repr(exc), secrets))
-    return ErrorEvent(f"Something went wrong while talking to {url} ({type(exc).__name__}). Retry, "
-                      "and report it if it persists.", True, "internal_error")
+    return ErrorEvent(f"Something went wrong while talking to {url}. Retry, and report it if it "
+                      "persists.", True, "internal_error")
 
 
 def provider_error(exc: BaseException, **kwargs) -> ProviderError:

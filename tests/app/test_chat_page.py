@@ -154,3 +154,14 @@ def test_a_thread_deleted_in_another_tab_is_not_brought_back_by_this_one(signed_
     assert not [b for b in tab_b.button if b.label == "↻ Retry"]
     assert not store.has_thread(thread_id) and store.list_threads(Actor("ada")) == []
 
+
+def test_a_typed_key_with_characters_a_key_cannot_hold_is_named_on_apply(signed_in):
+    at = signed_in
+    at.text_input(key="panel_api_key").input("sk-0123\x00456789")
+    next(b for b in at.button if b.label == "Apply").click()
+    at.run()
+    [warning] = [w.value for w in at.sidebar.warning]
+    assert "characters an API key cannot contain" in warning
+    assert not any("456789" in m.value for m in [*at.warning, *at.error])   # the key is never shown
+    at.run()   # said once; the turn says it again if a message is sent with that key
+    assert not at.sidebar.warning

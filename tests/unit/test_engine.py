@@ -17,7 +17,8 @@ from studio.context import ContextTooLong, estimate_tokens, fit_history
 from studio.export import thread_to_json, thread_to_markdown
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.local import LocalProvider
-from studio.providers.openai_errors import describe_error, safe_url
+from studio.providers.openai_errors import api_key_problem, describe_error, safe_url
+from studio.providers.openai_provider import OpenAIProvider
 from studio.settings import Settings
 from studio.store import Actor, NotAllowed, Store, StoreError, title_from
 from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta,
@@ -468,3 +469,19 @@ def test_a_servers_field_errors_are_named():
         "The request was rejected (400): max_completion_tokens: Input should be a valid integer")
     bare = openai.BadRequestError("Error code: 400", response=httpx2.Response(400, request=request), body=None)
     assert describe_error(bare, base_url="http://x/v1").message.endswith("the server gave no reason.")
+
+
+def test_a_key_that_cannot_go_in_a_header_is_named_not_the_network():
+    # Through the real client: a non-ASCII key fails while the headers are encoded, a NUL one
+    # as a connection error (here at a port nothing listens on).
+    for key in ("sk–ключ-0123456789", "sk-0123\x00456789", "sk-0123 456789"):
+        provider = OpenAIProvider(api_key=key, base_url="http://127.0.0.1:9/v1")
+        try:
+            provider.client.with_options(max_retries=0).models.list()
+            raise AssertionError("the request should fail")
+        except Exception as exc:
+            event = describe_error(exc, base_url=provider.base_url, secrets=(key,))
+        assert event.code == "api_key_characters" and not event.retryable, event
+        assert "characters an API key cannot contain" in event.message and "Could not reach" not in event.message
+        assert key not in event.message and "ключ" not in event.message and "Error" not in event.message
+    assert api_key_problem("sk-proj-AZaz09_-") == ""

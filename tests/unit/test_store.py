@@ -214,6 +214,30 @@ def test_a_database_url_that_cannot_be_opened_is_a_clear_error_without_the_passw
     with pytest.raises(StoreError, match="STUDIO_DATABASE_URL") as caught:
         Store("nosuchdb://admin:hunter2@db.example/studio")
     assert "hunter2" not in str(caught.value)
+    assert "('nosuchdb')" in str(caught.value)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("postgresql+asyncpg://admin:hunter2@db.example/studio", ["driver", "'asyncpg' is missing", "pip install"]),
+    ("mysql://admin:hunter2@db.example/studio", ["driver", "'MySQLdb'", 'pip install "mysqlclient"']),
+    ("postgresql://admin:hunter2@db.example:fivefour/studio", ["not a URL SQLAlchemy understands", "e.g."]),
+    ("db.example/studio.db", ["not a URL SQLAlchemy understands", "sqlite:///"]),
+])
+def test_a_database_url_message_says_what_to_do_in_words(url, says):
+    with pytest.raises(StoreError) as caught:
+        Store(url)
+    message = str(caught.value)
+    assert all(words in message for words in says), message
+    assert "hunter2" not in message and "Error" not in message
+
+
+def test_the_demo_assistant_is_not_seeded_for_a_user_name_over_the_limit(store):
+    too_long = Actor("u" * 129)
+    with pytest.raises(StoreError, match="at most 128"):
+        store.seed_demo_assistant(too_long)
+    with store.engine.connect() as db:
+        assert db.execute(text("SELECT count(*) FROM flags")).scalar() == 0
+        assert db.execute(text("SELECT count(*) FROM assistants")).scalar() == 0
 
 
 # --- files and older workspaces -------------------------------------------------------
