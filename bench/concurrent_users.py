@@ -164,16 +164,15 @@ async def one_turn(user: User, turn: int) -> None:
         await page.wait_for_function("() => window.__turn.done !== null", polling=50, timeout=TURN_TIMEOUT_MS)
     except Exception:
         shown = await page.locator(ASSISTANT_MESSAGES).count()
-        user.errors.append(f"turn {turn}: no complete reply within {TURN_TIMEOUT_MS // 1000} s "
+        user.errors.append(f"{user.name}, turn {turn}: no complete reply within {TURN_TIMEOUT_MS // 1000} s "
                            f"(assistant messages {before} -> {shown})")
     else:
-        turn_ms, first_ms = await page.evaluate(
-            "() => [window.__turn.done - window.__turn.start, window.__turn.first - window.__turn.start]")
-        user.turn_ms.append(turn_ms)
-        user.first_ms.append(first_ms)
+        timed = await page.evaluate("() => window.__turn")
+        user.turn_ms.append(timed["done"] - timed["start"])
+        user.first_ms.append((timed["done"] if timed["first"] is None else timed["first"]) - timed["start"])
     await settle(page)
     for problem in await page.locator(PROBLEMS).all_inner_texts():
-        user.errors.append(f"turn {turn}: the page shows: {problem.strip()[:160]}")
+        user.errors.append(f"{user.name}, turn {turn}: the page shows: {problem.strip()[:160]}")
 
 
 async def check_page(user: User, owners: dict[str, str]) -> None:
@@ -196,7 +195,7 @@ async def run_user(user: User, turns: int, start: asyncio.Event) -> None:
         try:
             await one_turn(user, turn)
         except Exception as exc:
-            user.errors.append(f"turn {turn}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            user.errors.append(f"{user.name}, turn {turn}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
 def check_store(database_url: str, users: list[User], owners: dict[str, str]) -> tuple[list[str], list[str]]:
