@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -25,7 +26,6 @@ from studio.types import ToolCall
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0      # seconds a call may run (the calls of a batch run side by side)
-MAX_WORKERS = 8             # calls of one batch running at once
 _GRACE = 1.0                # past the timeout, time for a worker to be killed and reported
 
 
@@ -48,18 +48,21 @@ def run_tool_calls(calls: list[ToolCall], tools: list[Tool],
     its worker process is killed (a tool run in a thread is left to finish in
     the background, ignored). Starting a worker does not count against the
     timeout (it is bounded on its own), so a slow start cannot fail a quick tool.
+    At most `batch_size()` calls of one batch run at once; the rest wait their turn.
     """
     if not calls:
         return []
     started = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(calls)), thread_name_prefix="tool")
+    at_once = min(batch_size(), len(calls))
+    rounds = math.ceil(len(calls) / at_once)   # a call may wait for the ones before it
+    pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="tool")
     try:
         futures = [pool.submit(_execute, call, tools, timeout) for call in calls]
         for call, future in zip(calls, futures, strict=True):
             in_worker = _in_worker(call, tools)
             # A call in a worker stops itself at its timeout (after waiting for a free worker and
             # perhaps starting one); this outer bound is only belt and braces. A thread cannot be stopped.
-            limit = 2 * (timeout + workers.START_TIMEOUT) + _GRACE if in_worker else timeout
+            limit = rounds * (2 * (timeout + workers.START_TIMEOUT) + _GRACE if in_worker else timeout)
             try:
                 reply = future.result(timeout=max(0.0, started + limit - time.monotonic()))
             except FutureTimeout:
@@ -74,6 +77,12 @@ def run_tool_calls(calls: list[ToolCall], tools: list[Tool],
         # Don't wait for stragglers: a hung in-process tool must not hang the conversation.
         pool.shutdown(wait=False, cancel_futures=True)
     return calls
+
+
+def batch_size() -> int:
+    """How many calls of one batch run at once: half the shared worker processes, so that one
+    turn asking for many slow calls leaves workers for every other session."""
+    return max(1, workers.POOL.size // 2)
 
 
 def _execute(call: ToolCall, tools: list[Tool], timeout: float) -> tuple[str, bool] | None:

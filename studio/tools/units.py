@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 
 _registry = None
@@ -10,7 +11,15 @@ _registry_lock = threading.Lock()
 # pint reads "C" as coulomb and "F" as farad; in a conversion request they mean degrees.
 _ALIASES = {"c": "degC", "f": "degF", "°c": "degC", "°f": "degF", "kmh": "km/h",
             "kmph": "km/h", "degrees celsius": "degC", "degrees fahrenheit": "degF"}
-MAX_UNIT_CHARS = 100
+MAX_UNIT_CHARS = 60
+# pint evaluates the powers in a unit string: "m**9**9**8" would compute 9**9**8 and burn CPU
+# until the worker is killed. Real units need small powers (m**3, s**-2, Hz**0.5), so powers
+# are checked before pint sees the text.
+MAX_EXPONENT = 6
+MAX_POWERS = 3      # per unit; with nesting, "((m**6)**6)**6" is the largest: m**216
+MAX_DIGITS = 3      # in a row; a unit has no big numbers in it (the number goes in `value`)
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+_POWER = re.compile(r"(\*\*|\^)\s*([-+]?)\s*(\d+(?:\.\d+)?)?")
 
 
 def _units():
@@ -23,12 +32,40 @@ def _units():
         return _registry
 
 
-def _unit(text: str):
-    import pint
+def _check_powers(text: str, name: str) -> None:
+    """Refuse a unit string whose powers or numbers would be costly for pint to evaluate."""
+    # pint reads "m²" as "m**2": check superscripts the same way.
+    plain = re.sub("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+", lambda m: "**" + m.group().translate(_SUPERSCRIPTS), name)
+    if re.search(rf"\d{{{MAX_DIGITS + 1},}}", plain):
+        raise ValueError(f"unit {text!r} has a long number in it; a unit is a name such as km, mi/h "
+                         "or m**2 (the number to convert goes in value)")
+    powers = list(_POWER.finditer(plain))
+    if len(powers) > MAX_POWERS:
+        raise ValueError(f"unit {text!r} has {len(powers)} powers; at most {MAX_POWERS}")
+    for power in powers:
+        sign, number = power.group(2), power.group(3)
+        after = plain[power.end():]
+        spaced = after.lstrip()   # "m**2 s" is m²·s; "m**1e9", "m**2**9" and "m**2(" are refused
+        if (number is None or after[:1].isalnum() or after[:1] == "."
+                or spaced[:1] in ("(", "^") or spaced.startswith("**")):
+            raise ValueError(f"unit {text!r}: write a power as one plain number, such as m**2 or s^-1")
+        if abs(float(sign + number)) > MAX_EXPONENT:
+            raise ValueError(f"unit {text!r}: the power {sign}{number} is too large; at most {MAX_EXPONENT}")
+
+
+def _unit_name(text: str) -> str:
+    """The unit text checked (length, powers) and with its alias resolved; pint has not seen it yet."""
     name = text.strip()
-    if not name or len(name) > MAX_UNIT_CHARS:
-        raise ValueError(f"invalid unit {text!r}")
-    name = _ALIASES.get(name.lower(), name)
+    if not name:
+        raise ValueError("the unit is empty")
+    if len(name) > MAX_UNIT_CHARS:
+        raise ValueError(f"unit {name[:20]!r}... is too long ({len(name)} characters; at most {MAX_UNIT_CHARS})")
+    _check_powers(text, name)
+    return _ALIASES.get(name.lower(), name)
+
+
+def _unit(text: str, name: str):
+    import pint
     try:
         return _units().Unit(name)
     except pint.errors.UndefinedUnitError:
@@ -52,7 +89,8 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> dict:
     import pint
     if not math.isfinite(value):
         raise ValueError("value must be a finite number")
-    source, target = _unit(from_unit), _unit(to_unit)
+    names = _unit_name(from_unit), _unit_name(to_unit)   # both checked before pint reads either
+    source, target = _unit(from_unit, names[0]), _unit(to_unit, names[1])
     try:
         result = _units().Quantity(value, source).to(target).magnitude
     except pint.errors.DimensionalityError:

@@ -1,6 +1,7 @@
 """Tool calls run in worker processes: a timeout really stops a runaway tool, and the app stays responsive."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -44,7 +45,14 @@ def quit_politely() -> str:
     raise SystemExit(3)
 
 
-TOOLS = [tool_from_function(fn) for fn in (spin, hold_gil, nap, whoami, die, quit_politely)]
+def timed_nap(seconds: float) -> list[float]:
+    """Sleep; say when the nap began and ended (wall clock, comparable across processes)."""
+    began = time.time()
+    time.sleep(seconds)
+    return [began, time.time()]
+
+
+TOOLS = [tool_from_function(fn) for fn in (spin, hold_gil, nap, whoami, die, quit_politely, timed_nap)]
 CALCULATOR = BUILTIN_TOOLS["calculator"]
 
 
@@ -144,6 +152,22 @@ def test_many_sessions_at_once_share_the_workers():
     for thread in threads:
         thread.join()
     assert results == {n: str(n * 3) for n in range(24)}
+
+
+def test_one_batch_of_slow_calls_leaves_workers_for_other_sessions():
+    batch = [ToolCall("timed_nap", {"seconds": 2.0}) for _ in range(POOL.size)]
+    done = threading.Thread(target=run_tool_calls, args=(batch, TOOLS), kwargs={"timeout": 5.0})
+    done.start()
+    try:
+        time.sleep(0.5)   # the batch has taken what it may
+        other = run_tool_call(ToolCall("calculator", {"expression": "1 + 1"}), [CALCULATOR], timeout=1.0)
+    finally:
+        done.join()
+    assert (other.result, other.error) == ("2", False)   # not "timed out" waiting for a free worker
+    naps = [json.loads(c.result) for c in batch]
+    assert not any(c.error for c in batch)                 # the rest of the batch waited its turn
+    most_at_once = max(sum(began <= moment < ended for began, ended in naps) for moment, _ in naps)
+    assert most_at_once == POOL.size // 2
 
 
 def test_idle_workers_stop_and_come_back():

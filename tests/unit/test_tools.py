@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 import importlib
 import json
+import re
 import time
 from typing import Literal, Optional
 
@@ -15,6 +16,7 @@ from studio.tools import (BUILTIN_TOOLS, Tool, get_tools, run_tool_call, run_too
 from studio.tools.calculator import calculator
 from studio.tools.clock import add_to_date, convert_time, current_time, date_difference
 from studio.tools.text import text_statistics
+from studio.tools import units
 from studio.tools.units import convert_units
 from studio.types import ToolCall
 
@@ -341,6 +343,47 @@ def test_convert_units_errors():
         convert_units(1, "furlongz", "m")
     with pytest.raises(ValueError):
         convert_units(1, "m)(", "m")
+
+
+@pytest.mark.parametrize("value, source, target, expected", [
+    (1, "m**2", "ft**2", 10.7639104167), (1, "m²", "cm²", 10_000), (1, "m^3", "l", 1000),
+    (2, "m*s**-2", "ft/s^2", 6.56167979003), (1, "inH2O", "Pa", 249.08891), (4, "Hz**0.5", "Hz**0.5", 4),
+    (1, "1/s", "Hz", 1), (1, "m**2 s", "m^2*s", 1),
+])
+def test_units_with_powers_and_digits_still_convert(value, source, target, expected):
+    assert convert_units(value, source, target)["value"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("unit, says", [
+    ("m**9**9**8", "write a power as one plain number"),
+    ("m^9^9^8", "write a power as one plain number"),
+    ("9**9**9*m", "write a power as one plain number"),
+    ("m**(9**9)", "write a power as one plain number"),
+    ("m**1e9", "write a power as one plain number"),
+    ("m**99", "the power 99 is too large; at most 6"),
+    ("km**-7", "the power -7 is too large"),
+    ("m⁹⁹", "the power 99 is too large"),
+    ("m**99999999", "has a long number in it"),
+    ("1000000 m", "has a long number in it"),
+    ("((((m**2)**2)**2)**2)", "has 4 powers; at most 3"),
+    ("m" * 61, "is too long (61 characters; at most 60)"),
+    ("   ", "the unit is empty"),
+])
+def test_a_unit_pint_would_spend_long_on_is_refused_before_pint_reads_it(unit, says, monkeypatch):
+    def no_pint():
+        raise AssertionError("pint was asked to read the unit")
+
+    monkeypatch.setattr(units, "_units", no_pint)
+    for source, target in ((unit, "m"), ("m", unit)):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            convert_units(1, source, target)
+
+
+def test_a_costly_unit_in_a_tool_call_is_an_error_the_model_can_read_not_a_timeout():
+    tools = [BUILTIN_TOOLS["convert_units"]]
+    call = run_tool_call(ToolCall("convert_units", {"value": 1, "from_unit": "m**9**9**8", "to_unit": "m"}),
+                         tools)
+    assert call.error and call.result.startswith("Error: unit 'm**9**9**8': write a power as one plain number")
 
 
 def test_text_statistics():
