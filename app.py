@@ -4,6 +4,7 @@ import streamlit as st
 from components import context
 from components.auth import require_login
 from components.errors import error_boundary
+from components.user_admin import to_chat_instead
 
 st.set_page_config(page_title="Assistant Studio", page_icon="🤖", layout="wide")
 
@@ -17,5 +18,7 @@ with error_boundary():
     ]
     if context.is_admin():   # the role as the database has it on this run (require_login read it)
         pages.append(st.Page("pages/users.py", title="Users", icon="👥", url_path="users"))
+    else:   # /users opened (or still open) by someone else: the chat page, with a note
+        pages.append(st.Page(to_chat_instead, title="Users", url_path="users", visibility="hidden"))
     page = st.navigation(pages)
     page.run()

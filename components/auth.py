@@ -9,14 +9,18 @@ roles, whether it still exists) is read again on every page run.
 from __future__ import annotations
 
 import sys
+import threading
+from datetime import datetime, timezone
 
 import streamlit as st
 import streamlit_authenticator as stauth
+from streamlit.runtime.backend_operation_handler import connection_locality
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_authenticator.controllers import AuthenticationController
 
 from components import context
-from studio.accounts import (COOKIE_EXPIRY_DAYS, COOKIE_NAME, Account, Accounts, AccountsUnavailable,
-                             LoginLocked, UserError)
+from studio.accounts import (COOKIE_EXPIRY_DAYS, COOKIE_NAME, SETUP_TOKEN_LIFETIME, Account, Accounts,
+                             AccountsUnavailable, LoginLocked, UserError)
 from studio.settings import ConfigError
 from studio.store import StoreError
 
@@ -29,32 +33,53 @@ INCOMPLETE = "login_incomplete"    # the login form was sent with a field left e
 
 
 def visitor_is_local() -> bool:
-    """Whether the browser is on the server's own machine: Streamlit reports no IP address for
-    a loopback connection. (Under AppTest the address is a mock, so a test is a visitor from
-    elsewhere unless it patches this.)"""
-    return st.context.ip_address is None
+    """Whether the first admin may be created without a setup token: the browser's connection
+    comes from a loopback address, and STUDIO_FIRST_RUN_LOCAL does not turn that off (behind a
+    proxy or tunnel on the same machine every visitor would look local).
+
+    The raw peer address is used: st.context.ip_address reports both loopback and "unknown" as
+    None, and an unknown address is not local. (AppTest has no server connection, so a test is
+    a visitor from elsewhere unless it patches this.)"""
+    if not context.base_settings().first_run_local:
+        return False
+    ctx = get_script_run_ctx()
+    return ctx is not None and connection_locality(ctx.session_id) == "loopback"
 
 
-@st.cache_resource(show_spinner=False)
-def _setup_token(_accounts: Accounts, database_url: str) -> str:
-    # Once per server process, while the workspace has no account: the console (or log) of the
-    # server is where its operator looks, and a visitor from elsewhere needs this to claim it.
-    token = _accounts.new_setup_token()
+# When this server process last printed a setup token, per database: the first-run page prints
+# one when first drawn and a fresh one once that has expired, not one per visitor.
+_token_printed: dict[str, datetime] = {}
+_token_lock = threading.Lock()
+
+
+def _print_setup_token(accounts: Accounts, database_url: str) -> None:
+    # The console (or log) of the server is where its operator looks, and a visitor from
+    # elsewhere needs the token to claim the workspace.
+    with _token_lock:
+        now = datetime.now(timezone.utc)
+        printed = _token_printed.get(database_url)
+        if printed and now - printed < SETUP_TOKEN_LIFETIME:
+            return
+        token = accounts.new_setup_token()
+        _token_printed[database_url] = now
+    hours = round(SETUP_TOKEN_LIFETIME.total_seconds() / 3600)
     print(f"\nAssistant Studio has no account yet. To create the first admin from a browser on "
-          f"another machine, enter this one-time setup token on the first-run page:\n\n    {token}\n",
+          f"another machine, enter this one-time setup token on the first-run page (valid for "
+          f"{hours} hours; after that, opening the page prints a new one):\n\n    {token}\n",
           file=sys.stderr, flush=True)
-    return token
 
 
 def first_run_form(accounts: Accounts) -> None:
     """Ask for the first admin account (no default password ships)."""
-    _setup_token(accounts, context.settings().database_url)
+    _print_setup_token(accounts, context.settings().database_url)
     local = visitor_is_local()
     st.title("Welcome to Assistant Studio")
     st.write("This is a fresh workspace. Create the first account; it will be the administrator.")
     if not local:
-        st.info("You are not on the server's own machine, so this page asks for the one-time "
-                "setup token the server printed in its console (or log) when it was first opened.")
+        st.info("Enter the one-time setup token the server printed in its console (or log) when "
+                f"this page was first opened; it is valid for {SETUP_TOKEN_LIFETIME.total_seconds() / 3600:g} "
+                "hours. It is asked for because you "
+                "are not on the server's own machine, or the server asks everyone for it.")
     with st.form("first_admin"):
         username = st.text_input("Username")
         name = st.text_input("Display name (optional)")
@@ -68,7 +93,7 @@ def first_run_form(accounts: Accounts) -> None:
             st.error("The two passwords differ; type them again.")
             return
         if not local and not accounts.setup_token_is_valid(token):
-            st.error("That setup token is not right. Copy it from the server's console or log, "
+            st.error("That setup token is not right or has expired. Copy it from the server's console or log, "
                      "or create the account on the server with `python -m studio users add NAME`.")
             return
         try:

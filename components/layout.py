@@ -9,10 +9,15 @@ from components.errors import guard_page
 from components.provider_panel import provider_panel
 from components.safe_text import plain
 
+PAGE_NOTE = "page_note"   # a note for the next page drawn (e.g. why /users led to the chat page)
+
 
 def shared_sidebar() -> None:
     signed_in_page()
     guard_page()   # a page Streamlit ran without app.py gets the error boundary here
+    note = st.session_state.pop(PAGE_NOTE, None)
+    if note:   # a toast: the page's next rerun (the login cookie asks for one) would clear a plain note
+        st.toast(note, icon="ℹ️", duration="long")
     # Drawn by each page (not by app.py): elements app.py draws before page.run() are dropped
     # from AppTest's tree on reruns, so the panel could not be tested there.
     with st.sidebar:

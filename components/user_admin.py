@@ -1,17 +1,22 @@
 """The Users page's widgets: the list of accounts, adding one, and managing one.
 
 Every change goes straight to the accounts database, in a button's callback (so the page drawn
-after it already shows the change). Problems a person can cause (a taken name, a weak password,
-the last admin) come back as a message; what they typed stays in the form.
+after it already shows the change). Callbacks run before the script reads the role again, so
+each change names the signed-in user and the accounts check, as they make it, that this user is
+still an admin. Problems a person can cause (a taken name, a weak password, the last admin, a
+role taken away meanwhile) come back as a message; what they typed stays in the form.
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from components import context
 from components.auth import COOKIE_EXP
-from studio.accounts import Accounts, AccountsUnavailable, UserError
+from components.layout import PAGE_NOTE
+from studio.accounts import Accounts, AccountsUnavailable, NotAdmin, UserError
+from studio.store import StoreError
 
 NOTICE = "users_notice"            # (kind, text) shown at the top of the page after a change
 CONFIRM_REMOVE = "users_confirm_remove"
@@ -22,19 +27,25 @@ def _tell(kind: str, text: str) -> None:
     st.session_state[NOTICE] = (kind, text)
 
 
-def _change(action, done: str) -> None:
+def _tell_failure(exc: Exception) -> None:
+    # "refused": the role was taken away meanwhile; the page after it is not the Users page.
+    _tell("refused" if isinstance(exc, NotAdmin) else "error", str(exc))
+
+
+def _change(action, done) -> None:
+    """Run `action`; tell its outcome: `done` (a text, or a function of what `action` returned)."""
     try:
-        action()
-    except (UserError, AccountsUnavailable) as exc:
-        _tell("error", str(exc))
+        result = action()
+    except (UserError, AccountsUnavailable, StoreError) as exc:
+        _tell_failure(exc)
     else:
-        _tell("success", done)
+        _tell("success", done(result) if callable(done) else done)
 
 
 def notice() -> None:
     """The outcome of the last change, once."""
     kind, text = st.session_state.pop(NOTICE, (None, None))
-    if kind == "error":
+    if kind in ("error", "refused"):
         st.error(text)
     elif kind == "success":
         st.success(text)
@@ -45,7 +56,7 @@ def users_table(accounts: Accounts) -> None:
     rows = [{"Username": a.username, "Name": a.name, "Role": "admin" if a.admin else "user",
              "Login": f"locked until {locks[a.username]:%H:%M:%S} UTC" if a.username in locks else ""}
             for a in accounts.list_users()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def add_user_form(accounts: Accounts) -> None:
@@ -56,9 +67,10 @@ def add_user_form(accounts: Accounts) -> None:
             return
         try:
             account = accounts.add_user(fields["new_username"] or "", fields["new_password"] or "",
-                                        name=fields["new_name"] or "", admin=bool(fields["new_admin"]))
+                                        name=fields["new_name"] or "", admin=bool(fields["new_admin"]),
+                                        actor=context.actor())
         except (UserError, AccountsUnavailable) as exc:
-            _tell("error", str(exc))
+            _tell_failure(exc)
             return
         for key in ("new_username", "new_name", "new_password", "new_repeat"):
             st.session_state[key] = ""
@@ -94,13 +106,15 @@ def manage_user(accounts: Accounts, me: str) -> None:
     role, unlock = st.columns(2)
     if account.admin:
         role.button("Remove admin role", disabled=yourself, on_click=_change, args=(
-            lambda: accounts.set_admin(username, False), f"{username} is no longer an admin."))
+            lambda: accounts.set_admin(username, False, actor=context.actor()),
+            f"{username} is no longer an admin."))
     else:
         role.button("Make admin", on_click=_change, args=(
-            lambda: accounts.set_admin(username, True), f"{username} is now an admin."))
+            lambda: accounts.set_admin(username, True, actor=context.actor()), f"{username} is now an admin."))
     if username in accounts.locks():
         unlock.button("Unlock login", on_click=_change, args=(
-            lambda: accounts.unlock(username), f"{username} can try to log in again now."))
+            lambda: accounts.unlock(username, actor=context.actor()),
+            f"{username} can try to log in again now."))
 
     _reset_password_form(accounts, username, yourself)
     _remove(accounts, username, yourself)
@@ -114,7 +128,7 @@ def _reset_password_form(accounts: Accounts, username: str, yourself: bool) -> N
             return
 
         def change() -> None:
-            accounts.set_password(username, password or "")
+            accounts.set_password(username, password or "", actor=context.actor())
             if yourself and st.session_state.get(COOKIE_EXP):
                 # The change ends every session of the account; this one, which made it, goes on.
                 accounts.record_cookie(username, st.session_state[COOKIE_EXP])
@@ -134,21 +148,46 @@ def _remove(accounts: Accounts, username: str, yourself: bool) -> None:
         st.button("Remove user…", disabled=yourself,
                   on_click=lambda: st.session_state.update({CONFIRM_REMOVE: username}))
         return
-    st.warning(f"Remove **{username}**? They can no longer log in; their threads and assistants "
-               "stay in the workspace.")
+    store = context.store()
+    owned = store.count_user_data(username, context.actor())
+    st.warning(f"Remove **{username}**? They can no longer log in, and their {owned} are deleted "
+               "for good, so that nobody given this name later sees them. This cannot be undone.")
     yes, no = st.columns(2)
 
     def remove() -> None:
         st.session_state.pop(CONFIRM_REMOVE, None)
         st.session_state.pop("managed_user", None)
-        _change(lambda: accounts.remove_user(username), f"Removed {username}.")
+        _change(lambda: accounts.remove_user(username, actor=context.actor(), store=store),
+                lambda deleted: f"Removed {username} and their {deleted}.")
 
     yes.button(f"Yes, remove {username}", type="primary", on_click=remove)
     no.button("Cancel", on_click=lambda: st.session_state.pop(CONFIRM_REMOVE, None))
 
 
-def only_admins() -> None:
-    """Stop the page for anyone but an admin (the role as the database has it now)."""
-    if not context.is_admin():
-        st.error("Only an administrator can manage users.")
+ADMINS_ONLY = "The Users page is for administrators only."
+
+
+def _refusal() -> str:
+    # A change refused because the role was taken away meanwhile says so (nothing was changed).
+    kind, text = st.session_state.pop(NOTICE, (None, None))
+    return text if kind == "refused" else ADMINS_ONLY
+
+
+def to_chat_instead() -> None:
+    """What /users runs for someone who is not (or no longer) an admin: the chat page, with a
+    note saying why, instead of Streamlit's "page not found"."""
+    reason = _refusal()
+    st.session_state[PAGE_NOTE] = reason
+    try:
+        st.switch_page("pages/chat.py")
+    except StreamlitAPIException:   # no chat page reachable from this run: refuse right here
+        st.session_state.pop(PAGE_NOTE, None)
+        st.error(reason)
         st.stop()
+
+
+def only_admins() -> None:
+    """Anyone but an admin (the role as the database has it now) goes to the chat page. For a
+    run of the page file without app.py (see components.auth.signed_in_page)."""
+    if not context.is_admin():
+        to_chat_instead()

@@ -9,12 +9,18 @@ these methods decide who signs in.
 No default password ships: the first account (made on the first-run page or with
 `python -m studio users add NAME`) is an admin. Passwords are bcrypt-hashed; a workspace from
 before this module (users.yaml) is imported once.
+
+Every change to an account names who makes it (a Store `Actor`), and the change checks, in its
+own write transaction, that this actor is an admin now by the database's word: a page drawn
+before its admin was demoted cannot still change accounts (Streamlit runs a button's callback
+before the script that would read the role again).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import unicodedata
@@ -30,6 +36,8 @@ from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Ta
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from studio.store import Actor, Store, UserData
+
 LOG = logging.getLogger(__name__)
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
@@ -44,6 +52,13 @@ MAX_FAILURES = 5             # failed logins in a row before a name is locked
 FIRST_LOCK = timedelta(seconds=30)
 LONGEST_LOCK = timedelta(hours=1)
 FORGET_FAILURES_AFTER = timedelta(days=1)
+
+SETUP_TOKEN_LIFETIME = timedelta(hours=24)
+
+# The person at the server's shell (the `python -m studio users` commands): they can read and
+# write the workspace database anyway, so they act as an admin without an account. No account
+# can have this name (the username rule has no spaces or brackets).
+OPERATOR = Actor("(server operator)", admin=True)
 
 # Checked against when the user name is unknown, so that an unknown name costs the same bcrypt
 # work as a known one (its password is unknown to everyone: it was thrown away).
@@ -91,6 +106,10 @@ class UserError(ValueError):
     """A user-facing problem with a username or password."""
 
 
+class NotAdmin(UserError):
+    """The acting user is not an admin (any more) and may not make this change."""
+
+
 class AccountsUnavailable(RuntimeError):
     """The accounts cannot be read or written (database down, locked, or an unreadable
     users.yaml to import). Nobody can sign in until an administrator fixes it."""
@@ -105,7 +124,7 @@ class LoginLocked(Exception):
 
     @property
     def message(self) -> str:
-        wait = max(1, round((self.until - _now()).total_seconds()))
+        wait = max(1, math.ceil((self.until - _now()).total_seconds()))
         if wait < 90:
             when = f"{wait} seconds"
         elif wait < 90 * 60:
@@ -304,11 +323,13 @@ class Accounts:
     # --- changing accounts ---------------------------------------------------------------------
 
     @_guarded
-    def add_user(self, username: str, password: str, name: str = "", admin: bool | None = None) -> Account:
-        """Add an account; with `admin=None`, the very first account is an admin.
+    def add_user(self, username: str, password: str, name: str = "", admin: bool | None = None, *,
+                 actor: Actor) -> Account:
+        """Add an account (`actor`: an admin, or OPERATOR); with `admin=None`, the very first
+        account is an admin.
 
         Raises UserError with a message for the person typing if the name or password does not
-        follow the rules or the name is taken.
+        follow the rules or the name is taken, NotAdmin if the actor is not an admin now.
         """
         username = check_username(username)
         password = check_password(password)
@@ -316,6 +337,7 @@ class Accounts:
         password_hash = _hash(password)
         try:
             with self._writer.begin() as db:
+                self._check_admin(db, actor)
                 if admin is None:
                     admin = db.execute(select(users.c.username).limit(1)).first() is None
                 db.execute(insert(users).values(
@@ -353,12 +375,15 @@ class Accounts:
         return Account(username, name, True)
 
     @_guarded
-    def set_password(self, username: str, password: str) -> None:
-        """Give the account a new password; its login cookies stop signing in (every session
-        of it, on every replica, asks for the new password on its next page run)."""
+    def set_password(self, username: str, password: str, *, actor: Actor) -> None:
+        """Give the account a new password (`actor`: an admin, OPERATOR, or the account's own
+        user); its login cookies stop signing in (every session of it, on every replica, asks
+        for the new password on its next page run)."""
         username = normalize_username(username)
         password_hash = _hash(check_password(password))
         with self._writer.begin() as db:
+            if actor.name != username:
+                self._check_admin(db, actor)
             done = db.execute(update(users).where(users.c.username == username)
                               .values(password_hash=password_hash)).rowcount
             db.execute(delete(login_failures).where(login_failures.c.username == username))
@@ -367,10 +392,12 @@ class Accounts:
             raise UserError(f"There is no user '{normalize_username(username)}'.")
 
     @_guarded
-    def set_admin(self, username: str, admin: bool) -> None:
-        """Give or take the admin role. Taking it from the last admin is refused (UserError)."""
+    def set_admin(self, username: str, admin: bool, *, actor: Actor) -> None:
+        """Give or take the admin role (`actor`: an admin, or OPERATOR). Taking it from the
+        last admin is refused (UserError)."""
         username = normalize_username(username)
         with self._writer.begin() as db:
+            self._check_admin(db, actor)
             if not admin:
                 self._check_not_last_admin(db, username, "take the admin role from")
             done = db.execute(update(users).where(users.c.username == username)
@@ -379,23 +406,48 @@ class Accounts:
             raise UserError(f"There is no user '{username}'.")
 
     @_guarded
-    def unlock(self, username: str) -> None:
-        """Forget the failed logins of a name, ending its lock."""
-        with self._writer.begin() as db:
-            db.execute(delete(login_failures).where(login_failures.c.username == normalize_username(username)))
-
-    @_guarded
-    def remove_user(self, username: str) -> None:
-        """Delete the account (its threads and assistants stay in the store). Removing the last
-        admin is refused (UserError); the account's cookies stop signing in at once."""
+    def unlock(self, username: str, *, actor: Actor) -> bool:
+        """Forget the failed logins of a name, ending its lock (`actor`: an admin, or
+        OPERATOR). Returns whether the name was locked."""
         username = normalize_username(username)
         with self._writer.begin() as db:
+            self._check_admin(db, actor)
+            until = _aware(db.execute(select(login_failures.c.locked_until)
+                                      .where(login_failures.c.username == username)).scalar())
+            db.execute(delete(login_failures).where(login_failures.c.username == username))
+        return bool(until and until > _now())
+
+    @_guarded
+    def remove_user(self, username: str, *, actor: Actor, store: Store) -> UserData:
+        """Delete the account and, in the same transaction, everything it kept in `store` (the
+        workspace's Store): threads, assistants and flags, so nobody given the name later
+        inherits them. `actor`: an admin, or OPERATOR. Removing the last admin is refused
+        (UserError); the account's cookies stop signing in at once. Returns what was deleted.
+        """
+        if store.engine.url != self.engine.url:
+            raise ValueError("remove_user needs the Store of the same database as the accounts")
+        username = normalize_username(username)
+        with self._writer.begin() as db:
+            self._check_admin(db, actor)
             self._check_not_last_admin(db, username, "remove")
             done = db.execute(delete(users).where(users.c.username == username)).rowcount
+            if not done:
+                raise UserError(f"There is no user '{username}'.")
             db.execute(delete(login_failures).where(login_failures.c.username == username))
             db.execute(delete(login_cookies).where(login_cookies.c.username == username))
-        if not done:
-            raise UserError(f"There is no user '{username}'.")
+            return store.delete_user_data(username, actor, within=db)
+
+    @staticmethod
+    def _check_admin(db, actor: Actor) -> None:
+        """Inside a write transaction: the actor is an admin now, as the database says (not as
+        the session remembers), and stays one until the change commits."""
+        if actor == OPERATOR:
+            return
+        admin = db.execute(select(users.c.admin).where(users.c.username == normalize_username(actor.name))
+                           .with_for_update()).scalar()
+        if not admin:
+            raise NotAdmin("Only an administrator can change other users' accounts, and your account "
+                           "is not one (any more). Nothing was changed.")
 
     @staticmethod
     def _check_not_last_admin(db, username: str, doing: str) -> None:
@@ -411,49 +463,71 @@ class Accounts:
     def authenticate(self, username: str, password: str) -> Account | None:
         """The account if the password is right, None if not.
 
-        A locked name raises LoginLocked before the password is looked at. A wrong password
-        counts a failure for the name typed, known or not (so a lock says nothing about which
-        names exist); the failure that reaches the limit raises LoginLocked. An unknown name is
+        Each attempt is counted as a failure of the name typed (known or not, so a lock says
+        nothing about which names exist) in a write transaction *before* its password is
+        checked, and a right password then clears the count: of any number of attempts made at
+        once, at most MAX_FAILURES have their password checked before the name is locked. A
+        locked name raises LoginLocked without its password being looked at; the attempt that
+        reaches the limit raises LoginLocked if its password is wrong. An unknown name is
         checked against a dummy hash, so it takes as long as a known one.
         """
         username = normalize_username(username)
         if not USERNAME_PATTERN.match(username):   # can never be an account (nor reach the database)
             _password_matches(password, None)
             return None
-        until = self.locked_until(username)
-        if until:
-            raise LoginLocked(until)
-        with self.engine.connect() as db:
-            row = db.execute(select(users.c.username, users.c.display_name, users.c.admin,
-                                    users.c.password_hash).where(users.c.username == username)).first()
+        row, lock_for = self._count_attempt(username)   # may raise LoginLocked
         if _password_matches(password, row.password_hash if row else None):
             with self._writer.begin() as db:
                 db.execute(delete(login_failures).where(login_failures.c.username == username))
             return Account(row.username, row.display_name, bool(row.admin))
-        until = self._record_failure(username)
-        if until:
-            raise LoginLocked(until)
+        if lock_for:
+            # The lock was set before the check; it runs from this failure, as the person sees it.
+            until = _now() + lock_for
+            with self._writer.begin() as db:
+                still_locked = db.execute(update(login_failures).where(
+                    login_failures.c.username == username, login_failures.c.locked_until.is_not(None))
+                    .values(locked_until=until)).rowcount
+            if still_locked:   # (not when a right password at the same moment cleared it)
+                raise LoginLocked(until)
         return None
 
-    def _record_failure(self, username: str) -> datetime | None:
+    def _count_attempt(self, username: str):
+        """Count a login attempt as failed until its password proves right; raise LoginLocked
+        if the name is locked. Returns the account's row (None for an unknown name) and, when
+        this attempt reaches the limit, how long the lock it has already set lasts."""
         now = _now()
-        with self._writer.begin() as db:
-            done = db.execute(update(login_failures).where(login_failures.c.username == username)
-                              .values(failures=login_failures.c.failures + 1, last_failure=now)).rowcount
-            if not done:
-                db.execute(insert(login_failures).values(username=username, failures=1, last_failure=now))
-            failures = db.execute(select(login_failures.c.failures)
-                                  .where(login_failures.c.username == username)).scalar_one()
-            until = None
-            if failures >= MAX_FAILURES:
-                until = now + min(FIRST_LOCK * 2 ** (failures - MAX_FAILURES), LONGEST_LOCK)
-                db.execute(update(login_failures).where(login_failures.c.username == username)
-                           .values(locked_until=until))
-            # Names tried once long ago (mostly ones without an account) are forgotten.
-            db.execute(delete(login_failures).where(
-                login_failures.c.last_failure < now - FORGET_FAILURES_AFTER,
-                (login_failures.c.locked_until.is_(None)) | (login_failures.c.locked_until < now)))
-        return until
+        for first_try in (True, False):
+            try:
+                with self._writer.begin() as db:
+                    record = db.execute(select(login_failures.c.failures, login_failures.c.locked_until)
+                                        .where(login_failures.c.username == username)
+                                        .with_for_update()).first()
+                    until = _aware(record.locked_until) if record else None
+                    if until and until > now:
+                        raise LoginLocked(until)
+                    failures = (record.failures if record else 0) + 1
+                    lock_for = None
+                    if failures >= MAX_FAILURES:
+                        # Capped exponent: a name tried for days must not overflow the date.
+                        lock_for = min(FIRST_LOCK * 2 ** min(failures - MAX_FAILURES, 16), LONGEST_LOCK)
+                    values = dict(failures=failures, last_failure=now,
+                                  locked_until=now + lock_for if lock_for else None)
+                    if record:
+                        db.execute(update(login_failures).where(login_failures.c.username == username)
+                                   .values(**values))
+                    else:
+                        db.execute(insert(login_failures).values(username=username, **values))
+                    # Names tried once long ago (mostly ones without an account) are forgotten.
+                    db.execute(delete(login_failures).where(
+                        login_failures.c.last_failure < now - FORGET_FAILURES_AFTER,
+                        (login_failures.c.locked_until.is_(None)) | (login_failures.c.locked_until < now)))
+                    row = db.execute(select(users.c.username, users.c.display_name, users.c.admin,
+                                            users.c.password_hash).where(users.c.username == username)).first()
+                return row, lock_for
+            except IntegrityError:
+                # Two first attempts on one name at once (PostgreSQL): the row exists now.
+                if not first_try:
+                    raise
 
     @_guarded
     def record_cookie(self, username: str, exp_date: float) -> None:
@@ -493,22 +567,26 @@ class Accounts:
     @_guarded
     def new_setup_token(self) -> str:
         """A one-time token that lets a visitor who is not on the server's machine create the
-        first admin. Only its hash is kept; all tokens end when the first admin exists."""
+        first admin, valid for SETUP_TOKEN_LIFETIME. Only its hash is kept; expired tokens are
+        deleted here, and all tokens end when the first admin exists."""
         token = secrets.token_urlsafe(16)
+        now = _now()
         with self._writer.begin() as db:
-            db.execute(insert(setup_tokens).values(token_hash=_sha256(token), created_at=_now()))
+            db.execute(delete(setup_tokens).where(setup_tokens.c.created_at < now - SETUP_TOKEN_LIFETIME))
+            db.execute(insert(setup_tokens).values(token_hash=_sha256(token), created_at=now))
         return token
 
     @_guarded
     def setup_token_is_valid(self, token: str) -> bool:
-        """Whether `token` is one printed by a server of this workspace and not used yet."""
+        """Whether `token` is one printed by a server of this workspace, not used yet and
+        younger than SETUP_TOKEN_LIFETIME."""
         token = (token or "").strip()
         if not token:
             return False
         with self.engine.connect() as db:
-            hashes = db.execute(select(setup_tokens.c.token_hash)).scalars().all()
-        wanted = _sha256(token)
-        return any(hmac.compare_digest(wanted, h) for h in hashes)
+            rows = db.execute(select(setup_tokens.c.token_hash, setup_tokens.c.created_at)).all()
+        wanted, oldest = _sha256(token), _now() - SETUP_TOKEN_LIFETIME
+        return any(hmac.compare_digest(wanted, r.token_hash) and _aware(r.created_at) > oldest for r in rows)
 
     # --- an older workspace --------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ class Settings:
     local_max_tokens: int = 256                           # reply length cap for the embedded model
     model_dir: Path | None = None                         # cached local weights; default <data_dir>/models
     login_sleep: float = 0.0                              # seconds the login library pauses per run
+    first_run_local: bool = True                          # a loopback browser may create the first admin
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, secrets: Mapping | None = None) -> "Settings":
@@ -65,6 +66,7 @@ class Settings:
                                            least=1, most=MAX_LOCAL_TOKENS),
             model_dir=Path(get("STUDIO_MODEL_CACHE") or data_dir / "models").expanduser(),
             login_sleep=_seconds(get("STUDIO_LOGIN_SLEEP"), "STUDIO_LOGIN_SLEEP", most=10),
+            first_run_local=_yes_or_no(get("STUDIO_FIRST_RUN_LOCAL"), True, "STUDIO_FIRST_RUN_LOCAL"),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -107,6 +109,16 @@ def _whole_number(text: str, default: int, name: str, least: int, most: int) -> 
     if not least <= value <= most:
         raise ConfigError(f"{name} must be between {least} and {most}, not {value}.")
     return value
+
+
+def _yes_or_no(text: str, default: bool, name: str) -> bool:
+    if not text:
+        return default
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), not {text!r}.")
 
 
 def _seconds(text: str, name: str, most: float) -> float:

@@ -98,6 +98,18 @@ class Actor:
         return self.admin or self.name == owner
 
 
+@dataclass(frozen=True)
+class UserData:
+    """How much a user keeps in the store (what removing the account deletes with it)."""
+    threads: int
+    assistants: int
+
+    def __str__(self) -> str:
+        def count(n: int, thing: str) -> str:
+            return f"{n} {thing}{'' if n == 1 else 's'}"
+        return f"{count(self.threads, 'thread')} and {count(self.assistants, 'assistant')}"
+
+
 def title_from(text: str) -> str:
     """A thread title from its first message: the first line, shortened."""
     line = " ".join(text.strip().split())
@@ -358,6 +370,50 @@ class Store:
                 raise NotAllowed("Only the owner of this thread can delete it.")
             db.execute(delete(messages).where(messages.c.thread_id == thread_id))
             db.execute(delete(threads).where(threads.c.id == thread_id))
+
+    # --- a user's data, when their account is removed ---------------------------
+
+    @_guarded("count the user's threads and assistants")
+    def count_user_data(self, username: str, actor: Actor) -> UserData:
+        """How many threads and assistants `username` has (the actor: that user or an admin)."""
+        if not actor.may_read(username):
+            raise NotAllowed("Only an administrator can see another user's data.")
+        with self.engine.connect() as db:
+            return self._count_owned(db, username)
+
+    @_guarded("delete the user's threads and assistants")
+    def delete_user_data(self, username: str, actor: Actor, within=None) -> UserData:
+        """Delete every thread (with its messages), assistant and flag of `username`; admins only.
+
+        Called when the account is removed, so whoever is given the name later starts with
+        nothing of the old owner's. `within`: a write transaction already open on this
+        database (the account's removal), so that both happen or neither. Returns what it deleted.
+        """
+        if not actor.admin:
+            raise NotAllowed("Only an administrator can delete another user's data.")
+        if within is not None:
+            return self._delete_owned(within, username)
+        with self._writer.begin() as db:
+            return self._delete_owned(db, username)
+
+    @staticmethod
+    def _count_owned(db, username: str) -> UserData:
+        def count(table) -> int:
+            return db.execute(select(func.count()).select_from(table)
+                              .where(table.c.owner == username)).scalar_one()
+        return UserData(threads=count(threads), assistants=count(assistants))
+
+    @classmethod
+    def _delete_owned(cls, db, username: str) -> UserData:
+        found = cls._count_owned(db, username)
+        owned_threads = select(threads.c.id).where(threads.c.owner == username)
+        db.execute(delete(messages).where(messages.c.thread_id.in_(owned_threads)))
+        db.execute(delete(threads).where(threads.c.owner == username))
+        db.execute(delete(assistants).where(assistants.c.owner == username))
+        # Flags are "what:username" (e.g. demo-seeded:alice); '_' would be a LIKE wildcard.
+        escaped = username.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        db.execute(delete(flags).where(flags.c.key.like(f"%:{escaped}", escape="\\")))
+        return found
 
     # --- inside write transactions ----------------------------------------------
 

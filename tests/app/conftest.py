@@ -7,6 +7,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from studio.accounts import OPERATOR
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
@@ -45,7 +47,7 @@ def login(at: AppTest, username: str, password: str) -> AppTest:
 @pytest.fixture
 def signed_in(workspace):
     """An AppTest where the admin 'ada' is signed in, landed on the chat page."""
-    accounts(workspace).add_user("ada", "correct-horse", name="Ada")
+    accounts(workspace).add_user("ada", "correct-horse", name="Ada", actor=OPERATOR)
     at = new_app().run()
     return login(at, "ada", "correct-horse")
 
@@ -64,5 +66,5 @@ def on_openai(workspace, fake_server, monkeypatch):
     monkeypatch.setenv("STUDIO_PROVIDER", "openai")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-app-0123456789")
     monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     return login(new_app().run(), "ada", "correct-horse")

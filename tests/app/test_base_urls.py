@@ -1,4 +1,5 @@
 """Only admins may point the app at any address; other users pick among allowed servers."""
+from studio.accounts import OPERATOR
 from tests.app.conftest import accounts, login, new_app
 
 OVERRIDES = "provider_overrides"
@@ -6,8 +7,8 @@ OVERRIDES = "provider_overrides"
 
 def two_users(workspace):
     users = accounts(workspace)
-    users.add_user("ada", "correct-horse")        # the first user: admin
-    users.add_user("bob", "battery-staple")
+    users.add_user("ada", "correct-horse", actor=OPERATOR)        # the first user: admin
+    users.add_user("bob", "battery-staple", actor=OPERATOR)
 
 
 def test_only_an_admin_may_type_a_base_url(workspace):

@@ -1,4 +1,5 @@
 """The chat page on OpenAI (the fake server): tool call blocks, code interpreter, errors and retry."""
+from studio.accounts import OPERATOR
 from studio.store import Actor, Store
 from tests.app.conftest import accounts, login, new_app
 
@@ -74,7 +75,7 @@ def test_a_failure_mid_stream_can_be_retried(on_openai, workspace, monkeypatch):
 
 def test_openai_without_a_key_says_how_to_set_one(workspace, monkeypatch):
     monkeypatch.setenv("STUDIO_PROVIDER", "openai")
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     at = login(new_app().run(), "ada", "correct-horse")
     assert any("OPENAI_API_KEY" in e.value for e in at.error)
     assert at.chat_input[0].disabled

@@ -8,6 +8,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, Stop
 from streamlit.testing.v1 import AppTest
 
 from components.errors import error_boundary
+from studio.accounts import OPERATOR
 from studio.store import Store
 from tests.app.conftest import accounts, login
 
@@ -44,7 +45,7 @@ def test_a_failing_page_shows_an_error_id_and_logs_the_traceback(signed_in, monk
 
 def test_a_page_run_without_app_py_gets_the_same_boundary(workspace, monkeypatch, caplog):
     # Streamlit may run a pages/ file directly (legacy multipage handling); it is gated and guarded.
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     at = AppTest.from_file(CHAT_PAGE, default_timeout=120).run()
     assert not at.exception and not at.chat_input        # the login form, nothing of the page
     at = login(at, "ada", "correct-horse")

@@ -5,6 +5,8 @@ import threading
 import pytest
 
 from components import auth as gate
+from studio.accounts import OPERATOR
+from studio.store import Store
 from tests.app.conftest import accounts, login, new_app
 
 
@@ -57,6 +59,8 @@ def test_a_visitor_from_another_machine_needs_the_setup_token_printed_by_the_ser
     at = new_app().run()
     token = re.search(r"setup token.*:\s+(\S+)\s*$", capsys.readouterr().err, re.S).group(1)
     assert "Setup token" in [t.label for t in at.text_input]
+    new_app().run()                                   # another visitor: no second token printed
+    assert "setup token" not in capsys.readouterr().err
 
     at = create_first_admin(at, "mallory", "correct-horse", "correct-horse", token="guessed")
     assert "setup token is not right" in at.error[0].value
@@ -68,21 +72,41 @@ def test_a_visitor_from_another_machine_needs_the_setup_token_printed_by_the_ser
     assert not accounts(workspace).setup_token_is_valid(token)   # one time only
 
 
+def asks_for_a_token(at) -> bool:
+    return "Setup token" in [t.label for t in at.text_input]
+
+
+def test_only_a_loopback_connection_skips_the_token_and_a_setting_turns_that_off(workspace, monkeypatch):
+    peer = {"is": "loopback"}
+    monkeypatch.setattr(gate, "connection_locality", lambda session_id: peer["is"])
+    assert not asks_for_a_token(new_app().run())
+    for elsewhere in ("private", "other", "unknown"):   # "unknown": no address known is not local
+        peer["is"] = elsewhere
+        assert asks_for_a_token(new_app().run()), elsewhere
+    # Behind a proxy or tunnel on the same machine every visitor is loopback: the operator says so.
+    peer["is"] = "loopback"
+    monkeypatch.setenv("STUDIO_FIRST_RUN_LOCAL", "0")
+    at = new_app().run()
+    assert asks_for_a_token(at)
+    at = create_first_admin(at, "mallory", "correct-horse", "correct-horse", token="")
+    assert "setup token is not right" in at.error[0].value and not accounts(workspace).has_users()
+
+
 def test_wrong_password_is_refused(workspace):
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     at = login(new_app().run(), "ada", "wrong-password")
     assert "Wrong username or password" in at.error[0].value
     assert not any(t.value == "Comment responder" for t in at.title)
 
 
 def test_an_unknown_name_gets_the_same_answer_as_a_wrong_password(workspace):
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     at = login(new_app().run(), "nobody", "wrong-password")
     assert [e.value for e in at.error] == ["Wrong username or password."]
 
 
 def test_five_failures_lock_the_name_with_a_message_that_says_when(workspace):
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     at = new_app().run()
     for _ in range(4):
         at = login(at, "ada", "wrong-password")
@@ -98,10 +122,10 @@ def test_five_failures_lock_the_name_with_a_message_that_says_when(workspace):
 def test_a_removed_user_is_signed_out_on_the_next_run(signed_in, workspace):
     ada = signed_in
     people = accounts(workspace)
-    people.add_user("bob", "battery-staple")
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
     bob = login(new_app().run(), "bob", "battery-staple")
     assert any(t.value == "Comment responder" for t in bob.title)
-    people.remove_user("bob")
+    people.remove_user("bob", actor=OPERATOR, store=Store(f"sqlite:///{workspace / 'studio.db'}"))
     bob.run()
     assert not bob.exception
     assert "Log in" in [b.label for b in bob.button]
@@ -110,7 +134,7 @@ def test_a_removed_user_is_signed_out_on_the_next_run(signed_in, workspace):
 
 
 def test_a_password_change_ends_the_other_sessions_of_that_user(signed_in, workspace):
-    accounts(workspace).set_password("ada", "new-correct-horse")
+    accounts(workspace).set_password("ada", "new-correct-horse", actor=OPERATOR)
     at = signed_in.run()
     assert "Log in" in [b.label for b in at.button]
     at = login(at, "ada", "new-correct-horse")
@@ -118,7 +142,7 @@ def test_a_password_change_ends_the_other_sessions_of_that_user(signed_in, works
 
 
 def test_a_database_that_cannot_be_read_is_an_error_not_a_first_run(workspace, monkeypatch):
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     monkeypatch.setenv("STUDIO_DATABASE_URL", f"sqlite:///{workspace / 'missing-folder' / 'studio.db'}")
     at = new_app().run()
     assert not at.exception
@@ -129,7 +153,7 @@ def test_a_database_that_cannot_be_read_is_an_error_not_a_first_run(workspace, m
 def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace):
     people = accounts(workspace)
     for name in ("ada", "bob", "carol"):
-        people.add_user(name, f"{name}-password")
+        people.add_user(name, f"{name}-password", actor=OPERATOR)
     key = people.cookie_key()
     problems = []
 
@@ -139,7 +163,7 @@ def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace):
             at = login(at, "bob", "wrong-password")
             problems.extend(at.exception)
             if any("Try again" in e.value for e in at.error):
-                people.unlock("bob")
+                people.unlock("bob", actor=OPERATOR)
 
     def page_runs():
         at = login(new_app().run(), "carol", "carol-password")

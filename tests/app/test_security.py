@@ -1,12 +1,13 @@
 """What one user does must not reach the next: sessions, keys, threads."""
+from studio.accounts import OPERATOR
 from studio.store import Actor, Store
 from tests.app.conftest import accounts, login, new_app
 
 
 def test_after_log_out_the_next_user_gets_nothing_of_the_previous_session(workspace, fake_server):
     users = accounts(workspace)
-    users.add_user("ada", "correct-horse")
-    users.add_user("bob", "battery-staple")
+    users.add_user("ada", "correct-horse", actor=OPERATOR)
+    users.add_user("bob", "battery-staple", actor=OPERATOR)
     fake_server.reset()
     at = login(new_app().run(), "ada", "correct-horse")
     at.radio(key="panel_provider").set_value("compatible")
@@ -44,9 +45,9 @@ def test_the_configured_key_is_never_sent_to_a_base_url_typed_in_the_sidebar(sig
 
 def test_another_users_thread_opened_by_url_is_refused_and_an_admin_may_only_read_it(workspace):
     users = accounts(workspace)
-    users.add_user("ada", "correct-horse")        # admin
-    users.add_user("bob", "battery-staple")
-    users.add_user("eve", "eve-password")
+    users.add_user("ada", "correct-horse", actor=OPERATOR)        # admin
+    users.add_user("bob", "battery-staple", actor=OPERATOR)
+    users.add_user("eve", "eve-password", actor=OPERATOR)
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
     bob = login(new_app().run(), "bob", "battery-staple")
     bob.chat_input[0].set_value("Bob's private note").run()
@@ -70,8 +71,8 @@ def test_another_users_thread_opened_by_url_is_refused_and_an_admin_may_only_rea
 
 def test_an_admin_sees_whose_assistant_is_whose(workspace):
     users = accounts(workspace)
-    users.add_user("ada", "correct-horse")
-    users.add_user("bob", "battery-staple")
+    users.add_user("ada", "correct-horse", actor=OPERATOR)
+    users.add_user("bob", "battery-staple", actor=OPERATOR)
     Store(f"sqlite:///{workspace / 'studio.db'}").seed_demo_assistant(Actor("bob"))
     ada = login(new_app().run(), "ada", "correct-horse")
     picker = ada.sidebar.selectbox(key="assistant_id")

@@ -5,6 +5,7 @@ renderer); tests/e2e/test_untrusted_text.py checks a real browser makes no reque
 """
 from markdown_it import MarkdownIt
 
+from studio.accounts import OPERATOR
 from studio.store import Actor, Store
 from tests.app.conftest import login, new_app
 
@@ -42,8 +43,8 @@ def test_an_assistant_name_and_description_are_not_markdown(signed_in, workspace
 def test_an_admin_reading_a_thread_sees_its_title_as_plain_text(workspace):
     from tests.app.conftest import accounts
     users = accounts(workspace)
-    users.add_user("ada", "correct-horse")
-    users.add_user("bob", "battery-staple")
+    users.add_user("ada", "correct-horse", actor=OPERATOR)
+    users.add_user("bob", "battery-staple", actor=OPERATOR)
     bob = login(new_app().run(), "bob", "battery-staple")
     bob.chat_input[0].set_value(f"{TRAP} $1 and $2").run()
     thread_id = Store(f"sqlite:///{workspace / 'studio.db'}").list_threads(Actor("bob"))[0].id

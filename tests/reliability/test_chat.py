@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.turns import MAX_MESSAGE_CHARS
+from studio.accounts import OPERATOR
 from tests.app.conftest import accounts, login, new_app
 from tests.reliability.conftest import assert_clear, only_message, page_messages, store_of
 
@@ -166,7 +167,7 @@ def test_a_huge_title_with_nul_is_shortened_not_refused(on_openai, workspace, ad
 @pytest.mark.parametrize("thread_id", ["thread_does_not_exist", "a\x00b", "x" * 5_000, "' OR '1'='1' --"],
                          ids=["unknown-id", "nul", "5000-chars", "sql-quote"])
 def test_a_bad_thread_id_in_the_url_starts_fresh_and_touches_no_thread(workspace, ada, thread_id):
-    accounts(workspace).add_user("ada", "correct-horse")
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
     at = new_app()
     at.query_params["thread"] = thread_id
     at = login(at.run(), "ada", "correct-horse")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from studio.__main__ import main
-from studio.accounts import Accounts
+from studio.accounts import OPERATOR, Accounts
 from studio.store import Actor, Store
 from studio.types import Message, Thread
 from tests.reliability.conftest import assert_clear
@@ -28,8 +28,8 @@ def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("template")
     store = Store(f"sqlite:///{folder / 'studio.db'}")
     people = Accounts(store.engine)
-    people.add_user("ada", "correct-horse")
-    people.add_user("bob", "battery-staple")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
     store.seed_demo_assistant(ADA)
     store.seed_demo_assistant(BOB)
     spec = store.list_assistants(BOB)[0]

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from components import auth as gate
-from studio.accounts import Accounts
+from studio.accounts import OPERATOR, Accounts
 from studio.store import Store
 from tests.app.conftest import login, new_app
 from tests.reliability.conftest import assert_clear, only_message
@@ -21,8 +21,8 @@ def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("accounts")
     store = Store(f"sqlite:///{folder / 'studio.db'}")
     people = Accounts(store.engine)
-    people.add_user("ada", "correct-horse")
-    people.add_user("bob", "battery-staple")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
     store.engine.dispose()
     return folder / "studio.db"
 

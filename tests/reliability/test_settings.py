@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from studio.accounts import OPERATOR
 from studio.settings import ConfigError, Settings
 from tests.app.conftest import accounts, login, new_app
 from tests.reliability.conftest import assert_clear, only_message
@@ -12,8 +13,8 @@ from tests.reliability.conftest import assert_clear, only_message
 @pytest.fixture
 def ada_and_bob(workspace):
     people = accounts(workspace)
-    people.add_user("ada", "correct-horse")     # the first account: admin
-    people.add_user("bob", "battery-staple")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)     # the first account: admin
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
     return people
 
 

@@ -9,12 +9,13 @@ from datetime import timedelta
 import bcrypt
 import pytest
 import yaml
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, select
 
 from studio import accounts as accounts_module
-from studio.accounts import (COOKIE_EXPIRY_DAYS, Accounts, AccountsUnavailable, LoginLocked,
-                             UserError)
-from studio.store import Store
+from studio.accounts import (COOKIE_EXPIRY_DAYS, MAX_FAILURES, OPERATOR, SETUP_TOKEN_LIFETIME, Accounts,
+                             AccountsUnavailable, LoginLocked, NotAdmin, UserError)
+from studio.store import Actor, NotAllowed, Store
+from studio.types import Message, Thread
 
 
 @pytest.fixture
@@ -23,8 +24,13 @@ def url(tmp_path):
 
 
 @pytest.fixture
-def people(url):
-    return Accounts(Store(url).engine)
+def store(url):
+    return Store(url)
+
+
+@pytest.fixture
+def people(store):
+    return Accounts(store.engine)
 
 
 @pytest.fixture
@@ -47,15 +53,15 @@ def cookie_exp() -> float:
 
 def test_the_first_account_is_an_admin_and_names_are_case_insensitive(people):
     assert not people.has_users()
-    assert people.add_user(" Ada ", "correct-horse", name="Ada L.").admin
-    assert not people.add_user("bob", "battery-staple").admin
+    assert people.add_user(" Ada ", "correct-horse", name="Ada L.", actor=OPERATOR).admin
+    assert not people.add_user("bob", "battery-staple", actor=OPERATOR).admin
     assert [(a.username, a.name, a.admin) for a in people.list_users()] == [
         ("ada", "Ada L.", True), ("bob", "bob", False)]
     assert people.get("ADA").username == "ada"
     with pytest.raises(UserError, match="already exists"):
-        people.add_user("ADA", "correct-horse")
+        people.add_user("ADA", "correct-horse", actor=OPERATOR)
     with pytest.raises(UserError, match="2–32 characters"):
-        people.add_user("a b", "correct-horse")
+        people.add_user("a b", "correct-horse", actor=OPERATOR)
 
 
 @pytest.mark.parametrize("password, problem", [
@@ -69,13 +75,13 @@ def test_the_first_account_is_an_admin_and_names_are_case_insensitive(people):
 ])
 def test_a_password_that_breaks_the_rule_is_refused_with_the_reason(people, password, problem):
     with pytest.raises(UserError, match=problem):
-        people.add_user("ada", password)
+        people.add_user("ada", password, actor=OPERATOR)
     assert not people.has_users()
 
 
 @pytest.mark.parametrize("password", ["x" * 72, "é" * 36, "inner spaces are fine", "émoji 🙂 ok"])
 def test_a_password_at_the_edge_of_the_rule_is_accepted_and_logs_in(people, password):
-    people.add_user("ada", password)
+    people.add_user("ada", password, actor=OPERATOR)
     assert people.authenticate("ada", password).username == "ada"
     assert people.authenticate("ada", password + " ") is None      # checked as typed, not trimmed
     assert people.authenticate("ada", password + "y" * 80) is None  # too long for bcrypt: just wrong
@@ -84,7 +90,7 @@ def test_a_password_at_the_edge_of_the_rule_is_accepted_and_logs_in(people, pass
 # --- login failures ----------------------------------------------------------------------------
 
 def test_five_failures_lock_a_name_for_30_seconds_then_twice_as_long(people, clock):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     for _ in range(4):
         assert people.authenticate("ada", "wrong-password") is None
     with pytest.raises(LoginLocked) as locked:
@@ -102,7 +108,7 @@ def test_five_failures_lock_a_name_for_30_seconds_then_twice_as_long(people, clo
 
 
 def test_a_locked_name_is_refused_without_checking_the_password(people, monkeypatch):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     for _ in range(4):
         people.authenticate("ada", "wrong-password")
     with pytest.raises(LoginLocked):
@@ -115,7 +121,7 @@ def test_a_locked_name_is_refused_without_checking_the_password(people, monkeypa
 
 
 def test_an_unknown_name_takes_the_same_path_as_a_known_one(people, monkeypatch):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     checks = []
     real_check = bcrypt.checkpw
     monkeypatch.setattr(accounts_module.bcrypt, "checkpw",
@@ -134,31 +140,31 @@ def test_an_unknown_name_takes_the_same_path_as_a_known_one(people, monkeypatch)
 
 @pytest.mark.parametrize("typed", ["", "ada\x00", "a" * 10_000, "ada; drop table users", "ädä"])
 def test_a_name_that_cannot_be_an_account_is_just_a_wrong_login(people, typed):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     assert people.authenticate(typed, "correct-horse") is None
     assert people.locks() == {} and people.authenticate("ada", "correct-horse")
 
 
 def test_a_password_change_or_unlock_ends_a_lock(people):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     for _ in range(4):
         people.authenticate("ada", "wrong-password")
     with pytest.raises(LoginLocked):
         people.authenticate("ada", "wrong-password")
-    people.unlock("ada")
+    people.unlock("ada", actor=OPERATOR)
     assert people.authenticate("ada", "correct-horse")
     for _ in range(4):
         people.authenticate("ada", "wrong-password")
     with pytest.raises(LoginLocked):
         people.authenticate("ada", "wrong-password")
-    people.set_password("ada", "new-correct-horse")
+    people.set_password("ada", "new-correct-horse", actor=OPERATOR)
     assert people.authenticate("ada", "new-correct-horse")
 
 
 # --- cookies -----------------------------------------------------------------------------------
 
 def test_a_cookie_signs_in_until_logout_revokes_it_for_good(people):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     exp = cookie_exp()
     assert people.check_cookie("ada", exp) is None          # never issued (e.g. forged with a leaked key)
     people.record_cookie("ada", exp)
@@ -170,22 +176,22 @@ def test_a_cookie_signs_in_until_logout_revokes_it_for_good(people):
     assert people.check_cookie("ada", other).username == "ada"
 
 
-def test_a_removed_user_or_a_new_password_ends_their_cookies(people):
-    people.add_user("ada", "correct-horse")
-    people.add_user("bob", "battery-staple")
+def test_a_removed_user_or_a_new_password_ends_their_cookies(people, store):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
     ada, bob = cookie_exp(), cookie_exp() + 1
     people.record_cookie("ada", ada)
     people.record_cookie("bob", bob)
-    people.set_password("ada", "new-correct-horse")
+    people.set_password("ada", "new-correct-horse", actor=OPERATOR)
     assert people.check_cookie("ada", ada) is None
-    people.remove_user("bob")
+    people.remove_user("bob", actor=OPERATOR, store=store)
     assert people.check_cookie("bob", bob) is None
-    people.add_user("bob", "another-battery")                 # same name, new person
+    people.add_user("bob", "another-battery", actor=OPERATOR)                 # same name, new person
     assert people.check_cookie("bob", bob) is None
 
 
 def test_an_expired_cookie_signs_nobody_in(people, clock):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     exp = time.time() + 60
     people.record_cookie("ada", exp)
     assert people.check_cookie("ada", exp)
@@ -202,36 +208,37 @@ def test_the_cookie_key_is_made_once_and_shared(url, people, tmp_path):
 
 
 def test_passwords_are_stored_only_as_bcrypt_hashes(tmp_path, people):
-    people.add_user("ada", "correct-horse")
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
     raw = b"".join(f.read_bytes() for f in tmp_path.glob("studio.db*"))   # with the WAL file
     assert b"correct-horse" not in raw and b"$2b$12$" in raw
 
 
 # --- admins ------------------------------------------------------------------------------------
 
-def test_the_last_admin_cannot_be_demoted_or_removed(people):
-    people.add_user("ada", "correct-horse")
-    people.add_user("bob", "battery-staple")
-    for change in (lambda: people.set_admin("ada", False), lambda: people.remove_user("ada")):
+def test_the_last_admin_cannot_be_demoted_or_removed(people, store):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
+    for change in (lambda: people.set_admin("ada", False, actor=OPERATOR),
+                   lambda: people.remove_user("ada", actor=OPERATOR, store=store)):
         with pytest.raises(UserError, match="last admin"):
             change()
-    people.set_admin("ada", True)                             # re-granting is not a demotion
-    people.set_admin("bob", True)
-    people.set_admin("ada", False)
+    people.set_admin("ada", True, actor=OPERATOR)                             # re-granting is not a demotion
+    people.set_admin("bob", True, actor=OPERATOR)
+    people.set_admin("ada", False, actor=OPERATOR)
     assert [a.username for a in people.list_users() if a.admin] == ["bob"]
-    people.remove_user("ada")
+    people.remove_user("ada", actor=OPERATOR, store=store)
     with pytest.raises(UserError, match="no user 'ada'"):
-        people.remove_user("ada")
+        people.remove_user("ada", actor=OPERATOR, store=store)
 
 
 def test_two_admins_demoting_each_other_at_once_leave_one_admin(url, people):
-    people.add_user("ada", "correct-horse")
-    people.add_user("bob", "battery-staple", admin=True)
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", admin=True, actor=OPERATOR)
     results = []
 
     def demote(name):
         try:
-            Accounts(Store(url).engine).set_admin(name, False)
+            Accounts(Store(url).engine).set_admin(name, False, actor=OPERATOR)
             results.append("done")
         except UserError:
             results.append("refused")
@@ -322,7 +329,7 @@ def test_concurrent_failed_logins_and_page_runs_leave_every_user_and_the_cookie_
     monkeypatch.setattr(accounts_module.bcrypt, "gensalt", lambda: real_gensalt(4))
     names = ["ada", "bob", "carol", "dave", "erin"]
     for name in names:
-        people.add_user(name, f"{name}-password")
+        people.add_user(name, f"{name}-password", actor=OPERATOR)
     exp = cookie_exp()
     people.record_cookie("carol", exp)
     key = people.cookie_key()
@@ -335,7 +342,7 @@ def test_concurrent_failed_logins_and_page_runs_leave_every_user_and_the_cookie_
                 assert replica.authenticate(name, "wrong-password") is None
                 done["failures"] += 1
             except LoginLocked:
-                replica.unlock(name)
+                replica.unlock(name, actor=OPERATOR)
             except Exception as exc:   # noqa: BLE001 - any failure is the finding
                 errors.append(exc)
 
@@ -365,5 +372,145 @@ def test_concurrent_failed_logins_and_page_runs_leave_every_user_and_the_cookie_
     assert [a.username for a in people.list_users()] == names
     assert people.cookie_key() == key
     for name in names:
-        people.unlock(name)
+        people.unlock(name, actor=OPERATOR)
         assert people.authenticate(name, f"{name}-password")
+
+
+# --- who may change accounts -------------------------------------------------------------------
+
+def test_only_an_admin_the_database_knows_now_can_change_accounts(people, store):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)                  # the first: admin
+    people.add_user("bob", "battery-staple", admin=True, actor=OPERATOR)
+    people.add_user("carol", "carol-password", actor=OPERATOR)
+    bob_as_his_page_remembers = Actor("bob", admin=True)
+    people.set_admin("bob", False, actor=Actor("ada", admin=True))          # demoted meanwhile
+    changes = (
+        lambda actor: people.add_user("mallory", "mallory-password", admin=True, actor=actor),
+        lambda actor: people.set_admin("carol", True, actor=actor),
+        lambda actor: people.set_password("ada", "taken-over-password", actor=actor),
+        lambda actor: people.unlock("carol", actor=actor),
+        lambda actor: people.remove_user("carol", actor=actor, store=store))
+    for actor in (bob_as_his_page_remembers, Actor("carol"), Actor("gone", admin=True), Actor("")):
+        for change in changes:
+            with pytest.raises(NotAdmin, match="Nothing was changed"):
+                change(actor)
+    assert people.get("mallory") is None
+    assert [(a.username, a.admin) for a in people.list_users()] == [("ada", True), ("bob", False),
+                                                                     ("carol", False)]
+    assert people.authenticate("ada", "correct-horse") and people.authenticate("carol", "carol-password")
+    # Anyone may still change their own password.
+    people.set_password("bob", "new-battery-staple", actor=bob_as_his_page_remembers)
+    assert people.authenticate("bob", "new-battery-staple")
+
+
+def test_forty_logins_at_once_check_no_more_passwords_than_the_limit(people, monkeypatch):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    checked = []
+    real_check = accounts_module._password_matches
+    monkeypatch.setattr(accounts_module, "_password_matches",
+                        lambda password, stored: checked.append(password) or real_check(password, stored))
+    start = threading.Barrier(40)
+    outcomes = []
+
+    def attempt(i):
+        start.wait()
+        try:
+            outcomes.append(people.authenticate("ada", f"wrong-password-{i}"))
+        except LoginLocked:
+            outcomes.append("locked")
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(checked) == MAX_FAILURES, len(checked)
+    assert outcomes.count(None) == MAX_FAILURES - 1 and outcomes.count("locked") == 40 - (MAX_FAILURES - 1)
+    with pytest.raises(LoginLocked):                       # the right password came too late
+        people.authenticate("ada", "correct-horse")
+    assert len(checked) == MAX_FAILURES
+
+
+def test_a_right_password_clears_the_attempts_counted_before_it(people):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    for _ in range(MAX_FAILURES - 1):
+        assert people.authenticate("ada", "wrong-password") is None
+    assert people.authenticate("ada", "correct-horse")
+    for _ in range(MAX_FAILURES - 1):                      # a fresh count: no lock yet
+        assert people.authenticate("ada", "wrong-password") is None
+
+
+def test_unlock_says_whether_the_name_was_locked(people):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    assert people.unlock("ada", actor=OPERATOR) is False
+    for _ in range(MAX_FAILURES - 1):
+        people.authenticate("ada", "wrong-password")
+    with pytest.raises(LoginLocked):
+        people.authenticate("ada", "wrong-password")
+    assert people.unlock("ada", actor=Actor("ada", admin=True)) is True
+    assert people.authenticate("ada", "correct-horse")
+
+
+# --- removing an account -----------------------------------------------------------------------
+
+def keep_a_thread(store, owner, text):
+    actor = Actor(owner)
+    store.seed_demo_assistant(actor)
+    spec = store.list_assistants(actor)[0]
+    thread = store.save_thread(Thread(owner=owner, assistant_id=spec.id, provider="local"), actor)
+    store.add_message(thread, Message("user", text), actor)
+    return thread
+
+
+def test_a_name_given_again_after_removal_starts_with_a_clean_slate(people, store):
+    admin = Actor("ada", admin=True)
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
+    people.add_user("b_b", "b-underscore-b", actor=OPERATOR)
+    people.add_user("bxb", "b-x-b-password", actor=OPERATOR)   # '_' must not match it as a wildcard
+    bobs = keep_a_thread(store, "bob", "bob's private question")
+    adas = keep_a_thread(store, "ada", "ada's question")
+    keep_a_thread(store, "bxb", "bxb's question")
+    store.seed_demo_assistant(Actor("b_b"))
+    assert str(store.count_user_data("bob", admin)) == "1 thread and 1 assistant"
+
+    deleted = people.remove_user("bob", actor=admin, store=store)
+    assert (deleted.threads, deleted.assistants) == (1, 1)
+    people.remove_user("b_b", actor=admin, store=store)
+    people.add_user("bob", "another-battery", actor=OPERATOR)  # the same name, a new person
+    bob = Actor("bob")
+    assert store.list_threads(bob) == [] and store.list_assistants(bob) == []
+    assert store.get_thread(bobs.id, admin) is None
+    store.seed_demo_assistant(bob)                             # welcomed like any newcomer
+    assert [a.name for a in store.list_assistants(bob)] == ["Comment responder"]
+    # Nobody else lost anything.
+    assert store.get_thread(adas.id, admin).messages[0].content == "ada's question"
+    assert len(store.list_threads(Actor("bxb"))) == 1
+    store.seed_demo_assistant(Actor("bxb"))                    # bxb's "seeded" flag is still there
+    assert len(store.list_assistants(Actor("bxb"))) == 1
+
+
+def test_a_refused_removal_deletes_no_data(people, store):
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
+    thread = keep_a_thread(store, "bob", "bob's question")
+    with pytest.raises(NotAdmin):
+        people.remove_user("bob", actor=Actor("bob", admin=True), store=store)
+    with pytest.raises(UserError, match="last admin"):
+        people.remove_user("ada", actor=OPERATOR, store=store)
+    assert people.get("bob") and store.get_thread(thread.id, Actor("bob")).messages
+    with pytest.raises(NotAllowed):                            # and the store asks for an admin too
+        store.delete_user_data("bob", Actor("bob"))
+
+
+# --- setup tokens expire -----------------------------------------------------------------------
+
+def test_a_setup_token_expires_after_a_day(people, clock):
+    token = people.new_setup_token()
+    clock(SETUP_TOKEN_LIFETIME.total_seconds() - 60)
+    assert people.setup_token_is_valid(token)
+    clock(120)
+    assert not people.setup_token_is_valid(token)
+    fresh = people.new_setup_token()                           # and expired ones are deleted
+    assert people.setup_token_is_valid(fresh)
+    with people.engine.connect() as db:
+        assert db.execute(select(func.count()).select_from(accounts_module.setup_tokens)).scalar() == 1

@@ -26,6 +26,7 @@ def load(tmp_path, **env):
     ("STUDIO_LOGIN_SLEEP", "abc", "STUDIO_LOGIN_SLEEP must be a number of seconds"),
     ("STUDIO_LOGIN_SLEEP", "nan", "STUDIO_LOGIN_SLEEP must be between 0 and 10 seconds"),
     ("STUDIO_LOGIN_SLEEP", "-1", "STUDIO_LOGIN_SLEEP must be between 0 and 10 seconds"),
+    ("STUDIO_FIRST_RUN_LOCAL", "maybe", "STUDIO_FIRST_RUN_LOCAL must be 1 or 0"),
 ])
 def test_a_bad_setting_names_itself_and_the_value(tmp_path, name, value, says):
     with pytest.raises(ConfigError, match=says) as caught:
@@ -39,6 +40,12 @@ def test_numbers_in_range_and_secrets_are_read(tmp_path):
     assert (settings.context_window, settings.local_max_tokens) == (32768, 64)
     with pytest.raises(ConfigError, match="STUDIO_LOCAL_MAX_TOKENS"):
         Settings.load(env={"STUDIO_DATA_DIR": str(tmp_path)}, secrets={"STUDIO_LOCAL_MAX_TOKENS": "many"})
+
+
+@pytest.mark.parametrize("value, local", [("", True), ("1", True), ("yes", True), ("0", False),
+                                          ("false", False), ("OFF", False)])
+def test_the_first_run_loopback_shortcut_is_on_unless_turned_off(tmp_path, value, local):
+    assert load(tmp_path, STUDIO_FIRST_RUN_LOCAL=value).first_run_local is local
 
 
 def test_the_workspace_folder_is_private(tmp_path):
