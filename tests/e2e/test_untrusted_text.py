@@ -60,11 +60,11 @@ def trap_server():
 
 def seed(workspace: Path, trap: str) -> str:
     """A user, the demo assistant and a thread whose reply carries the traps; returns its id."""
-    from studio.accounts import OPERATOR, Accounts
+    from studio.accounts import Accounts
     from studio.store import Actor, Store
     from studio.types import Message, Thread
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    Accounts(store.engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
+    Accounts(store.engine).add_user(USERNAME, PASSWORD)
     ada = Actor(USERNAME, admin=True)
     store.seed_demo_assistant(ada)
     [demo] = store.list_assistants(ada)
@@ -72,7 +72,10 @@ def seed(workspace: Path, trap: str) -> str:
         Message(role="user", content=f"Show me ![title]({trap}/title.png) for $5"),
         Message(role="assistant", content=(
             f"**Here** it is: ![secret]({trap}/reply.png?q=secret) and ![ref][r] and "
-            f"<img src=\"{trap}/html.png\">. It costs $5, or $10 with tax.\n\n[r]: {trap}/ref.png")),
+            f"<img src=\"{trap}/html.png\">. It costs $5, or $10 with tax.\n\n"
+            # A code span that a cell boundary cuts holds no code: its dollars must not be math.
+            "| a | b | c |\n|---|---|---|\n| `x | $y^2$ `| `$HOME` |\n\n"
+            f"[r]: {trap}/ref.png")),
     ])
     store.save_thread(thread, ada)
     return thread.id
@@ -133,6 +136,8 @@ def test_a_reply_with_a_markdown_image_makes_no_request(browser, seeded_app, tra
         expect(reply).to_contain_text(f"![secret]({trap_server}/reply.png?q=secret)")   # shown as typed
         expect(reply).to_contain_text("It costs $5, or $10 with tax.")   # dollars, not LaTeX
         assert page.locator(".katex").count() == 0
+        expect(reply.locator("table")).to_contain_text("$y^2$")
+        expect(reply.locator("table code")).to_have_text("$HOME")        # a whole span stays code
         sidebar = page.locator('[data-testid="stSidebar"]')
         expect(sidebar.get_by_role("button", name=f"▶ Show me ![title]({trap_server}/title.png) for $5")
                ).to_be_visible()
