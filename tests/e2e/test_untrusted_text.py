@@ -60,11 +60,11 @@ def trap_server():
 
 def seed(workspace: Path, trap: str) -> str:
     """A user, the demo assistant and a thread whose reply carries the traps; returns its id."""
-    from studio.accounts import Accounts
+    from studio.accounts import OPERATOR, Accounts
     from studio.store import Actor, Store
     from studio.types import Message, Thread
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
-    Accounts(store.engine).add_user(USERNAME, PASSWORD)
+    Accounts(store.engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
     ada = Actor(USERNAME, admin=True)
     store.seed_demo_assistant(ada)
     [demo] = store.list_assistants(ada)
