@@ -14,7 +14,8 @@ from studio.types import AssistantSpec
 OVERRIDES = "provider_overrides"   # session_state key: choices made in the sidebar, this session only
 
 
-def _secrets() -> dict:
+def secrets() -> dict:
+    """.streamlit/secrets.toml as a dict (empty when there is none)."""
     # With no secrets file, any access to st.secrets raises; treat that as "no secrets".
     try:
         return dict(st.secrets)
@@ -24,7 +25,7 @@ def _secrets() -> dict:
 
 def base_settings() -> Settings:
     try:
-        return Settings.load(secrets=_secrets())
+        return Settings.load(secrets=secrets())
     except ValueError as exc:   # e.g. STUDIO_PROVIDER=foo: say so instead of a traceback
         st.error(f"The configuration is not valid: {exc}")
         st.stop()

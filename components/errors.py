@@ -11,7 +11,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import re
 import sys
 import traceback
 import types
@@ -23,14 +22,12 @@ from typing import Iterator
 import streamlit as st
 from streamlit.errors import FragmentHandledException
 
-from studio.settings import ConfigError
+from components import context
+from studio.redact import redact
+from studio.settings import ConfigError, Settings
 from studio.store import StoreError
 
 LOG = logging.getLogger("assistant_studio.errors")
-
-# API keys look like this (OpenAI's and most compatible servers'); a traceback's messages may
-# quote one, and secrets never reach the log.
-KEY_PATTERN = re.compile(r"\b(sk|key|token)[-_][A-Za-z0-9_\-]{6,}", re.I)
 
 _inside = contextvars.ContextVar("inside_error_boundary", default=False)
 
@@ -45,17 +42,30 @@ def _ensure_log_handler() -> None:
         LOG.setLevel(logging.INFO)
 
 
-def redact(text: str) -> str:
-    """`text` with anything that looks like an API key replaced."""
-    return KEY_PATTERN.sub(lambda m: m.group(1) + "-[redacted]", text)
+def _known_keys() -> list[str]:
+    """The configured API key and the one typed in this session, where there are any.
+
+    Not through context.settings(): on a bad setting that shows an error and stops the run,
+    and an error report must not fail or stop on a second error.
+    """
+    keys = []
+    try:
+        keys.append(st.session_state.get(context.OVERRIDES, {}).get("api_key") or "")
+    except Exception:   # no session (a report from outside a page run)
+        pass
+    try:
+        keys.append(Settings.load(secrets=context.secrets()).api_key)
+    except Exception:   # an unreadable configuration: the shapes of keys are still removed
+        pass
+    return keys
 
 
 def report(exc: BaseException) -> str:
-    """Write `exc` with its traceback to the server log; return the error id that names it."""
+    """Write `exc` with its traceback to the server log, secrets removed; return the error id."""
     error_id = uuid.uuid4().hex[:8]
     _ensure_log_handler()
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    LOG.error("error id %s on a page run\n%s", error_id, redact(details))
+    LOG.error("error id %s on a page run\n%s", error_id, redact(details, _known_keys()))
     return error_id
 
 

@@ -17,6 +17,7 @@ from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, estimate_tokens, history_messages
 from studio.providers.base import Capabilities, Provider, ProviderError
 from studio.providers.openai_errors import check_base_url, describe_error, provider_error, safe_url
+from studio.redact import remember_secret
 from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
                                     run_calls_events, text_delta)
 from studio.tools import get_tools
@@ -48,6 +49,7 @@ class CompatibleProvider(Provider):
     def __init__(self, base_url: str, api_key: str = "", default_model: str = "",
                  context_window: int = 8192, max_retries: int = 1, timeout: float = 60):
         self._api_key = api_key or ""
+        remember_secret(self._api_key)   # kept out of every log line and message from now on
         self._default_model = default_model
         self.context_window = context_window
         self.reply_reserve = min(1024, context_window // 4)   # room left for the answer

@@ -12,21 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from studio.providers.base import ProviderError
+from studio.redact import redact
 from studio.types import ErrorEvent
 
 log = logging.getLogger(__name__)
-
-_KEYLIKE = re.compile(r"\b(?:sk|pk|rk|sess)-[A-Za-z0-9_\-*]{2,}")
-_BEARER = re.compile(r"(bearer\s+)\S+", re.I)
-
-
-def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """`text` with the given secrets and anything shaped like an API key replaced by '***'."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = _BEARER.sub(r"\1***", text)
-    return _KEYLIKE.sub("***", text)
 
 
 def api_key_problem(key: str) -> str:

@@ -15,10 +15,10 @@ from openai import OpenAI
 
 from studio.assistants import compile_instructions
 from studio.providers.base import Capabilities, Provider, ProviderError
-from studio.providers.openai_errors import (check_base_url, describe_error, provider_error, redact,
-                                            stream_failure)
+from studio.providers.openai_errors import check_base_url, describe_error, provider_error, stream_failure
 from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
                                     run_calls_events, text_delta)
+from studio.redact import redact, remember_secret
 from studio.tools import Tool, get_tools
 from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, Thread,
                           ToolCall, ToolCallFinished, ToolCallStarted, Usage)
@@ -50,6 +50,7 @@ class OpenAIProvider(Provider):
     def __init__(self, api_key: str, base_url: str | None = None, default_model: str = "gpt-5-mini",
                  max_retries: int = 2, timeout: float = 60):
         self._api_key = api_key or ""
+        remember_secret(self._api_key)   # kept out of every log line and message from now on
         self._default_model = default_model
         # The SDK refuses an empty key at construction; a missing key is reported per call instead.
         try:

@@ -43,6 +43,25 @@ def test_a_failing_page_shows_an_error_id_and_logs_the_traceback(signed_in, monk
     assert any(b.label == "Log out" for b in at.sidebar.button)   # what was drawn before stays
 
 
+def test_the_configured_and_the_session_key_never_reach_the_log_whatever_their_shape(signed_in, monkeypatch,
+                                                                                     caplog):
+    configured, typed = "configured-plain-key", "letmein-please-twenty"   # no sk-, short, not random
+    monkeypatch.setenv("OPENAI_API_KEY", configured)
+    signed_in.session_state["provider_overrides"] = {"api_key": typed}
+
+    def list_assistants(self, *args, **kwargs):
+        raise RuntimeError(f"server said: bad key {typed} (configured: {configured})")
+
+    monkeypatch.setattr(Store, "list_assistants", list_assistants)
+    with caplog.at_level(logging.ERROR, logger="assistant_studio.errors"):
+        at = signed_in.run()
+    assert not at.exception, at.exception
+    [record] = [r for r in caplog.records if "server said" in r.getMessage()]
+    text = record.getMessage()
+    assert "bad key *** (configured: ***)" in text
+    assert configured not in text and typed not in text
+
+
 def test_a_page_run_without_app_py_gets_the_same_boundary(workspace, monkeypatch, caplog):
     # Streamlit may run a pages/ file directly (legacy multipage handling); it is gated and guarded.
     accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
