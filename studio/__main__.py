@@ -229,8 +229,7 @@ def _users(args, settings: Settings) -> int:
 
 
 def _remove_user(accounts: Accounts, store: Store, name: str, yes: bool) -> int:
-    if accounts.get(name) is None:
-        raise UserError(f"There is no user '{name}'.")
+    accounts.check_removable(name)   # no question for a removal that would be refused
     owned = store.count_user_data(name, OPERATOR)
     print(f"Removing {name} also deletes their {owned}, for good.", file=sys.stderr)
     if not yes:

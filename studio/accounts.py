@@ -437,6 +437,16 @@ class Accounts:
             db.execute(delete(login_cookies).where(login_cookies.c.username == username))
             return store.delete_user_data(username, actor, within=db)
 
+    @_guarded
+    def check_removable(self, username: str) -> None:
+        """UserError if there is no such account or it is the last admin: what remove_user
+        would refuse, said before anyone is asked to confirm the removal."""
+        username = normalize_username(username)
+        with self.engine.connect() as db:
+            if db.execute(select(users.c.username).where(users.c.username == username)).first() is None:
+                raise UserError(f"There is no user '{username}'.")
+            self._check_not_last_admin(db, username, "remove")
+
     @staticmethod
     def _check_admin(db, actor: Actor) -> None:
         """Inside a write transaction: the actor is an admin now, as the database says (not as
