@@ -107,14 +107,16 @@ async def settle(page, quiet_ms: int = 1000) -> None:
     await page.wait_for_function(SETTLED_JS, arg=quiet_ms, polling=100, timeout=TURN_TIMEOUT_MS)
 
 
-async def ready_for_input(page) -> None:
+async def ready_for_input(page) -> bool:
     """Wait until the login cookie component (an iframe) has reported to the app, and that rerun
     has passed: a click sent before it can be lost, and under load it comes seconds late."""
     try:
         await page.wait_for_function(COMPONENT_REPORTED_JS, polling=100, timeout=COMPONENT_WAIT_MS)
+        reported = True
     except PlaywrightTimeout:
-        pass   # no component, or it had nothing to say: nothing to wait for
+        reported = False   # no component, or it had nothing to say (or is late): go on
     await settle(page)
+    return reported
 
 
 async def sign_in(browser, url: str, user: User) -> bool:
@@ -124,11 +126,19 @@ async def sign_in(browser, url: str, user: User) -> bool:
     context.set_default_timeout(SIGN_IN_TIMEOUT_MS)
     await context.add_init_script(PAGE_PROBES_JS)
     user.page = page = await context.new_page()
+    frames: list[tuple[str, float]] = []   # websocket frames, to tell a lost click from a slow page
+
+    def watch(ws) -> None:
+        ws.on("framesent", lambda _: frames.append(("sent", time.perf_counter())))
+        ws.on("framereceived", lambda _: frames.append(("received", time.perf_counter())))
+
+    page.on("websocket", watch)
+    clicked, component_reported = None, False
     try:
         await page.goto("/")
         form = page.locator(LOGIN_FORM)
         await form.wait_for()
-        await ready_for_input(page)
+        component_reported = await ready_for_input(page)
         await form.get_by_label("Username").fill(user.name)
         await form.get_by_label("Password", exact=True).fill(PASSWORD)
         clicked = time.perf_counter()
@@ -141,8 +151,13 @@ async def sign_in(browser, url: str, user: User) -> bool:
         return True
     except Exception as exc:   # counted, and this user sends nothing
         shown = " | ".join(t.strip()[:120] for t in await page.locator(PROBLEMS).all_inner_texts())
-        user.errors.append(f"{user.name} could not sign in: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-                           + (f"; the page shows: {shown}" if shown else ""))
+        after = ([] if clicked is None else [kind for kind, at in frames if at >= clicked])
+        user.errors.append(
+            f"{user.name} could not sign in: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            + (f"; the page shows: {shown}" if shown else "")
+            + ("" if clicked is None else
+               f"; after 'Log in': {after.count('sent')} frame(s) sent, {after.count('received')} received; "
+               f"the cookie component had {'' if component_reported else 'not '}reported before the click"))
         RESULTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(RESULTS / f"concurrent_users-sign-in-{user.name}.png"))
         return False
