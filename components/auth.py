@@ -219,11 +219,15 @@ def require_login(from_page: bool = False) -> Authenticator:
         auth.login(location="unrendered")   # signs in from the browser's cookie, drawing nothing
         if not st.session_state.get("authentication_status"):
             hide_pages()
-            notice = st.session_state.pop(NOTICE, None)
-            if notice:
-                st.success(notice)
+            notice_slot = st.empty()   # above the form; filled below unless the form was just sent
             auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
             status = st.session_state.get("authentication_status")
+            # The notice stays until the form is sent: the rerun that the cookie component asks
+            # for right after the page loads would otherwise wipe it within a second.
+            if status is not None:
+                st.session_state.pop(NOTICE, None)
+            elif notice := st.session_state.get(NOTICE):
+                notice_slot.success(notice)
             if st.session_state.pop(INCOMPLETE, False):
                 st.error("Type your username and password to log in.")
             elif status is False:
