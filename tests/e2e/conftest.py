@@ -38,9 +38,14 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def workspace(tmp_path_factory) -> Path:
+    """The app's workspace folder (STUDIO_DATA_DIR): a fresh one per test module."""
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="module")
+def app_url(workspace):
     """Start `streamlit run app.py` on a free port with a fresh workspace; yield its base URL."""
-    workspace = tmp_path_factory.mktemp("workspace")
     port = _free_port()
     env = dict(os.environ)   # carries STUDIO_MODEL_CACHE and STUDIO_LOCAL_MAX_TOKENS from tests/conftest.py
     env.update(STUDIO_DATA_DIR=str(workspace), STUDIO_PROVIDER="local")
