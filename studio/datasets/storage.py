@@ -237,6 +237,16 @@ class DatasetStore:
             _forget_unused_sources(db, owner)
 
     @staticmethod
+    def delete_owned(db, owner: str) -> int:
+        """Inside an open write transaction: delete every dataset of `owner` (their account is
+        being removed). Returns how many datasets went."""
+        owned = select(datasets.c.id).where(datasets.c.owner == owner)
+        db.execute(delete(dataset_versions).where(dataset_versions.c.dataset_id.in_(owned)))
+        gone = db.execute(delete(datasets).where(datasets.c.owner == owner)).rowcount
+        db.execute(delete(dataset_sources).where(dataset_sources.c.owner == owner))
+        return gone
+
+    @staticmethod
     def _readable(db, dataset_id: str, actor: Actor) -> tuple[str, str]:
         row = db.execute(select(datasets.c.owner, datasets.c.name).where(datasets.c.id == dataset_id)).first()
         if row is None:

@@ -148,3 +148,20 @@ def test_cli_bad_files_and_arguments_are_one_line_errors(tmp_path):
         result = cli("prepare", *args, "-o", str(tmp_path / "o"), workspace=tmp_path / "ws")
         assert result.returncode == 1 and result.stderr.startswith(message), (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_removing_an_account_deletes_its_datasets_and_a_new_owner_of_the_name_starts_empty(tmp_path):
+    from studio.accounts import OPERATOR, Accounts
+    store = Store(f"sqlite:///{tmp_path / 'studio.db'}")
+    people, datasets = Accounts(store.engine), DatasetStore(store.engine)
+    people.add_user("ada", "correct-horse", actor=OPERATOR)
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
+    data, prepared = sample()
+    datasets.save_version("Comments", prepared, Actor("bob"), source_bytes=data)
+    datasets.save_version("Comments", prepared, Actor("ada"), source_bytes=data)
+    people.remove_user("bob", actor=OPERATOR, store=store)
+    people.add_user("bob", "another-battery", actor=OPERATOR)
+    assert datasets.list_datasets(Actor("bob")) == []
+    assert datasets.find("Comments", Actor("bob")) is None
+    assert [d.name for d in datasets.list_datasets(Actor("ada"))] == ["Comments"]   # others keep theirs
+    assert datasets.get_source(datasets.find("Comments", Actor("ada")), Actor("ada")) == data
