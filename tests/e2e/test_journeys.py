@@ -109,14 +109,16 @@ def settle(page: Page, quiet_ms: int = 1000) -> None:
     a rerun of its own shortly after it appears (and again when the cookies change). A click or a
     chat message sent just then is dropped, or cut short, by that rerun.
 
-    The run state is read from the app root's `data-test-script-state`: Streamlit's "Running..."
-    widget is not drawn at all with `toolbarMode = "minimal"` (.streamlit/config.toml).
+    The run and connection states are read from the app root's `data-test-*` attributes:
+    Streamlit's "Running..." widget is not drawn at all with `toolbarMode = "minimal"`
+    (.streamlit/config.toml). While the websocket reconnects the page is not idle either.
     """
     page.evaluate("() => { window.__idleSince = undefined; }")
     page.wait_for_function("""(quiet) => {
         const now = performance.now();
-        const state = document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState;
-        if (!state || ['initial', 'running', 'rerunRequested', 'stopRequested'].includes(state)) {
+        const app = document.querySelector('[data-testid="stApp"]')?.dataset ?? {};
+        if (app.testConnectionState !== 'CONNECTED'
+                || ['initial', 'running', 'rerunRequested', 'stopRequested'].includes(app.testScriptState)) {
             window.__idleSince = undefined;
             return false;
         }
