@@ -297,6 +297,8 @@ async def bench(args) -> int:
                 finally:
                     await browser.close()
             server_log = app.log()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "concurrent_users-server.log").write_text(server_log)   # kept for a look after the run
         store_errors, store_leaks = check_store(f"sqlite:///{workspace / 'studio.db'}", [solo, *crowd], owners)
         accounts_left = list_accounts(env)
 
