@@ -1,7 +1,7 @@
 """Assistant Studio: entry point. `streamlit run app.py`"""
 import streamlit as st
 
-from components import context
+from components import session
 from components.auth import require_login
 from components.errors import error_boundary
 from components.user_admin import to_chat_instead
@@ -16,7 +16,7 @@ with error_boundary():
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
         st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),
     ]
-    if context.is_admin():   # the role as the database has it on this run (require_login read it)
+    if session.is_admin():   # the role as the database has it on this run (require_login read it)
         pages.append(st.Page("pages/users.py", title="Users", icon="👥", url_path="users"))
     else:   # /users opened (or still open) by someone else: the chat page, with a note
         pages.append(st.Page(to_chat_instead, title="Users", url_path="users", visibility="hidden"))

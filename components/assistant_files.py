@@ -5,7 +5,7 @@ from typing import Callable
 
 import streamlit as st
 
-from components import context
+from components import session
 from components.errors import shows_store_errors
 from components.safe_text import plain
 from studio.assistants import (MAX_FILE_BYTES, AssistantClash, AssistantFileError, assistant_file_bytes,
@@ -48,7 +48,7 @@ def import_from_file(show: Callable[[str], None]) -> None:
 
 def _preview(file_name: str, raw: bytes, show: Callable[[str], None]) -> None:
     try:
-        spec = read_assistant_file(raw, owner=context.current_user())
+        spec = read_assistant_file(raw, owner=session.current_user())
     except AssistantFileError as exc:
         st.error(f"{plain(file_name)} is not a valid assistant file:\n"
                  + "\n".join(f"- {plain(problem)}" for problem in exc.problems))
@@ -64,7 +64,7 @@ def _preview(file_name: str, raw: bytes, show: Callable[[str], None]) -> None:
 @shows_store_errors
 def _start(spec: AssistantSpec, show: Callable[[str], None]) -> None:
     try:
-        saved = import_assistant(context.store(), spec, context.actor())
+        saved = import_assistant(session.store(), spec, session.actor())
     except AssistantClash:
         st.session_state[PENDING] = spec
         st.session_state[CLASH] = True
@@ -77,7 +77,7 @@ def _finish(choice: str, show: Callable[[str], None]) -> None:
     spec = st.session_state.pop(PENDING, None)
     st.session_state[CLASH] = False
     if spec is not None:
-        saved = import_assistant(context.store(), spec, context.actor(), on_clash=choice)
+        saved = import_assistant(session.store(), spec, session.actor(), on_clash=choice)
         _imported(saved, "Replaced" if choice == "replace" else "Imported", show)
 
 
@@ -97,7 +97,7 @@ def _clash_dialog(show: Callable[[str], None]) -> None:
     spec = st.session_state.get(PENDING)
     if spec is None:   # answered: a full rerun closes the dialog
         st.rerun()
-    taken = [a.name for a in context.store().list_assistants(context.actor())]
+    taken = [a.name for a in session.store().list_assistants(session.actor())]
     st.write(f"You already have an assistant named “{plain(spec.name)}”.")
     answered = [
         st.button("Replace it", key="import_replace", type="primary", on_click=_finish,

@@ -18,7 +18,7 @@ from streamlit.runtime.backend_operation_handler import connection_locality
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_authenticator.controllers import AuthenticationController
 
-from components import context
+from components import session
 from studio.accounts import (COOKIE_EXPIRY_DAYS, COOKIE_NAME, SETUP_TOKEN_LIFETIME, Account, Accounts,
                              AccountsUnavailable, LoginLocked, UserError)
 from studio.settings import ConfigError
@@ -40,7 +40,7 @@ def visitor_is_local() -> bool:
     The raw peer address is used: st.context.ip_address reports both loopback and "unknown" as
     None, and an unknown address is not local. (AppTest has no server connection, so a test is
     a visitor from elsewhere unless it patches this.)"""
-    if not context.base_settings().first_run_local:
+    if not session.base_settings().first_run_local:
         return False
     ctx = get_script_run_ctx()
     return ctx is not None and connection_locality(ctx.session_id) == "loopback"
@@ -71,7 +71,7 @@ def _print_setup_token(accounts: Accounts, database_url: str) -> None:
 
 def first_run_form(accounts: Accounts) -> None:
     """Ask for the first admin account (no default password ships)."""
-    _print_setup_token(accounts, context.settings().database_url)
+    _print_setup_token(accounts, session.settings().database_url)
     local = visitor_is_local()
     st.title("Welcome to Assistant Studio")
     st.write("This is a fresh workspace. Create the first account; it will be the administrator.")
@@ -146,7 +146,7 @@ class Authenticator(stauth.Authenticate):
         super().__init__(
             credentials, COOKIE_NAME, accounts.cookie_key(), COOKIE_EXPIRY_DAYS, auto_hash=False,
             # The cookie is read from st.context, so the library's pre-login pause is not needed.
-            login_sleep_time=context.base_settings().login_sleep)
+            login_sleep_time=session.base_settings().login_sleep)
         self.accounts = accounts
         self.authentication_controller = _AppDecides(accounts, credentials)
 
@@ -210,7 +210,7 @@ def require_login(from_page: bool = False) -> Authenticator:
             hidden = True
 
     try:
-        accounts = context.accounts()
+        accounts = session.accounts()
         if not accounts.has_users():
             hide_pages()
             first_run_form(accounts)
@@ -252,7 +252,7 @@ def require_login(from_page: bool = False) -> Authenticator:
     st.session_state["authenticator"] = auth
     user = st.session_state.get("username")
     if st.session_state.get("seeded_for") != user:   # once per session: a user's first visit gets the demo
-        context.store().seed_demo_assistant(context.actor())
+        session.store().seed_demo_assistant(session.actor())
         st.session_state["seeded_for"] = user
     return auth
 
@@ -279,7 +279,7 @@ def signed_in_page() -> None:
         require_login(from_page=True)
     else:
         try:
-            _refresh_account(context.accounts())
+            _refresh_account(session.accounts())
         except AccountsUnavailable as exc:
             st.error(f"Nobody can sign in right now. {exc} An administrator must fix this.", icon="⚠️")
             st.stop()

@@ -22,7 +22,7 @@ from typing import Iterator
 import streamlit as st
 from streamlit.errors import FragmentHandledException
 
-from components import context
+from components import session
 from studio.redact import redact
 from studio.settings import ConfigError, Settings
 from studio.store import StoreError
@@ -45,16 +45,16 @@ def _ensure_log_handler() -> None:
 def _known_keys() -> list[str]:
     """The configured API key and the one typed in this session, where there are any.
 
-    Not through context.settings(): on a bad setting that shows an error and stops the run,
+    Not through session.settings(): on a bad setting that shows an error and stops the run,
     and an error report must not fail or stop on a second error.
     """
     keys = []
     try:
-        keys.append(st.session_state.get(context.OVERRIDES, {}).get("api_key") or "")
+        keys.append(st.session_state.get(session.OVERRIDES, {}).get("api_key") or "")
     except Exception:   # no session (a report from outside a page run)
         pass
     try:
-        keys.append(Settings.load(secrets=context.secrets()).api_key)
+        keys.append(Settings.load(secrets=session.secrets()).api_key)
     except Exception:   # an unreadable configuration: the shapes of keys are still removed
         pass
     return keys

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import context
+from components import session
 from components.auth import signed_in_page
 from components.errors import guard_page
 from components.provider_panel import provider_panel
@@ -21,7 +21,7 @@ def shared_sidebar() -> None:
     # Drawn by each page (not by app.py): elements app.py draws before page.run() are dropped
     # from AppTest's tree on reruns, so the panel could not be tested there.
     with st.sidebar:
-        st.caption(f"Signed in as **{plain(st.session_state.get('name') or context.current_user())}**"
-                   + (" · admin" if context.is_admin() else ""))
+        st.caption(f"Signed in as **{plain(st.session_state.get('name') or session.current_user())}**"
+                   + (" · admin" if session.is_admin() else ""))
         st.session_state["authenticator"].logout("Log out", location="sidebar")
     provider_panel()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import context
+from components import session
 from components.safe_text import inline_code, safe_markdown
 from studio.providers import LABELS, ProviderError, provider_class
 from studio.providers.openai_errors import api_key_problem, safe_url
@@ -21,8 +21,8 @@ def may_use_base_url(url: str) -> bool:
     """Only admins may point the server at any address; others pick the configured server or one
     on the allow-list (STUDIO_ALLOWED_BASE_URLS), so a user cannot make the app call, say, a
     machine on the internal network."""
-    configured = context.base_settings()
-    return (context.is_admin() or _same_url(url, configured.base_url)
+    configured = session.base_settings()
+    return (session.is_admin() or _same_url(url, configured.base_url)
             or any(_same_url(url, allowed) for allowed in configured.allowed_base_urls))
 
 
@@ -38,7 +38,7 @@ def _drop_base_url_not_allowed(overrides: dict) -> None:
 
 
 def _base_url_field(configured, overrides: dict) -> None:
-    if context.is_admin():
+    if session.is_admin():
         # Never pre-filled with the configured URL: it may carry credentials.
         st.text_input("Base URL", value=overrides.get("base_url", ""), key="panel_base_url",
                       placeholder=safe_url(configured.base_url) if configured.base_url
@@ -57,10 +57,10 @@ def _base_url_field(configured, overrides: dict) -> None:
 
 def provider_panel() -> None:
     """Provider, model, base URL and a session-only API key. Nothing typed here is stored."""
-    configured = context.base_settings()
-    overrides = st.session_state.setdefault(context.OVERRIDES, {})
+    configured = session.base_settings()
+    overrides = st.session_state.setdefault(session.OVERRIDES, {})
     _drop_base_url_not_allowed(overrides)
-    current = context.settings()
+    current = session.settings()
     if problem := st.session_state.pop(KEY_PROBLEM, None):
         # Outside the (collapsed) expander, so it is seen; the turn will say the same.
         st.sidebar.warning(problem)
@@ -86,10 +86,10 @@ def provider_panel() -> None:
 def _apply() -> None:
     # A callback: it runs before the script, so the whole page already uses the new choice.
     state = st.session_state
-    configured = context.base_settings()
-    overrides = state.setdefault(context.OVERRIDES, {})
+    configured = session.base_settings()
+    overrides = state.setdefault(session.OVERRIDES, {})
     overrides.update(provider=state["panel_provider"], model=state["panel_model"].strip())
-    base_url = state.get("panel_base_url" if context.is_admin() else "panel_server", "").strip()
+    base_url = state.get("panel_base_url" if session.is_admin() else "panel_server", "").strip()
     typed_key = state["panel_api_key"].strip()
     if not may_use_base_url(base_url):   # only the widgets' own choices reach here; checked anyway
         base_url = ""
@@ -113,7 +113,7 @@ def _apply() -> None:
 
 
 def _reset() -> None:
-    st.session_state[context.OVERRIDES] = {}
+    st.session_state[session.OVERRIDES] = {}
     st.session_state.pop("models_cache", None)
     for key in PANEL_KEYS:               # so the widgets show the configured values again
         st.session_state.pop(key, None)
@@ -136,7 +136,7 @@ def cached_models(provider=None):
 
     A failure is remembered too, so an unreachable server does not slow every rerun.
     """
-    provider = provider or context.provider_for(None)
+    provider = provider or session.provider_for(None)
     key = (provider.name, getattr(provider, "base_url", ""))
     cache = st.session_state.setdefault("models_cache", {})
     if key not in cache:
@@ -166,7 +166,7 @@ def provider_notes(provider, spec, thread) -> None:
     """Under the chat title: where the assistant runs, and plainly what that provider cannot do."""
     model = spec.model or provider.default_model()
     st.caption(f"Runs on **{provider.label}** · model {inline_code(model)}")
-    chosen = spec.provider or context.settings().provider
+    chosen = spec.provider or session.settings().provider
     if thread is not None and thread.messages and thread.provider != chosen:
         st.caption(f"This thread was started on {thread.provider} and stays there; "
                    f"start a ➕ New thread to use {chosen}.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import context
+from components import session
 from components.errors import shows_store_errors
 from components.safe_text import plain, safe_markdown
 from studio.chat import delete_thread, new_thread
@@ -18,7 +18,7 @@ SHOWN_THREADS = 50
 
 
 def may_read(thread: Thread) -> bool:
-    return thread.owner == context.current_user() or context.is_admin()
+    return thread.owner == session.current_user() or session.is_admin()
 
 
 def current_thread() -> Thread | None:
@@ -26,7 +26,7 @@ def current_thread() -> Thread | None:
     thread = st.session_state.get(THREAD)
     if thread is None and (thread_id := st.query_params.get("thread")):
         try:
-            thread = context.store().get_thread(thread_id, context.actor())
+            thread = session.store().get_thread(thread_id, session.actor())
         except NotAllowed:   # someone else's thread id in the URL: a fresh start, no hint
             thread = None
         if thread is not None:
@@ -41,7 +41,7 @@ def current_thread() -> Thread | None:
 
 def read_only_reason(thread: Thread, assistants_by_id: dict) -> str | None:
     """Why this user may read but not continue `thread`, or None if they may continue it."""
-    if thread.owner != context.current_user():
+    if thread.owner != session.current_user():
         return f"This thread belongs to {plain(thread.owner)}."
     if thread.assistant_id not in assistants_by_id:
         return "This thread's assistant was deleted."
@@ -54,7 +54,7 @@ def assistant_label(spec: AssistantSpec, user: str) -> str:
 
 
 def start_thread(spec: AssistantSpec, provider: Provider) -> Thread:
-    thread = new_thread(context.current_user(), spec, provider)
+    thread = new_thread(session.current_user(), spec, provider)
     st.session_state[THREAD] = thread
     st.query_params.pop("thread", None)
     return thread
@@ -74,7 +74,7 @@ def _forget_thread() -> None:
 @shows_store_errors
 def _open_thread(store: Store, thread_id: str) -> None:
     # A callback: it runs before the page is drawn, so it may set the assistant picker's value.
-    opened = store.get_thread(thread_id, context.actor())
+    opened = store.get_thread(thread_id, session.actor())
     if opened is None:
         return
     st.session_state[THREAD] = opened
@@ -86,8 +86,8 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
     with st.sidebar:
         st.subheader("Threads")
         st.button("➕ New thread", width="stretch", key="new_thread", on_click=_forget_thread)
-        show_all = context.is_admin() and st.toggle("All users' threads", key="all_threads")
-        threads = store.list_threads(context.actor(), everyone=show_all)
+        show_all = session.is_admin() and st.toggle("All users' threads", key="all_threads")
+        threads = store.list_threads(session.actor(), everyone=show_all)
         if not threads:
             st.caption("No threads yet: your first message starts one.")
         if len(threads) > SHOWN_THREADS:
@@ -96,7 +96,7 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
             is_current = current is not None and thread.id == current.id
             # Titles come from what users typed: plain text, never Markdown (no images, no LaTeX).
             label = ("▶ " if is_current else "") + plain(thread.title)
-            if show_all and thread.owner != context.current_user():
+            if show_all and thread.owner != session.current_user():
                 label += f" · {plain(thread.owner)}"
             st.button(label, key=f"open_{thread.id}", width="stretch",
                       type="primary" if is_current else "secondary",
@@ -106,13 +106,13 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
 
 
 def _thread_actions(store: Store, thread: Thread, spec: AssistantSpec | None) -> None:
-    own = thread.owner == context.current_user()   # an admin reading someone's thread may only export it
+    own = thread.owner == session.current_user()   # an admin reading someone's thread may only export it
     with st.expander("This thread", expanded=False):
         if own:
             title = st.text_input("Title", value=thread.title, key=f"title_{thread.id}")
             if st.button("Rename", key="rename_thread"):
                 try:
-                    thread.title = store.rename_thread(thread.id, title, context.actor())
+                    thread.title = store.rename_thread(thread.id, title, session.actor())
                 except StoreError as exc:   # e.g. a blank title: said here, the old title kept
                     st.error(str(exc), icon="⚠️")
                 else:
@@ -145,11 +145,11 @@ def _delete_controls(store: Store, thread: Thread) -> None:
 def _delete(store: Store, thread: Thread, remote: bool = True) -> None:
     # A callback: the page is then drawn without the deleted thread.
     try:
-        provider = context.provider_for(None, name=thread.provider)
+        provider = session.provider_for(None, name=thread.provider)
     except ProviderError:
         provider = None   # delete_thread says whether the provider's copy needed it
     try:
-        delete_thread(store, thread, context.actor(), provider, remote=remote)
+        delete_thread(store, thread, session.actor(), provider, remote=remote)
     except ProviderError as exc:   # the thread is kept; the page offers to delete it here only
         st.session_state[DELETE_FAILED] = (thread.id, str(exc))
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import context
+from components import session
 from components.model_loading import ensure_local_model
 from components.safe_text import safe_markdown
 from components.threads import remember_in_url
@@ -82,7 +82,7 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
     """Send `text`, or do `action` ("retry" the unanswered message, "continue" a cut-off reply);
     stream the reply, then redraw the page."""
     turn_errors().pop(thread.id, None)
-    actor = context.actor()
+    actor = session.actor()
     error = None
     if text is not None or action == "continue":
         with st.chat_message("user"):
@@ -92,7 +92,7 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
         error = add_user_message(store, thread, text, actor)
     if error is None:
         if provider.name == "local":
-            ensure_local_model(context.settings().model_dir)   # a failed load: the turn says so, Retry
+            ensure_local_model(session.settings().model_dir)   # a failed load: the turn says so, Retry
         events = (continue_turn(store, provider, thread, spec, actor) if text is None and action == "continue"
                   else run_turn(store, provider, thread, spec, None, actor))
         error = stream_turn(events)

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from components import context
+from components import session
 from components.auth import COOKIE_EXP
 from components.layout import PAGE_NOTE
 from studio.accounts import Accounts, AccountsUnavailable, NotAdmin, UserError
@@ -68,7 +68,7 @@ def add_user_form(accounts: Accounts) -> None:
         try:
             account = accounts.add_user(fields["new_username"] or "", fields["new_password"] or "",
                                         name=fields["new_name"] or "", admin=bool(fields["new_admin"]),
-                                        actor=context.actor())
+                                        actor=session.actor())
         except (UserError, AccountsUnavailable) as exc:
             _tell_failure(exc)
             return
@@ -106,14 +106,14 @@ def manage_user(accounts: Accounts, me: str) -> None:
     role, unlock = st.columns(2)
     if account.admin:
         role.button("Remove admin role", disabled=yourself, on_click=_change, args=(
-            lambda: accounts.set_admin(username, False, actor=context.actor()),
+            lambda: accounts.set_admin(username, False, actor=session.actor()),
             f"{username} is no longer an admin."))
     else:
         role.button("Make admin", on_click=_change, args=(
-            lambda: accounts.set_admin(username, True, actor=context.actor()), f"{username} is now an admin."))
+            lambda: accounts.set_admin(username, True, actor=session.actor()), f"{username} is now an admin."))
     if username in accounts.locks():
         unlock.button("Unlock login", on_click=_change, args=(
-            lambda: accounts.unlock(username, actor=context.actor()),
+            lambda: accounts.unlock(username, actor=session.actor()),
             f"{username} can try to log in again now."))
 
     _reset_password_form(accounts, username, yourself)
@@ -128,7 +128,7 @@ def _reset_password_form(accounts: Accounts, username: str, yourself: bool) -> N
             return
 
         def change() -> None:
-            accounts.set_password(username, password or "", actor=context.actor())
+            accounts.set_password(username, password or "", actor=session.actor())
             if yourself and st.session_state.get(COOKIE_EXP):
                 # The change ends every session of the account; this one, which made it, goes on.
                 accounts.record_cookie(username, st.session_state[COOKIE_EXP])
@@ -148,8 +148,8 @@ def _remove(accounts: Accounts, username: str, yourself: bool) -> None:
         st.button("Remove user…", disabled=yourself,
                   on_click=lambda: st.session_state.update({CONFIRM_REMOVE: username}))
         return
-    store = context.store()
-    owned = store.count_user_data(username, context.actor())
+    store = session.store()
+    owned = store.count_user_data(username, session.actor())
     st.warning(f"Remove **{username}**? They can no longer log in, and their {owned} are deleted "
                "for good, so that nobody given this name later sees them. This cannot be undone.")
     yes, no = st.columns(2)
@@ -157,7 +157,7 @@ def _remove(accounts: Accounts, username: str, yourself: bool) -> None:
     def remove() -> None:
         st.session_state.pop(CONFIRM_REMOVE, None)
         st.session_state.pop("managed_user", None)
-        _change(lambda: accounts.remove_user(username, actor=context.actor(), store=store),
+        _change(lambda: accounts.remove_user(username, actor=session.actor(), store=store),
                 lambda deleted: f"Removed {username} and their {deleted}.")
 
     yes.button(f"Yes, remove {username}", type="primary", on_click=remove)
@@ -189,5 +189,5 @@ def to_chat_instead() -> None:
 def only_admins() -> None:
     """Anyone but an admin (the role as the database has it now) goes to the chat page. For a
     run of the page file without app.py (see components.auth.signed_in_page)."""
-    if not context.is_admin():
+    if not session.is_admin():
         to_chat_instead()

@@ -1,7 +1,7 @@
 """Create, edit, duplicate, delete, export and import assistants."""
 import streamlit as st
 
-from components import context
+from components import session
 from components.layout import shared_sidebar
 from components.assistant_files import export_button, import_from_file
 from components.assistant_form import assistant_form
@@ -10,8 +10,8 @@ from components.safe_text import plain
 from studio.types import AssistantSpec
 
 shared_sidebar()
-store = context.store()
-user = context.current_user()
+store = session.store()
+user = session.current_user()
 
 
 # Button callbacks run before the page is drawn, so they may pick what the selector shows.
@@ -19,18 +19,18 @@ user = context.current_user()
 def create() -> None:
     fresh = store.save_assistant(AssistantSpec(name="New assistant", owner=user,
                                                instructions="You are a helpful assistant."),
-                                 context.actor())
+                                 session.actor())
     st.session_state["editing"] = fresh.id
 
 
 @shows_store_errors
 def duplicate(assistant_id: str) -> None:
-    st.session_state["editing"] = store.duplicate_assistant(assistant_id, context.actor()).id
+    st.session_state["editing"] = store.duplicate_assistant(assistant_id, session.actor()).id
 
 
 @shows_store_errors
 def delete(assistant_id: str) -> None:
-    store.delete_assistant(assistant_id, context.actor())
+    store.delete_assistant(assistant_id, session.actor())
     st.session_state.pop("editing", None)
 
 
@@ -44,7 +44,7 @@ st.caption("An assistant is its instructions, few-shot examples, model and tools
 st.button("➕ New assistant", on_click=create)
 import_from_file(show=show)
 
-assistants = store.list_assistants(context.actor(), everyone=context.is_admin())
+assistants = store.list_assistants(session.actor(), everyone=session.is_admin())
 by_id = {a.id: a for a in assistants}
 if not assistants:
     st.info("No assistants yet. Create one with the button above, or import one from a file.")
@@ -58,7 +58,7 @@ spec = by_id[spec_id]
 
 saved = assistant_form(spec)
 if saved is not None:
-    store.save_assistant(saved, context.actor())   # a StoreError keeps the form as typed
+    store.save_assistant(saved, session.actor())   # a StoreError keeps the form as typed
     st.session_state["saved_notice"] = saved.name
     st.rerun()
 if notice := st.session_state.pop("saved_notice", None):

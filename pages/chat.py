@@ -1,7 +1,7 @@
 """Chat with an assistant. The current thread lives in st.session_state."""
 import streamlit as st
 
-from components import context
+from components import session
 from components.layout import shared_sidebar
 from components.provider_panel import provider_notes
 from components.safe_text import plain, safe_markdown
@@ -12,9 +12,9 @@ from components.turns import last_turn_actions, message_box, take_turn
 from studio.providers import ProviderError
 
 shared_sidebar()
-store = context.store()
-user = context.current_user()
-assistants = store.list_assistants(context.actor(), everyone=context.is_admin())
+store = session.store()
+user = session.current_user()
+assistants = store.list_assistants(session.actor(), everyone=session.is_admin())
 if not assistants:
     st.info("You have no assistants yet.")
     st.page_link("pages/assistants.py", label="Create one on the Assistants page", icon="🧩")
@@ -41,7 +41,7 @@ if thread is not None and thread.assistant_id != spec.id:
 
 provider_error = None
 try:
-    provider = context.provider_for(spec, name=thread.provider if thread and thread.messages else None)
+    provider = session.provider_for(spec, name=thread.provider if thread and thread.messages else None)
 except ProviderError as exc:
     provider, provider_error = None, str(exc)
 if thread is None and provider is not None:

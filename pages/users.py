@@ -1,13 +1,13 @@
 """Users: who can sign in, and who is an administrator. Admins only."""
 import streamlit as st
 
-from components import context
+from components import session
 from components.layout import shared_sidebar
 from components.user_admin import add_user_form, manage_user, notice, only_admins, users_table
 
 shared_sidebar()
 only_admins()
-accounts = context.accounts()
+accounts = session.accounts()
 
 st.title("Users")
 st.caption("Accounts are kept in the workspace database. A password has at least 8 characters, "
@@ -16,4 +16,4 @@ st.caption("Accounts are kept in the workspace database. A password has at least
 notice()
 users_table(accounts)
 add_user_form(accounts)
-manage_user(accounts, me=context.current_user())
+manage_user(accounts, me=session.current_user())

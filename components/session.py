@@ -1,4 +1,8 @@
-"""Per-process resources and per-session settings for the pages."""
+"""What a page knows about this browser session: its settings, the workspace store and
+accounts, the signed-in user (and the actor the store checks), and the provider a turn runs on.
+
+The store and accounts are shared by every session of the process (cached per database URL).
+"""
 from __future__ import annotations
 
 from pathlib import Path
