@@ -28,6 +28,7 @@ from studio.types import Done, ErrorEvent, TextDelta, ToolCallFinished
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `python -m studio` command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m studio", description="Assistant Studio from the shell.")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -124,6 +124,7 @@ class LoginLocked(Exception):
 
     @property
     def message(self) -> str:
+        """The refusal as the user reads it, with how long to wait."""
         wait = max(1, math.ceil((self.until - _now()).total_seconds()))
         if wait < 90:
             when = f"{wait} seconds"
@@ -136,12 +137,14 @@ class LoginLocked(Exception):
 
 @dataclass(frozen=True)
 class Account:
+    """A login account as the app sees it: user name, display name, admin or not."""
     username: str
     name: str
     admin: bool
 
     @property
     def roles(self) -> list[str]:
+        """The roles the login widget keeps: ["admin"] or ["user"]."""
         return ["admin"] if self.admin else ["user"]
 
 

@@ -40,11 +40,13 @@ def compile_instructions(spec: AssistantSpec) -> str:
 
 
 def spec_to_dict(spec: AssistantSpec) -> dict:
+    """The assistant as plain data (for JSON and the store)."""
     from dataclasses import asdict
     return asdict(spec)
 
 
 def spec_from_dict(data: dict) -> AssistantSpec:
+    """The assistant `spec_to_dict` gave; keys it does not know are dropped."""
     data = dict(data)
     data["examples"] = [FewShotExample(**e) for e in data.get("examples", [])]
     known = AssistantSpec.__dataclass_fields__
@@ -334,6 +336,7 @@ def read_assistant_file(raw: bytes, owner: str) -> AssistantSpec:
 
 
 def same_name(a: str, b: str) -> bool:
+    """Whether two assistant names are the same, ignoring case and surrounding spaces."""
     return a.strip().casefold() == b.strip().casefold()
 
 

@@ -39,6 +39,7 @@ def _tool_call(call: ToolCall) -> list[str]:
 
 
 def thread_to_json(thread: Thread, spec: AssistantSpec | None = None) -> str:
+    """The thread, and its assistant when given, as an indented JSON document."""
     data = asdict(thread)
     if spec is not None:
         data["assistant"] = asdict(spec)

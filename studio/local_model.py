@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LocalModel:
+    """The embedded model in memory, with how long it took to load and whether from the cache."""
     model: object        # a transformers causal LM (float32, eval mode)
     tokenizer: object
     load_seconds: float
@@ -59,10 +60,12 @@ def gguf_path() -> Path:
 
 
 def cache_dir(model_dir: Path) -> Path:
+    """Where the workspace keeps the model's fast-loading safetensors copy."""
     return Path(model_dir) / MODEL_ID
 
 
 def is_cached(model_dir: Path) -> bool:
+    """Whether the workspace has the safetensors copy (a fast load)."""
     return (cache_dir(model_dir) / "model.safetensors").exists()
 
 
@@ -219,4 +222,5 @@ def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalM
 
 
 def is_loaded(model_dir: Path) -> bool:
+    """Whether the model is already loaded in this process."""
     return str(Path(model_dir).resolve()) in _loaded

@@ -300,6 +300,7 @@ class StreamRender:
 
     @property
     def stalled(self) -> bool:
+        """Whether later text changed what was shown, so the caller must draw the message again."""
         return self._stalled
 
     def feed(self, delta: str) -> str:

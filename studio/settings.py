@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """The app's configuration: provider, model, server, key, workspace and limits."""
     data_dir: Path
     provider: str = "local"
     model: str = ""

@@ -95,6 +95,7 @@ class Actor:
     admin: bool = False
 
     def may_read(self, owner: str) -> bool:
+        """Whether this user may read rows that `owner` owns."""
         return self.admin or self.name == owner
 
 
@@ -143,6 +144,7 @@ def _guarded(doing: str):
 
 
 class Store:
+    """The workspace database of assistants, threads and messages; every call names its Actor."""
     def __init__(self, database_url: str):
         try:
             self.engine = create_engine(database_url, hide_parameters=True,  # no user text in logs

@@ -11,10 +11,12 @@ from typing import Any, Literal, Union
 
 
 def new_id(prefix: str) -> str:
+    """A fresh random id that starts with `prefix`, e.g. "msg_3f9a..."."""
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
 
 def utcnow() -> datetime:
+    """The current time in UTC (timezone-aware)."""
     return datetime.now(timezone.utc)
 
 
@@ -55,6 +57,7 @@ class ToolCall:
 
 @dataclass
 class Citation:
+    """A source a reply cites: its title, the quoted text, where it is from."""
     title: str
     quote: str = ""
     source: str = ""
@@ -62,6 +65,7 @@ class Citation:
 
 @dataclass
 class Usage:
+    """Tokens a turn used: read from the prompt and written in the reply."""
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -99,6 +103,7 @@ class Thread:
 
 @dataclass
 class ModelInfo:
+    """A model a provider offers, with what is known about it."""
     id: str
     provider: str
     owned_by: str = ""
@@ -111,21 +116,25 @@ class ModelInfo:
 
 @dataclass
 class TextDelta:
+    """The next piece of the reply's text."""
     text: str
 
 
 @dataclass
 class ToolCallStarted:
+    """The model called a tool, which is now running."""
     call: ToolCall
 
 
 @dataclass
 class ToolCallFinished:
+    """A tool call ended; `call.result` holds what it returned."""
     call: ToolCall
 
 
 @dataclass
 class CitationFound:
+    """The reply cited a source."""
     citation: Citation
 
 

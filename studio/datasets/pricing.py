@@ -37,6 +37,7 @@ DEFAULT_LOCAL_LIMIT = 2_048
 
 @dataclass(frozen=True)
 class ModelPrice:
+    """One model's fine-tuning price and longest training example."""
     model: str
     provider: str                          # "openai" or "local"
     training_per_million: float | None     # None: unknown
@@ -46,6 +47,7 @@ class ModelPrice:
 
 @dataclass(frozen=True)
 class PriceTable:
+    """The dated fine-tuning price table, the workspace's own entries included."""
     as_of: str
     currency: str
     note: str

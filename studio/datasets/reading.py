@@ -42,6 +42,7 @@ def max_upload_bytes() -> int:
 
 
 def file_sha256(data: bytes) -> str:
+    """The hex SHA-256 of a file's bytes."""
     return hashlib.sha256(data).hexdigest()
 
 

@@ -8,6 +8,7 @@ SEVERITY_LABEL = {"error": "error  ", "warning": "warning", "info": "note   "}
 
 
 def money(value: float | None, currency: str) -> str:
+    """An amount as the report shows it, e.g. "$1.25"; "unknown" for None."""
     if value is None:
         return "unknown"
     symbol = "$" if currency == "USD" else f"{currency} "

@@ -102,6 +102,7 @@ def counter_for(model: str, model_dir: Path | None = None) -> TokenCounter:
 
 
 def estimate_counter(why: str = "") -> TokenCounter:
+    """A counter that estimates (errs towards more tokens); `why`: why no exact one."""
     from studio.context import PER_MESSAGE_OVERHEAD, estimate_tokens
     label = "estimate (errs towards more tokens)" + (f": {why}" if why else "")
     return TokenCounter(label, False, lambda texts: [estimate_tokens(t) for t in texts],

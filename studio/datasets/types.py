@@ -76,6 +76,7 @@ class Example:
         return ""
 
     def to_json(self) -> dict:
+        """The example as one line of a chat-format JSONL file."""
         return {"messages": self.messages}
 
 
@@ -93,6 +94,7 @@ class SourceTable:
 
     @property
     def columns(self) -> list[str]:
+        """The column names, as text."""
         return [str(c) for c in self.frame.columns]
 
 
@@ -109,6 +111,7 @@ class ChatSource:
 
 @dataclass(frozen=True)
 class ColumnGuess:
+    """Which columns look like the prompts and the responses (None: none found)."""
     prompt: str | None
     response: str | None
     extra: tuple[str, ...] = ()         # columns that will be ignored
@@ -137,6 +140,7 @@ class PrepareOptions:
     epochs: int | None = None           # None: the provider's automatic choice (estimated)
 
     def to_json(self) -> dict:
+        """The options as JSON-ready data (kept with a dataset version and its export)."""
         return {"prompt_column": self.prompt_column, "response_column": self.response_column,
                 "system_prompt": self.system_prompt, "system_from": self.system_from,
                 "suffix": self.suffix, "validation_fraction": self.validation_fraction,
@@ -145,6 +149,7 @@ class PrepareOptions:
 
     @classmethod
     def from_json(cls, data: dict) -> "PrepareOptions":
+        """The options `to_json` gave; keys it does not know are dropped."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["exclude_rows"] = frozenset(int(r) for r in known.get("exclude_rows", ()))
         return cls(**known)
@@ -152,6 +157,7 @@ class PrepareOptions:
 
 @dataclass(frozen=True)
 class Counts:
+    """How many examples the source gave, how many were kept or left out, and the split."""
     rows: int = 0                 # examples the source gave (good lines / data rows)
     kept: int = 0                 # in the files: train + validation
     excluded_by_user: int = 0
@@ -161,6 +167,7 @@ class Counts:
 
     @property
     def excluded(self) -> int:
+        """Examples left out, by the user or for errors."""
         return self.excluded_by_user + self.excluded_for_errors
 
 
@@ -206,6 +213,7 @@ class PreparedDataset:
     validation_given: bool = False    # the split came with the files (an imported validation JSONL)
 
     def split(self, which: Split) -> list[Example]:
+        """The examples in one split (train or validation)."""
         return [e for e in self.examples if e.split == which]
 
     @property

@@ -22,12 +22,14 @@ class ProviderError(Exception):
 
 
 class Provider(ABC):
+    """A chat backend: the models it offers, and a turn's reply streamed as events."""
     name: str = ""
     label: str = ""
     capabilities: Capabilities
 
     @abstractmethod
-    def default_model(self) -> str: ...
+    def default_model(self) -> str:
+        """The model turns use when the assistant names none: the configured one, else the provider's pick."""
 
     @abstractmethod
     def list_models(self) -> list[ModelInfo]:

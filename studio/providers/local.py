@@ -17,6 +17,7 @@ GENERATION = dict(do_sample=True, temperature=0.3, top_p=0.9, repetition_penalty
 
 
 class LocalProvider(Provider):
+    """The embedded SmolLM2 model, run in this process on the CPU."""
     name = "local"
     label = "Embedded model (SmolLM2-135M)"
     capabilities = Capabilities(function_tools=False, code_interpreter=False,
@@ -37,6 +38,7 @@ class LocalProvider(Provider):
 
     @classmethod
     def limitations(cls) -> list[str]:
+        """Plain sentences for the UI about what the embedded model cannot do."""
         return ["The embedded 135M model cannot call function tools and has no code interpreter; "
                 "switch to OpenAI or a compatible server for tools.",
                 "It runs on this machine's CPU: replies are short and simple, and no key or internet is needed."]
