@@ -16,16 +16,12 @@ from studio.accounts import (COOKIE_EXPIRY_DAYS, MAX_FAILURES, OPERATOR, SETUP_T
                              AccountsUnavailable, LoginLocked, NotAdmin, UserError)
 from studio.store import Actor, NotAllowed, Store
 from studio.types import Message, Thread
+from tests.unit.conftest import lock_out
 
 
 @pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'studio.db'}"
-
-
-@pytest.fixture
-def store(url):
-    return Store(url)
+def url(db_path):
+    return f"sqlite:///{db_path}"
 
 
 @pytest.fixture
@@ -109,10 +105,7 @@ def test_five_failures_lock_a_name_for_30_seconds_then_twice_as_long(people, clo
 
 def test_a_locked_name_is_refused_without_checking_the_password(people, monkeypatch):
     people.add_user("ada", "correct-horse", actor=OPERATOR)
-    for _ in range(4):
-        people.authenticate("ada", "wrong-password")
-    with pytest.raises(LoginLocked):
-        people.authenticate("ada", "wrong-password")
+    lock_out(people, "ada")
     checks = []
     monkeypatch.setattr(accounts_module.bcrypt, "checkpw", lambda *a: checks.append(a) or True)
     with pytest.raises(LoginLocked):
@@ -147,16 +140,10 @@ def test_a_name_that_cannot_be_an_account_is_just_a_wrong_login(people, typed):
 
 def test_a_password_change_or_unlock_ends_a_lock(people):
     people.add_user("ada", "correct-horse", actor=OPERATOR)
-    for _ in range(4):
-        people.authenticate("ada", "wrong-password")
-    with pytest.raises(LoginLocked):
-        people.authenticate("ada", "wrong-password")
+    lock_out(people, "ada")
     people.unlock("ada", actor=OPERATOR)
     assert people.authenticate("ada", "correct-horse")
-    for _ in range(4):
-        people.authenticate("ada", "wrong-password")
-    with pytest.raises(LoginLocked):
-        people.authenticate("ada", "wrong-password")
+    lock_out(people, "ada")
     people.set_password("ada", "new-correct-horse", actor=OPERATOR)
     assert people.authenticate("ada", "new-correct-horse")
 
@@ -442,10 +429,7 @@ def test_a_right_password_clears_the_attempts_counted_before_it(people):
 def test_unlock_says_whether_the_name_was_locked(people):
     people.add_user("ada", "correct-horse", actor=OPERATOR)
     assert people.unlock("ada", actor=OPERATOR) is False
-    for _ in range(MAX_FAILURES - 1):
-        people.authenticate("ada", "wrong-password")
-    with pytest.raises(LoginLocked):
-        people.authenticate("ada", "wrong-password")
+    lock_out(people, "ada")
     assert people.unlock("ada", actor=Actor("ada", admin=True)) is True
     assert people.authenticate("ada", "correct-horse")
 

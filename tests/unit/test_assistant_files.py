@@ -8,15 +8,10 @@ import studio.assistants
 from studio.assistants import (DEMO_ASSISTANT_FILE, MAX_FILE_BYTES, MAX_PROBLEMS, NAME_LENGTH, AssistantClash,
                                AssistantFileError, assistant_file_bytes, assistant_file_name,
                                import_assistant, read_assistant_file, spec_problems)
-from studio.store import Actor, Store
+from studio.store import Actor
 from studio.types import AssistantSpec, FewShotExample
 
 ADA = Actor("ada")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(f"sqlite:///{tmp_path / 'studio.db'}")
 
 
 def full_spec() -> AssistantSpec:

@@ -1,11 +1,11 @@
 """`python -m studio users ...`, run as an operator would, in a subprocess."""
 import bcrypt
-import pytest
 import yaml
 
-from studio.accounts import MAX_FAILURES, Accounts, LoginLocked
+from studio.accounts import Accounts
 from studio.store import Actor, Store
 from studio.types import Message, Thread
+from tests.unit.conftest import lock_out
 from tests.unit.test_cli import cli
 
 
@@ -86,10 +86,7 @@ def test_users_unlock_ends_a_lock(tmp_path):
     ws = {"STUDIO_DATA_DIR": str(tmp_path), "STUDIO_PROVIDER": "local"}
     cli("users", "add", "ada", env=ws, stdin="correct-horse\n")
     people = accounts_in(tmp_path)
-    for _ in range(MAX_FAILURES - 1):
-        people.authenticate("ada", "wrong-password")
-    with pytest.raises(LoginLocked):
-        people.authenticate("ada", "wrong-password")
+    lock_out(people, "ada")
     unlocked = cli("users", "unlock", "ADA", env=ws)
     assert unlocked.returncode == 0 and "Unlocked ada" in unlocked.stdout
     assert people.authenticate("ada", "correct-horse")

@@ -20,7 +20,7 @@ from studio.providers.local import LocalProvider
 from studio.providers.openai_errors import api_key_problem, describe_error, safe_url
 from studio.providers.openai_provider import OpenAIProvider
 from studio.settings import Settings
-from studio.store import Actor, NotAllowed, Store, StoreError, title_from
+from studio.store import Actor, NotAllowed, StoreError, title_from
 from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta,
                           ToolCall, ToolCallFinished)
 
@@ -67,11 +67,6 @@ def test_the_demo_assistant_has_instructions_and_three_examples():
 # --- store ----------------------------------------------------------------------
 
 ADA = Actor("ada")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(f"sqlite:///{tmp_path / 'studio.db'}")
 
 
 def test_assistants_crud_duplicate_and_ownership(store):

@@ -14,16 +14,6 @@ from studio.types import AssistantSpec, Message, Thread, ToolCall
 ADA, BOB, ROOT = Actor("ada"), Actor("bob"), Actor("root", admin=True)
 
 
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "studio.db"
-
-
-@pytest.fixture
-def store(db_path):
-    return Store(f"sqlite:///{db_path}")
-
-
 def ada_thread(store, *texts) -> Thread:
     thread = Thread(owner="ada", assistant_id="asst_x", provider="local")
     thread.messages = [Message("user", t) for t in texts]
@@ -77,15 +67,6 @@ def test_two_first_sign_ins_at_once_seed_the_demo_once(db_path):
     for user in ("ada", "bob", "cy", "dee", "eve"):
         assert in_parallel(2, lambda i, user=user: sessions[i].seed_demo_assistant(Actor(user))) == []
         assert [a.name for a in sessions[0].list_assistants(Actor(user))] == ["Comment responder"]
-
-
-def test_the_demo_is_seeded_once_and_a_deleted_demo_stays_deleted(store):
-    store.seed_demo_assistant(ADA)
-    store.seed_demo_assistant(ADA)
-    [demo] = store.list_assistants(ADA)
-    store.delete_assistant(demo.id, ADA)
-    store.seed_demo_assistant(ADA)
-    assert store.list_assistants(ADA) == []
 
 
 # --- owners ---------------------------------------------------------------------------
