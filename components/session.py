@@ -5,6 +5,7 @@ The store and accounts are shared by every session of the process (cached per da
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import streamlit as st
@@ -82,4 +83,23 @@ def provider_for(spec: AssistantSpec | None, progress=None, name: str | None = N
     """The provider a turn runs on: the thread's or assistant's own, else the session's choice."""
     session = settings()
     chosen = name or (spec.provider if spec and spec.provider else session.provider)
-    return make_provider(settings_for(chosen, session, base_settings()), progress=progress)
+    run_with = settings_for(chosen, session, base_settings())
+    if progress is not None:   # a callback drawing on this run's page: never shared with other runs
+        return make_provider(run_with, progress=progress)
+    return _provider(run_with, _settings_key(run_with))
+
+
+def _settings_key(s: Settings) -> tuple[str, ...]:
+    # Every setting, the key included: a key, base URL or model changed in the sidebar gets its own
+    # provider. Streamlit keeps only a digest of this, in memory.
+    return tuple(f"{f.name}={getattr(s, f.name)}" for f in fields(s))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _provider(_settings: Settings, key: tuple[str, ...]) -> Provider:
+    """One provider (and its HTTP client) per distinct settings, shared by every run and session.
+
+    Providers keep no per-thread or per-turn state, so sharing them is safe; building one per run
+    cost a new SDK client (and SSL context) every time. Errors (e.g. no key) are not cached.
+    """
+    return make_provider(_settings)

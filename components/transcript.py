@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import streamlit as st
 
@@ -11,6 +11,8 @@ from studio.types import (CitationFound, ErrorEvent, Event, Message, TextDelta, 
                           ToolCallFinished, ToolCallStarted)
 
 CURSOR = "▌"
+RECENT = 20                        # messages drawn before "Show N earlier messages"
+REVEALED = "revealed_threads"      # session_state key: threads whose earlier messages are shown
 
 
 def tool_call_block(call: ToolCall, running: bool = False) -> None:
@@ -57,7 +59,18 @@ def show_message(message: Message) -> None:
         citations_footer(message)
 
 
-def show_messages(messages: Iterable[Message]) -> None:
+def show_messages(messages: Sequence[Message], thread_id: str = "") -> None:
+    """Draw a thread's messages: the last RECENT, under a button that reveals the earlier ones.
+
+    Drawing every message of a long thread on every run made the page slow to use; the reveal
+    lasts for this session (per thread). Exports always hold the whole thread.
+    """
+    hidden = len(messages) - RECENT
+    revealed = st.session_state.setdefault(REVEALED, set())
+    if hidden > 0 and thread_id not in revealed:
+        st.button(f"Show {hidden} earlier message{'s' if hidden > 1 else ''}", key=f"show_earlier_{thread_id}",
+                  icon=":material/expand_less:", on_click=revealed.add, args=(thread_id,))
+        messages = messages[-RECENT:]
     for message in messages:
         show_message(message)
 

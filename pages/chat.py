@@ -29,7 +29,7 @@ if thread is not None and thread.messages:
         st.title(plain(thread.title))
         st.info(f"{reason} You can read and export this thread, but not continue it. "
                 "Start a ➕ New thread to chat.")
-        show_messages(thread.messages)
+        show_messages(thread.messages, thread.id)
         st.stop()
 if st.session_state.get("assistant_id") not in by_id:
     st.session_state["assistant_id"] = next((a.id for a in assistants if a.owner == user), assistants[0].id)
@@ -58,7 +58,7 @@ if provider_error:
 
 action = None   # "retry" or "continue", from the buttons under the last message
 if thread is not None:
-    show_messages(thread.messages)
+    show_messages(thread.messages, thread.id)
     action = last_turn_actions(thread, can_send=provider is not None)
 
 prompt = message_box(f"Message {spec.name}…", disabled=provider is None)

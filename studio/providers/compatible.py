@@ -95,8 +95,8 @@ class CompatibleProvider(Provider):
         if not models:
             raise ProviderError(f"No model is set and {safe_url(self.base_url)} lists none. Choose a model in "
                                 "settings.")
-        self._default_model = models[0].id
-        return self._default_model
+        # Not kept on the instance: one provider serves every session, and the list may change.
+        return models[0].id
 
     # --- a turn --------------------------------------------------------------------
     def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
