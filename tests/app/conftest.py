@@ -1,10 +1,11 @@
-"""AppTest fixtures: a fresh workspace per test, and a signed-in app."""
+"""AppTest fixtures and actions: a fresh workspace per test, a signed-in app, what downloads hold."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from studio.accounts import OPERATOR
@@ -40,7 +41,12 @@ def login(at: AppTest, username: str, password: str) -> AppTest:
     form_inputs = [t for t in at.text_input if t.label in ("Username", "Password")]
     form_inputs[0].input(username)
     form_inputs[1].input(password)
-    next(b for b in at.button if b.label == "Log in").click()
+    return click(at, "Log in")
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    """Click the button labelled `label` and run the page again."""
+    next(b for b in at.button if b.label == label).click()
     return at.run()
 
 
@@ -50,6 +56,22 @@ def signed_in(workspace):
     accounts(workspace).add_user("ada", "correct-horse", name="Ada", actor=OPERATOR)
     at = new_app().run()
     return login(at, "ada", "correct-horse")
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """What the page's download buttons hold: media file id -> (file name, content).
+    AppTest keeps no copy of a download that a test can read."""
+    files = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        files[file_id] = (filename, path_or_data)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from studio.assistants import DEMO_ASSISTANT_FILE, read_assistant_file
 from studio.store import Actor, Store
@@ -102,21 +100,6 @@ def test_switching_to_a_compatible_server_in_the_sidebar_keeps_the_key_out_of_th
 
 
 # --- assistants as files --------------------------------------------------------
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """What the page's download buttons hold, by media file id (AppTest keeps no copy we can read)."""
-    files = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def recording(self, path_or_data, mimetype, kind, filename=None):
-        file_id = original(self, path_or_data, mimetype, kind, filename)
-        files[file_id] = (filename, path_or_data)
-        return file_id
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
-    return files
-
 
 def shown(markdown: str) -> str:
     """Markdown as the reader sees it: backslash escapes removed."""

@@ -1,36 +1,18 @@
 """Thread export from the chat page: the downloaded files hold the conversation."""
 import json
 
-import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
 from tests.app.test_chat_page import send
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """What the page handed to the browser for download, by file name."""
-    files = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename:
-            files[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return files
 
 
 def test_exported_markdown_and_json_hold_the_conversation(signed_in, downloads):
     at = send(signed_in, "Export me: 5 $ and 7 $ please")
     assert not at.exception, at.exception
-    markdown = next(data for name, data in downloads.items() if name.endswith(".md"))
+    markdown = next(data for name, data in downloads.values() if name and name.endswith(".md"))
     markdown = markdown.decode() if isinstance(markdown, bytes) else markdown
     assert "## You\n\nExport me: 5 $ and 7 $ please" in markdown
     assert "## Comment responder" in markdown
 
-    raw = next(data for name, data in downloads.items() if name.endswith(".json"))
+    raw = next(data for name, data in downloads.values() if name and name.endswith(".json"))
     thread = json.loads(raw)
     assert [m["role"] for m in thread["messages"]] == ["user", "assistant"]
     assert thread["messages"][0]["content"] == "Export me: 5 $ and 7 $ please"

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from studio.accounts import OPERATOR, UserError
 from studio.store import Actor, Store
 from studio.types import Message, Thread
-from tests.app.conftest import accounts, login, new_app
+from tests.app.conftest import accounts, click, login, new_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,9 +52,12 @@ def manage(at, username):
     return at.run()
 
 
-def click(at, label):
-    next(b for b in at.button if b.label == label).click()
-    return at.run()
+def set_password(at, password):
+    """Type `password` twice in the managed user's password form and press Set password."""
+    fields = {t.label: t for t in at.text_input}
+    fields["New password"].input(password)
+    fields["Repeat new password"].input(password)
+    return click(at, "Set password")
 
 
 def test_an_admin_lists_adds_and_promotes_users_on_the_users_page(signed_in, workspace):
@@ -147,15 +150,9 @@ def test_an_admin_resets_a_password_and_removes_a_user_after_confirming(signed_i
     people.add_user("bob", "battery-staple", actor=OPERATOR)
     seed_thread(workspace, "bob", "Bob's question")
     at = manage(open_users(signed_in), "bob")
-    fields = {t.label: t for t in at.text_input}
-    fields["New password"].input("short")
-    fields["Repeat new password"].input("short")
-    at = click(at, "Set password")
+    at = set_password(at, "short")
     assert "at least 8" in at.error[0].value
-    fields = {t.label: t for t in at.text_input}
-    fields["New password"].input("new-battery-staple")
-    fields["Repeat new password"].input("new-battery-staple")
-    at = click(at, "Set password")
+    at = set_password(at, "new-battery-staple")
     assert "Changed the password of bob" in at.success[0].value
     assert people.authenticate("bob", "new-battery-staple")
 
@@ -189,10 +186,7 @@ def test_an_admin_cannot_remove_or_demote_themselves_or_the_last_admin(signed_in
 
 def test_an_admin_changing_their_own_password_stays_signed_in(signed_in, workspace):
     at = manage(open_users(signed_in), "ada")
-    fields = {t.label: t for t in at.text_input}
-    fields["New password"].input("new-correct-horse")
-    fields["Repeat new password"].input("new-correct-horse")
-    at = click(at, "Set password")
+    at = set_password(at, "new-correct-horse")
     assert "Changed the password of ada" in at.success[0].value
     at.run()
     assert at.title[0].value == "Users"            # this session goes on

@@ -9,7 +9,8 @@ import pytest
 from components import auth as gate
 from studio.accounts import OPERATOR, Accounts
 from studio.store import Store
-from tests.app.conftest import login, new_app
+from tests.app.conftest import click, login, new_app
+from tests.app.test_users import manage, set_password
 from tests.reliability.conftest import assert_clear, only_message
 
 ACCOUNTS = [("ada", True), ("bob", False)]
@@ -137,11 +138,6 @@ def users_page(people):
     return at.run()
 
 
-def click(at, label):
-    next(b for b in at.button if b.label == label).click()
-    return at.run()
-
-
 ADD_REFUSED = {
     "taken-name-in-capitals": ("BOB", "", "new-password-1", ["already exists"]),
     "name-with-space": ("bob smith", "", "new-password-1", ["username"]),
@@ -173,12 +169,6 @@ def test_adding_a_user_names_the_rule_and_keeps_the_form(users_page, people, use
     ("new-password ", ["space"]),
 ], ids=["too-short", "with-nul", "trailing-space"])
 def test_resetting_a_password_to_a_bad_one_keeps_the_old_one(users_page, people, password, says):
-    at = users_page
-    at.selectbox(key="managed_user").set_value("bob")
-    at = at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["New password"].input(password)
-    fields["Repeat new password"].input(password)
-    at = click(at, "Set password")
+    at = set_password(manage(users_page, "bob"), password)
     assert_clear(only_message(at), *says)
     assert_accounts_intact(people)   # bob keeps his old password
