@@ -51,6 +51,17 @@ def store_of(folder: Path):
     return Store(f"sqlite:///{folder / 'studio.db'}")
 
 
+def ada_and_bob(folder: Path):
+    """A workspace database in `folder` with admin ada ("correct-horse") and user bob
+    ("battery-staple"); returns its Store."""
+    from studio.accounts import OPERATOR, Accounts
+    store = store_of(folder)
+    people = Accounts(store.engine)
+    people.add_user("ada", "correct-horse", actor=OPERATOR)   # the first account is the admin
+    people.add_user("bob", "battery-staple", actor=OPERATOR)
+    return store
+
+
 @pytest.fixture
 def ada():
     from studio.store import Actor

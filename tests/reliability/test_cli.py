@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from studio.__main__ import main
-from studio.accounts import OPERATOR, Accounts
+from studio.accounts import Accounts
 from studio.store import Actor, Store
 from studio.types import Message, Thread
-from tests.reliability.conftest import assert_clear
+from tests.reliability.conftest import ada_and_bob, assert_clear
 
 ROOT = Path(__file__).resolve().parents[2]
 ADA, BOB = Actor("ada"), Actor("bob")
@@ -26,10 +26,7 @@ ADA, BOB = Actor("ada"), Actor("bob")
 def template(tmp_path_factory):
     """A workspace made once: admin ada (with the demo assistant), user bob with one thread."""
     folder = tmp_path_factory.mktemp("template")
-    store = Store(f"sqlite:///{folder / 'studio.db'}")
-    people = Accounts(store.engine)
-    people.add_user("ada", "correct-horse", actor=OPERATOR)
-    people.add_user("bob", "battery-staple", actor=OPERATOR)
+    store = ada_and_bob(folder)
     store.seed_demo_assistant(ADA)
     store.seed_demo_assistant(BOB)
     spec = store.list_assistants(BOB)[0]

@@ -7,11 +7,11 @@ import shutil
 import pytest
 
 from components import auth as gate
-from studio.accounts import OPERATOR, Accounts
+from studio.accounts import Accounts
 from studio.store import Store
 from tests.app.conftest import click, login, new_app
 from tests.app.test_users import manage, set_password
-from tests.reliability.conftest import assert_clear, only_message
+from tests.reliability.conftest import ada_and_bob, assert_clear, only_message
 
 ACCOUNTS = [("ada", True), ("bob", False)]
 
@@ -20,11 +20,7 @@ ACCOUNTS = [("ada", True), ("bob", False)]
 def template(tmp_path_factory):
     """A workspace database made once (bcrypt is slow on purpose): admin ada, user bob."""
     folder = tmp_path_factory.mktemp("accounts")
-    store = Store(f"sqlite:///{folder / 'studio.db'}")
-    people = Accounts(store.engine)
-    people.add_user("ada", "correct-horse", actor=OPERATOR)
-    people.add_user("bob", "battery-staple", actor=OPERATOR)
-    store.engine.dispose()
+    ada_and_bob(folder).engine.dispose()
     return folder / "studio.db"
 
 
