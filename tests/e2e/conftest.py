@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -46,6 +48,14 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(workspace):
     """Start `streamlit run app.py` on a free port with a fresh workspace; yield its base URL."""
+    with running_app(workspace) as url:
+        yield url
+
+
+@contextmanager
+def running_app(workspace: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free port, on `workspace` with the embedded model; its base URL.
+    Its log is printed when it stops (pytest shows it only for a failed test)."""
     port = _free_port()
     env = dict(os.environ)   # carries STUDIO_MODEL_CACHE and STUDIO_LOCAL_MAX_TOKENS from tests/conftest.py
     env.update(STUDIO_DATA_DIR=str(workspace), STUDIO_PROVIDER="local")

@@ -7,10 +7,7 @@ stored reply carries the traps. A tiny HTTP server on 127.0.0.1 records every re
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,7 +21,7 @@ if os.environ.get("CI") != "true":
 
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.e2e.conftest import ROOT, STARTUP_TIMEOUT_S, _free_port, _healthy  # noqa: E402
+from tests.e2e.conftest import running_app  # noqa: E402
 from tests.e2e.test_journeys import ASSISTANT_MESSAGES, log_in, settle  # noqa: E402
 
 USERNAME, PASSWORD = "ada", "correct-horse-battery"
@@ -86,33 +83,8 @@ def seeded_app(tmp_path_factory, trap_server):
     """`streamlit run app.py` on a seeded workspace; yields (base URL, thread id)."""
     workspace = tmp_path_factory.mktemp("untrusted-workspace")
     thread_id = seed(workspace, trap_server)
-    port = _free_port()
-    env = dict(os.environ, STUDIO_DATA_DIR=str(workspace), STUDIO_PROVIDER="local")
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "STUDIO_MODEL", "STUDIO_DATABASE_URL"):
-        env.pop(name, None)
-    log_path = workspace.parent / f"{workspace.name}-streamlit.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not _healthy(url):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            yield url, thread_id
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            print(f"--- streamlit log ({log_path}) ---\n{log_path.read_text()[-5000:]}")
+    with running_app(workspace) as url:
+        yield url, thread_id
 
 
 def test_a_reply_with_a_markdown_image_makes_no_request(browser, seeded_app, trap_server):
