@@ -173,7 +173,16 @@ def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace):
             if not any(t.value == "Comment responder" for t in at.title):
                 problems.append("carol was signed out")
 
-    threads = [threading.Thread(target=failing_logins) for _ in range(2)] + [threading.Thread(target=page_runs)]
+    def recording(work):   # a thread that dies must fail the test, not only warn
+        def run():
+            try:
+                work()
+            except Exception as exc:
+                problems.append(exc)
+        return run
+
+    threads = ([threading.Thread(target=recording(failing_logins)) for _ in range(2)]
+               + [threading.Thread(target=recording(page_runs))])
     for t in threads:
         t.start()
     for t in threads:
