@@ -59,20 +59,23 @@ def responses_pair(fake: FakeOpenAI, text: str) -> tuple[Callable[[], Timing], C
     """(studio turn, direct SDK turn) against the Responses API, on one shared conversation."""
     provider = OpenAIProvider(api_key=API_KEY, base_url=fake.base_url)
     client = OpenAI(api_key=API_KEY, base_url=fake.base_url, max_retries=2, timeout=60)
-    conversation = client.conversations.create().id
-    thread = Thread(owner="bench", assistant_id=SPEC.id, provider="openai", provider_ref=conversation,
+    thread = Thread(owner="bench", assistant_id=SPEC.id, provider="openai",
                     messages=[Message("user", text)])
     tools = [t.responses_schema() for t in get_tools(SPEC.tools)]
 
+    # Each turn starts on a fresh Conversation (made before the clock starts): one shared
+    # Conversation would outgrow the model's context after a few dozen turns.
     def studio() -> Timing:
+        thread.provider_ref = client.conversations.create().id
         return timed(lambda: provider.stream_reply(thread, SPEC), lambda e: isinstance(e, TextDelta))
 
     def direct() -> Timing:
+        conversation = client.conversations.create().id
         # What a hand-written app would send: the same compiled instructions, tools and input.
         return timed(lambda: client.responses.create(
             model=MODEL, instructions=compile_instructions(SPEC), conversation=conversation,
             input=[{"type": "message", "role": "user", "content": text}], tools=tools,
-            stream=True, truncation="auto"), lambda e: e.type == "response.output_text.delta")
+            stream=True), lambda e: e.type == "response.output_text.delta")
 
     return studio, direct
 

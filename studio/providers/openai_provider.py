@@ -201,9 +201,7 @@ class OpenAIProvider(Provider):
         instructions = compile_instructions(spec)
         if instructions:
             options["instructions"] = instructions
-        # `strict` is required by the API; left out, it is taken as true, which forces the model
-        # to fill in every optional argument. Our tools have optional arguments: not strict.
-        schemas = [{**t.responses_schema(), "strict": False} for t in tools]
+        schemas = [t.responses_schema() for t in tools]   # each with "strict": false (see there)
         if CODE_INTERPRETER in spec.tools:
             schemas.append({"type": "code_interpreter", "container": {"type": "auto"}})
             options["include"] = ["code_interpreter_call.outputs"]   # else the logs are not returned

@@ -27,9 +27,13 @@ class Tool:
     arguments: type[pydantic.BaseModel] | None = field(default=None, repr=False, compare=False)
 
     def responses_schema(self) -> dict:
-        """The tool as the OpenAI Responses API wants it (`tools=[...]`)."""
-        return {"type": "function", "name": self.name,
-                "description": self.description, "parameters": self.parameters}
+        """The tool as the OpenAI Responses API wants it (`tools=[...]`).
+
+        `strict` is required there; when omitted the API makes the tool strict and forces every
+        optional argument to be filled. Our schemas are not strict-ready, so say False.
+        """
+        return {"type": "function", "name": self.name, "description": self.description,
+                "parameters": self.parameters, "strict": False}
 
     def chat_schema(self) -> dict:
         """The tool as chat.completions wants it (`tools=[...]`)."""

@@ -110,7 +110,8 @@ def test_parameter_names_that_pydantic_models_use_themselves():
 def test_wire_formats_and_custom_name():
     tool = tool_from_function(search, name="catalogue_search")
     assert tool.responses_schema() == {"type": "function", "name": "catalogue_search",
-                                       "description": tool.description, "parameters": tool.parameters}
+                                       "description": tool.description, "parameters": tool.parameters,
+                                       "strict": False}
     assert tool.chat_schema() == {"type": "function", "function": {
         "name": "catalogue_search", "description": tool.description, "parameters": tool.parameters}}
 
