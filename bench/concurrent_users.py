@@ -3,17 +3,20 @@ user alone?
 
 Starts the fake OpenAI server (tests/fakes) with a fixed delay before each streamed word, and the
 app (`streamlit run app.py`) on the `compatible` provider pointed at it, in a throw-away workspace
-whose accounts are made with `python -m studio users add`. Then, in headless Chromium (one browser
-context, so one cookie jar and one Streamlit session, per user):
-  1. alone: one user signs in and sends `--solo-turns` messages, one after the other;
+whose accounts are made with `python -m studio users add`. Each user is a separate Streamlit
+session over the app's own websocket, speaking the browser client's protocol (bench/_wsclient.py):
+20 headless Chromium tabs on a 2-core machine took most of the CPU from the server they measured.
+  1. alone: one user signs in through the login form and sends `--solo-turns` messages, one
+     after the other;
   2. together: `--users` users sign in at once, then all send `--turns` messages at the same time.
 Each message carries a token unique to its user and turn; the fake echoes it back. A turn is
-timed in the page, from the Enter key until the whole reply is shown (no cursor).
+timed from sending the message until the whole reply has arrived (no cursor); between turns a user
+waits for the page to finish its runs, then one second (as a browser test settles).
 
-Counts errors (a turn that fails, times out, or shows an error/warning box; tracebacks in the
-server log) and leaks (a token of one user seen at any moment on another user's page, or stored in
-another user's thread), and compares p95 turn time together vs alone (goal: at most 1.5x).
-Exits non-zero only if the bench itself crashes, not on a missed goal.
+Counts errors (a turn that fails or times out, an error or warning box, a traceback on the page or
+in the server log) and leaks (a token of one user ever received by another user's session, or
+stored in another user's thread), and compares p95 turn time together vs alone (goal: at most
+1.5x). Exits non-zero only if the bench itself crashes, not on a missed goal.
 
     .venv/bin/python bench/concurrent_users.py [--users 20] [--turns 3] [--solo-turns 10] [--delta-ms 50]
 """
@@ -31,69 +34,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import (ASSISTANT_MESSAGES, CHAT_INPUT, CHROMIUM, CHROMIUM_ARGS,   # noqa: E402
-                            COMPONENT_REPORTED_JS, LOGIN_FORM, PASSWORD, PROBLEMS, RESET_SETTLED_JS,
-                            SETTLED_JS, TRACK_RERUN_REQUESTS_JS,
-                            StreamlitServer, TempWorkspace, add_users, app_env, cpu_seconds_by_process,
-                            list_accounts, machine_note, percentile)
-from playwright.async_api import TimeoutError as PlaywrightTimeout, async_playwright   # noqa: E402
-
+from bench._harness import (PASSWORD, StreamlitServer, TempWorkspace, add_users, app_env,   # noqa: E402
+                            cpu_seconds_by_process, list_accounts, machine_note, percentile)
+from bench._wsclient import SessionError, StreamlitSession, chat_state, text_state, trigger_state   # noqa: E402
 from studio.store import Actor, Store   # noqa: E402
 from tests.fakes.fake_openai import FakeOpenAI   # noqa: E402
 
 MODEL = "gpt-4.1-mini"     # one the fake serves; set so the app does not ask /v1/models each turn
 GOAL = 1.5
-TURN_TIMEOUT_MS = 60_000
-SIGN_IN_TIMEOUT_MS = 180_000
-COMPONENT_WAIT_MS = 10_000
+TURN_TIMEOUT_S = 60
+SIGN_IN_TIMEOUT_S = 180
+SETTLE_S = 1.0
 TOKEN = re.compile(r"tok(\d{2})u\d+t[0-9a-f]{6}")
 CURSOR = "▌"
-RESULTS = Path(__file__).resolve().parent / "results"   # screenshots of failures (git-ignored)
-
-# Runs in every page before Streamlit's own code: times a turn (Enter -> the expected reply is
-# shown whole) and remembers every token that ever appeared on the page, however briefly.
-PAGE_PROBES_JS = TRACK_RERUN_REQUESTS_JS + """
-(() => {
-  window.__turn = null;
-  window.__tokensSeen = new Set();
-  const tokenPattern = /tok\\d{2}u\\d+t[0-9a-f]{6}/g;
-  const norm = (s) => s.replace(/\\s+/g, ' ').trim();
-  document.addEventListener('keydown', (e) => {
-    const turn = window.__turn;
-    if (e.key === 'Enter' && turn && turn.start === null) turn.start = performance.now();
-  }, true);
-  const note = (text) => { for (const t of (text || '').match(tokenPattern) || []) window.__tokensSeen.add(t); };
-  const observer = new MutationObserver((records) => {
-    for (const r of records) {
-      if (r.type === 'characterData') note(r.target.data);
-      else for (const n of r.addedNodes) note(n.textContent);
-    }
-    const turn = window.__turn;
-    if (!turn || turn.start === null || turn.done !== null) return;
-    const replies = document.querySelectorAll('%s');
-    if (!replies.length) return;
-    const content = replies[replies.length - 1].querySelector('[data-testid="stChatMessageContent"]');
-    const text = content ? content.textContent : '';
-    // When the first words of this reply showed (for the breakdown), and when all of it did.
-    if (turn.first === null && replies.length > turn.replies && text.trim()) turn.first = performance.now();
-    if (!text.includes('%s') && norm(text) === turn.expected) turn.done = performance.now();
-  });
-  observer.observe(document, {subtree: true, childList: true, characterData: true});
-})();
-""" % (ASSISTANT_MESSAGES, CURSOR)
+PLACEHOLDER = "Message Comment responder…"   # the demo assistant's chat input
+RESULTS = Path(__file__).resolve().parent / "results"   # the server log of the last run (git-ignored)
 
 
 @dataclass
 class User:
     index: int
     name: str
-    turn_ms: list[float] = field(default_factory=list)     # Enter -> the whole reply shown
-    first_ms: list[float] = field(default_factory=list)    # Enter -> its first words shown
+    turn_ms: list[float] = field(default_factory=list)     # sent -> the whole reply received
+    first_ms: list[float] = field(default_factory=list)    # sent -> its first words received
     sent_tokens: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    sign_in_ms: float | None = None   # "Log in" clicked -> the chat input shown
+    sign_in_ms: float | None = None   # "Log in" sent -> the chat input received
     leaks: list[str] = field(default_factory=list)
-    page: object = None
+    session: StreamlitSession | None = None
 
 
 def message_for(user: User, turn: int) -> tuple[str, str]:
@@ -102,104 +70,85 @@ def message_for(user: User, turn: int) -> tuple[str, str]:
     return f"{token} from {user.name} turn {turn}, please echo this back to me", token
 
 
-async def settle(page, quiet_ms: int = 1000) -> None:
-    await page.evaluate(RESET_SETTLED_JS)
-    await page.wait_for_function(SETTLED_JS, arg=quiet_ms, polling=100, timeout=TURN_TIMEOUT_MS)
+def problems_shown(session: StreamlitSession) -> list[str]:
+    """Error and warning boxes and tracebacks on the page after its last run."""
+    shown = [f"traceback: {e[:160]}" for e in session.exceptions]
+    for alert in session.of_kind("alert"):
+        if alert.format in (alert.ERROR, alert.WARNING):
+            shown.append(alert.body.strip()[:160])
+    return shown
 
 
-async def ready_for_input(page) -> bool:
-    """Wait until the login cookie component (an iframe) has reported to the app, and that rerun
-    has passed: a click sent before it can be lost, and under load it comes seconds late."""
+async def sign_in(url: str, user: User) -> bool:
+    """Open a session (what loading the page does) and log in through the form."""
+    user.session = session = StreamlitSession(url)
     try:
-        await page.wait_for_function(COMPONENT_REPORTED_JS, polling=100, timeout=COMPONENT_WAIT_MS)
-        reported = True
-    except PlaywrightTimeout:
-        reported = False   # no component, or it had nothing to say (or is late): go on
-    await settle(page)
-    return reported
-
-
-async def sign_in(browser, url: str, user: User) -> bool:
-    """Open a fresh browser context (its own cookies and session) and log in through the form."""
-    context = await browser.new_context(base_url=url, viewport={"width": 1000, "height": 700},
-                                        reduced_motion="reduce")
-    context.set_default_timeout(SIGN_IN_TIMEOUT_MS)
-    await context.add_init_script(PAGE_PROBES_JS)
-    user.page = page = await context.new_page()
-    frames: list[tuple[str, float]] = []   # websocket frames, to tell a lost click from a slow page
-
-    def watch(ws) -> None:
-        ws.on("framesent", lambda _: frames.append(("sent", time.perf_counter())))
-        ws.on("framereceived", lambda _: frames.append(("received", time.perf_counter())))
-
-    page.on("websocket", watch)
-    clicked, component_reported = None, False
-    try:
-        await page.goto("/")
-        form = page.locator(LOGIN_FORM)
-        await form.wait_for()
-        component_reported = await ready_for_input(page)
-        await form.get_by_label("Username").fill(user.name)
-        await form.get_by_label("Password", exact=True).fill(PASSWORD)
-        clicked = time.perf_counter()
-        await form.get_by_role("button", name="Log in").click()
-        # Under load the chat page can take a long time to come: the stale login form stays on
-        # screen meanwhile, so clicking again would be wrong; wait for the chat input.
-        await page.locator(CHAT_INPUT).wait_for()
-        user.sign_in_ms = (time.perf_counter() - clicked) * 1000
-        await settle(page)
+        await session.connect()
+        await session.idle(SIGN_IN_TIMEOUT_S)
+        username, password = session.find("text_input", "Username"), session.find("text_input", "Password")
+        button = session.find("button", "Log in")
+        if not (username and password and button):
+            raise SessionError("no login form")
+        sent = time.perf_counter()
+        await session.rerun([text_state(username, user.name), text_state(password, PASSWORD),
+                             trigger_state(button)])
+        await session.wait_for(lambda s: s.find("chat_input", PLACEHOLDER) is not None, SIGN_IN_TIMEOUT_S)
+        user.sign_in_ms = (time.perf_counter() - sent) * 1000
+        await session.idle(SIGN_IN_TIMEOUT_S)
+        if shown := problems_shown(session):
+            raise SessionError(f"the page shows: {' | '.join(shown)}")
         return True
     except Exception as exc:   # counted, and this user sends nothing
-        shown = " | ".join(t.strip()[:120] for t in await page.locator(PROBLEMS).all_inner_texts())
-        after = ([] if clicked is None else [kind for kind, at in frames if at >= clicked])
-        user.errors.append(
-            f"{user.name} could not sign in: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            + (f"; the page shows: {shown}" if shown else "")
-            + ("" if clicked is None else
-               f"; after 'Log in': {after.count('sent')} frame(s) sent, {after.count('received')} received; "
-               f"the cookie component had {'' if component_reported else 'not '}reported before the click"))
-        RESULTS.mkdir(exist_ok=True)
-        await page.screenshot(path=str(RESULTS / f"concurrent_users-sign-in-{user.name}.png"))
+        user.errors.append(f"{user.name} could not sign in: {type(exc).__name__}: {exc}")
         return False
 
 
+def reply_state(session: StreamlitSession, expected: str) -> str:
+    """"done" when the last markdown element is the whole reply, "started" when it is part of
+    it (streaming, with the cursor), else ""."""
+    texts = session.markdown()
+    last = " ".join(texts[-1].split()) if texts else ""
+    if last == expected:
+        return "done"
+    if last.endswith(CURSOR) and expected.startswith(last[:-1].strip()) and last[:-1].strip():
+        return "started"
+    return ""
+
+
 async def one_turn(user: User, turn: int) -> None:
-    """Send one message; time it in the page; record what went wrong, if anything."""
-    page = user.page
+    """Send one message; time it; record what went wrong, if anything."""
+    session = user.session
     text, token = message_for(user, turn)
     user.sent_tokens.append(token)
-    await settle(page)
-    before = await page.locator(ASSISTANT_MESSAGES).count()
-    await page.evaluate("([expected, replies]) => { window.__turn = {expected, replies, start: null, "
-                        "first: null, done: null}; }", ["You said: " + text, before])
-    box = page.locator(CHAT_INPUT)
-    await box.fill(text)
-    await box.press("Enter")
+    box = session.find("chat_input", PLACEHOLDER)
+    if box is None:
+        user.errors.append(f"{user.name}, turn {turn}: no chat input on the page")
+        return
+    expected = "You said: " + text
+    sent = time.perf_counter()
+    await session.rerun([chat_state(box, text)])
     try:
-        await page.wait_for_function("() => window.__turn.done !== null", polling=50, timeout=TURN_TIMEOUT_MS)
-    except Exception:
-        shown = await page.locator(ASSISTANT_MESSAGES).count()
-        user.errors.append(f"{user.name}, turn {turn}: no complete reply within {TURN_TIMEOUT_MS // 1000} s "
-                           f"(assistant messages {before} -> {shown})")
-    else:
-        timed = await page.evaluate("() => window.__turn")
-        user.turn_ms.append(timed["done"] - timed["start"])
-        user.first_ms.append((timed["done"] if timed["first"] is None else timed["first"]) - timed["start"])
-    await settle(page)
-    for problem in await page.locator(PROBLEMS).all_inner_texts():
-        user.errors.append(f"{user.name}, turn {turn}: the page shows: {problem.strip()[:160]}")
+        first = await session.wait_for(lambda s: reply_state(s, expected) != "", TURN_TIMEOUT_S)
+        done = await session.wait_for(lambda s: reply_state(s, expected) == "done", TURN_TIMEOUT_S)
+        await session.idle(TURN_TIMEOUT_S)
+    except SessionError as exc:
+        user.errors.append(f"{user.name}, turn {turn}: no complete reply: {exc}")
+        return
+    user.turn_ms.append((done - sent) * 1000)
+    user.first_ms.append((first - sent) * 1000)
+    for problem in problems_shown(session):
+        user.errors.append(f"{user.name}, turn {turn}: the page shows: {problem}")
+    await asyncio.sleep(SETTLE_S)
 
 
-async def check_page(user: User, owners: dict[str, str]) -> None:
-    """Tokens of other users anywhere on this page, now or at any moment before."""
-    seen = set(await user.page.evaluate("() => [...window.__tokensSeen]"))
-    seen |= set(m.group(0) for m in TOKEN.finditer(await user.page.locator("body").inner_text()))
-    mine = set(user.sent_tokens)
-    for token in sorted(seen - mine):
+def check_page(user: User, owners: dict[str, str]) -> None:
+    """Tokens of other users received by this session at any moment; own messages and replies
+    still on the page after the last run."""
+    seen = {m.group(0) for text in user.session.texts_seen for m in TOKEN.finditer(text)}
+    for token in sorted(seen - set(user.sent_tokens)):
         user.leaks.append(f"{user.name}'s page showed {token} (sent by {owners.get(token, 'nobody')})")
-    # Every own message and reply must still be on the page after the last rerun.
-    body = await user.page.locator("body").inner_text()
-    missing = [t for t in user.sent_tokens if body.count(t) < 2]   # the message and its echo
+    page = "\n".join(user.session.markdown())
+    missing = [t for t in user.sent_tokens if page.count(t) < 2]   # the message and its echo
     if missing:
         user.errors.append(f"{user.name}'s page lacks the message or reply of {', '.join(missing)}")
 
@@ -264,38 +213,37 @@ async def bench(args) -> int:
         print(f"fake server: {args.delta_ms:g} ms before each of {words} words a reply "
               f"(>= {words * args.delta_ms / 1000:.2f} s a turn)")
         with StreamlitServer("app.py", env, tmp / "streamlit.log") as app:
-            async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    # 1. One user alone (the first turn warms the app up and is not counted).
-                    if not await sign_in(browser, app.url, solo):
-                        log = app.log()
-                        raise RuntimeError(f"the solo user could not sign in: {solo.errors}" + (
-                            "\nserver log:\n" + _first_traceback(log) if "Traceback" in log else ""))
-                    await one_turn(solo, 0)   # warm-up, not counted
-                    solo.turn_ms, solo.first_ms = [], []
-                    cpu = cpu_seconds_by_process({"app server": app.process.pid})
-                    await run_user(solo, args.solo_turns, _started())
-                    solo_cpu = _used_since(cpu, app)
-                    await solo.page.context.close()
-                    print(f"alone: {len(solo.turn_ms)} turns measured")
+            everyone = [solo, *crowd]
+            try:
+                # 1. One user alone (the first turn warms the app up and is not counted).
+                if not await sign_in(app.url, solo):
+                    log = app.log()
+                    raise RuntimeError(f"the solo user could not sign in: {solo.errors}" + (
+                        "\nserver log:\n" + _first_traceback(log) if "Traceback" in log else ""))
+                await one_turn(solo, 0)   # warm-up, not counted
+                solo.turn_ms, solo.first_ms = [], []
+                cpu = cpu_seconds_by_process({"app server": app.process.pid})
+                await run_user(solo, args.solo_turns, _started())
+                solo_cpu = _used_since(cpu, app)
+                print(f"alone: {len(solo.turn_ms)} turns measured")
 
-                    # 2. Everyone at once: sign in together, then send together.
-                    t0 = time.perf_counter()
-                    signed_in = await asyncio.gather(*(sign_in(browser, app.url, u) for u in crowd))
-                    active = [u for u, ok in zip(crowd, signed_in, strict=True) if ok]
-                    print(f"together: {len(active)}/{len(crowd)} signed in at once "
-                          f"({time.perf_counter() - t0:.1f} s)")
-                    go = asyncio.Event()
-                    tasks = [asyncio.create_task(run_user(u, args.turns, go)) for u in active]
-                    cpu, t0 = cpu_seconds_by_process({"app server": app.process.pid}), time.perf_counter()
-                    go.set()
-                    await asyncio.gather(*tasks)
-                    crowd_cpu, crowd_wall = _used_since(cpu, app), time.perf_counter() - t0
-                    owners = {t: u.name for u in [solo, *crowd] for t in u.sent_tokens}
-                    await asyncio.gather(*(check_page(u, owners) for u in active))
-                finally:
-                    await browser.close()
+                # 2. Everyone at once: sign in together, then send together.
+                t0 = time.perf_counter()
+                signed_in = await asyncio.gather(*(sign_in(app.url, u) for u in crowd))
+                active = [u for u, ok in zip(crowd, signed_in, strict=True) if ok]
+                print(f"together: {len(active)}/{len(crowd)} signed in at once "
+                      f"({time.perf_counter() - t0:.1f} s)")
+                go = asyncio.Event()
+                tasks = [asyncio.create_task(run_user(u, args.turns, go)) for u in active]
+                cpu, t0 = cpu_seconds_by_process({"app server": app.process.pid}), time.perf_counter()
+                go.set()
+                await asyncio.gather(*tasks)
+                crowd_cpu, crowd_wall = _used_since(cpu, app), time.perf_counter() - t0
+                owners = {t: u.name for u in everyone for t in u.sent_tokens}
+                for user in [solo, *active]:
+                    check_page(user, owners)
+            finally:
+                await asyncio.gather(*(u.session.close() for u in everyone if u.session), return_exceptions=True)
             server_log = app.log()
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "concurrent_users-server.log").write_text(server_log)   # kept for a look after the run
@@ -338,9 +286,9 @@ def report(args, solo: User, crowd: list[User], solo_cpu: dict, crowd_cpu: dict,
     expected_accounts = {"benchadmin", solo.name, *(u.name for u in crowd)}
     missing_accounts = sorted(expected_accounts - set(accounts_left))
 
-    print("\nturn time, Enter -> whole reply shown (ms); CPU seconds per turn by process")
+    print("\nturn time, message sent -> whole reply received (ms); CPU seconds per turn by process")
     print(f"  {'':<18} {'turns':>5} {'1st words':>9} {'median':>7} {'p95':>7} {'max':>7}   "
-          f"{'app':>5} {'browser':>7} {'fake':>5}")
+          f"{'app':>5} {'clients + fake':>14}")
     for label, values, first, cpu in (("1 user alone", solo.turn_ms, solo.first_ms, solo_cpu),
                                       (f"{len(crowd)} users at once", together, together_first, crowd_cpu)):
         if not values:
@@ -349,12 +297,13 @@ def report(args, solo: User, crowd: list[User], solo_cpu: dict, crowd_cpu: dict,
         per_turn = {k: v / len(values) for k, v in cpu.items()}
         print(f"  {label:<18} {len(values):>5} {statistics.median(first):>9.0f} "
               f"{statistics.median(values):>7.0f} {percentile(values, 95):>7.0f} {max(values):>7.0f}   "
-              f"{per_turn['app server']:>5.2f} {per_turn['browser']:>7.2f} {per_turn['bench + fake']:>5.2f}")
+              f"{per_turn['app server']:>5.2f} {per_turn['bench + fake']:>14.2f}")
     if together:
         print(f"  together: {len(together)} turns in {crowd_wall:.1f} s ({len(together) / crowd_wall:.2f} turns/s)")
     signed = [u.sign_in_ms for u in crowd if u.sign_in_ms is not None]
     if solo.sign_in_ms is not None and signed:
-        print(f"sign-in, 'Log in' -> chat input (ms): alone {solo.sign_in_ms:.0f}; {len(signed)} at once: "
+        print(f"sign-in, 'Log in' sent -> chat input received (ms): alone {solo.sign_in_ms:.0f}; "
+              f"{len(signed)} at once: "
               f"median {statistics.median(signed):.0f}, max {max(signed):.0f}")
     if solo.turn_ms and together:
         ratio = percentile(together, 95) / percentile(solo.turn_ms, 95)
@@ -376,12 +325,7 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=3, help="messages each of them sends")
     parser.add_argument("--solo-turns", type=int, default=10, help="measured messages of the user alone")
     parser.add_argument("--delta-ms", type=float, default=50.0, help="fake server delay before each word")
-    args = parser.parse_args()
-    if not CHROMIUM.exists():
-        print(f"{CHROMIUM} is missing: this bench needs Debian's chromium (scripts/setup.sh --dev)",
-              file=sys.stderr)
-        return 2
-    return asyncio.run(bench(args))
+    return asyncio.run(bench(parser.parse_args()))
 
 
 if __name__ == "__main__":

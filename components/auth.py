@@ -5,6 +5,10 @@ sets or deletes the cookie; it gets a fresh credentials dict each run and never 
 Who signs in is decided here: a locked name is refused before its password is checked, failures
 are counted, a cookie signs in only while the database still lists it, and the account (its
 roles, whether it still exists) is read again on every page run.
+
+The library is built only on runs that need its cookie component (the login form, the logout
+click): that component is an iframe whose answer costs every page load a second script run.
+A signed-in reload reads the cookie the browser sent with the page (st.context.cookies) instead.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ LIBRARY_KEYS = {"logout", "authentication_status", "name", "username", "email", 
 COOKIE_EXP = "login_cookie_exp"    # the expiry date of this session's login cookie: its identity
 NOTICE = "login_notice"            # a message for the login form (kept across a sign-out)
 INCOMPLETE = "login_incomplete"    # the login form was sent with a field left empty
+PASSED = "login_gate_passed"       # require_login let this session in (cleared with the session)
 
 
 def visitor_is_local() -> bool:
@@ -132,12 +137,7 @@ class _AppDecides(AuthenticationController):
                 return False
             _sign_in(account)
             return True
-        if token:      # the browser's cookie, its signature verified by the library
-            account = self.accounts.check_cookie(token.get("username", ""), token.get("exp_date", 0))
-            if account is not None:
-                _sign_in(account)
-                st.session_state[COOKIE_EXP] = token["exp_date"]
-        return None
+        return None   # a cookie was read before the library was built (sign_in_from_cookie)
 
 
 class Authenticator(stauth.Authenticate):
@@ -150,21 +150,40 @@ class Authenticator(stauth.Authenticate):
         self.accounts = accounts
         self.authentication_controller = _AppDecides(accounts, credentials)
 
-    def logout(self, *args, **kwargs) -> None:
-        username, cookie_exp = st.session_state.get("username"), st.session_state.get(COOKIE_EXP)
-        super().logout(*args, **kwargs)
-        if not st.session_state.get("authentication_status"):
-            if username and cookie_exp:
-                # The library deletes the cookie in this browser; a copy of it must not sign in.
-                try:
-                    self.accounts.revoke_cookie(username, cookie_exp)
-                except AccountsUnavailable as exc:
-                    print(f"could not end the login cookie of {username}: {exc}", file=sys.stderr)
-            _clear_session()
-            # On the click the library signs the session out but lets the script go on, so the
-            # page would be drawn once for nobody. Stop instead: the cookie manager's rerun (after
-            # it deletes the cookie in the browser) then shows the login form.
-            st.stop()
+
+
+def sign_in_from_cookie(accounts: Accounts) -> None:
+    """Sign this session in from the login cookie its browser sent, if the database still lists
+    it. Not after a logout in this session: the browser sent the cookie before it was deleted."""
+    token = st.context.cookies.get(COOKIE_NAME)
+    if not token or st.session_state.get("logout"):
+        return
+    claims = accounts.cookie_claims(token)
+    account = accounts.check_cookie(*claims) if claims else None
+    if account is not None:
+        _sign_in(account)
+        st.session_state[COOKIE_EXP] = claims[1]
+
+
+def logout_button() -> None:
+    """The sidebar's "Log out": ends this session, and its cookie for good (a copy of it no
+    longer signs in), then has the library delete the cookie in this browser."""
+    if not st.sidebar.button("Log out", key="Logout"):
+        return
+    accounts = session.accounts()
+    username, cookie_exp = st.session_state.get("username"), st.session_state.get(COOKIE_EXP)
+    if username and cookie_exp:
+        try:
+            accounts.revoke_cookie(username, cookie_exp)
+        except AccountsUnavailable as exc:
+            print(f"could not end the login cookie of {username}: {exc}", file=sys.stderr)
+    _clear_session()
+    with st.sidebar:
+        # The library signs the session out and deletes the cookie through its component,
+        # whose answer reruns the script: that run shows the login form.
+        Authenticator(accounts).logout("Log out", location="unrendered")
+    # Stop here: the rest of the page would be drawn once for nobody.
+    st.stop()
 
 
 def _clear_session() -> None:
@@ -196,7 +215,7 @@ def _no_pages_until_signed_in() -> None:
     st.navigation([st.Page(_signed_out, title="Log in", default=True)], position="hidden")
 
 
-def require_login(from_page: bool = False) -> Authenticator:
+def require_login(from_page: bool = False) -> None:
     """Show the first-run or login form and stop the script until someone is signed in.
 
     `from_page`: called by a page that Streamlit ran directly, without app.py (see signed_in_page).
@@ -215,10 +234,11 @@ def require_login(from_page: bool = False) -> Authenticator:
             hide_pages()
             first_run_form(accounts)
             st.stop()
-        auth = Authenticator(accounts)
-        auth.login(location="unrendered")   # signs in from the browser's cookie, drawing nothing
+        if not st.session_state.get("authentication_status"):
+            sign_in_from_cookie(accounts)
         if not st.session_state.get("authentication_status"):
             hide_pages()
+            auth = Authenticator(accounts)
             notice_slot = st.empty()   # above the form; filled below unless the form was just sent
             auth.login(fields={"Form name": "Log in to Assistant Studio", "Login": "Log in"})
             status = st.session_state.get("authentication_status")
@@ -247,14 +267,11 @@ def require_login(from_page: bool = False) -> Authenticator:
         hide_pages()
         st.error(f"Nobody can sign in right now. {exc} An administrator must fix this.", icon="⚠️")
         st.stop()
-    # The sidebar's logout button needs this run's authenticator: building a second one would
-    # render a second cookie-manager component with the same key.
-    st.session_state["authenticator"] = auth
     user = st.session_state.get("username")
     if st.session_state.get("seeded_for") != user:   # once per session: a user's first visit gets the demo
         session.store().seed_demo_assistant(session.actor())
         st.session_state["seeded_for"] = user
-    return auth
+    st.session_state[PASSED] = True
 
 
 def _refresh_account(accounts: Accounts) -> None:
@@ -275,7 +292,7 @@ def signed_in_page() -> None:
     a page file directly, without app.py (seen after a logout). Such a run must not get past here,
     and it reads the account again like any other run.
     """
-    if not st.session_state.get("authentication_status") or "authenticator" not in st.session_state:
+    if not st.session_state.get("authentication_status") or not st.session_state.get(PASSED):
         require_login(from_page=True)
     else:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import session
-from components.auth import signed_in_page
+from components.auth import logout_button, signed_in_page
 from components.errors import guard_page
 from components.provider_panel import provider_panel
 from components.safe_text import plain
@@ -23,5 +23,5 @@ def shared_sidebar() -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{plain(st.session_state.get('name') or session.current_user())}**"
                    + (" · admin" if session.is_admin() else ""))
-        st.session_state["authenticator"].logout("Log out", location="sidebar")
+        logout_button()
     provider_panel()

@@ -10,6 +10,7 @@ from studio.providers.openai_errors import api_key_problem, safe_url
 from studio.settings import PROVIDERS
 
 PANEL_KEYS = ("panel_provider", "panel_base_url", "panel_server", "panel_api_key", "panel_model")
+PANEL_OPEN = "provider_panel_open"   # session_state key: whether the panel is expanded
 KEY_PROBLEM = "panel_key_problem"   # set by Apply, shown once on the run that follows
 
 
@@ -64,7 +65,11 @@ def provider_panel() -> None:
     if problem := st.session_state.pop(KEY_PROBLEM, None):
         # Outside the (collapsed) expander, so it is seen; the turn will say the same.
         st.sidebar.warning(problem)
-    with st.sidebar.expander(f"Provider: {current.provider}", expanded=False):
+    # Lazy: the panel's widgets are drawn only while it is open (every page run is lighter).
+    panel = st.sidebar.expander(f"Provider: {current.provider}", key=PANEL_OPEN, on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
         with st.form("provider_settings", border=False):
             st.radio("Provider", PROVIDERS, index=PROVIDERS.index(current.provider),
                      format_func=LABELS.get, key="panel_provider")

@@ -14,6 +14,7 @@ from studio.types import AssistantSpec, Thread
 
 THREAD = "thread"   # session_state key holding the current Thread
 DELETE_FAILED = "delete_failed"   # session_state key: (thread id, why the provider's copy was kept)
+ACTIONS_OPEN = "thread_actions_open"   # session_state key: whether "This thread" is expanded
 SHOWN_THREADS = 50
 
 
@@ -107,7 +108,10 @@ def thread_sidebar(store: Store, current: Thread | None, spec: AssistantSpec | N
 
 def _thread_actions(store: Store, thread: Thread, spec: AssistantSpec | None) -> None:
     own = thread.owner == session.current_user()   # an admin reading someone's thread may only export it
-    with st.expander("This thread", expanded=False):
+    actions = st.expander("This thread", key=ACTIONS_OPEN, on_change="rerun")
+    if not actions.open:   # lazy: the exports are built only while it is open
+        return
+    with actions:
         if own:
             title = st.text_input("Title", value=thread.title, key=f"title_{thread.id}")
             if st.button("Rename", key="rename_thread"):

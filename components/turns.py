@@ -59,8 +59,8 @@ def last_turn_actions(thread: Thread, can_send: bool) -> str | None:
 
 
 def message_box(placeholder: str, disabled: bool) -> str | None:
-    """The chat input. A message longer than MAX_MESSAGE_CHARS is refused with a clear message
-    and shown back (until a message is sent), so nothing typed is lost."""
+    """The chat input, pinned to the bottom of the page. A message longer than MAX_MESSAGE_CHARS
+    is refused (see unsent_notice)."""
     # No max_chars on the widget: the browser would drop an over-long paste without a word.
     prompt = st.chat_input(placeholder, disabled=disabled)
     if prompt is not None and len(prompt) > MAX_MESSAGE_CHARS:
@@ -68,13 +68,18 @@ def message_box(placeholder: str, disabled: bool) -> str | None:
         prompt = None
     elif prompt is not None:
         st.session_state.pop(UNSENT, None)
+    return prompt
+
+
+def unsent_notice() -> None:
+    """Under the transcript: a refused message, shown back (until a message is sent) with why,
+    so nothing typed is lost."""
     if unsent := st.session_state.get(UNSENT):
         st.error(f"That message is {len(unsent):,} characters long; the limit is "
                  f"{MAX_MESSAGE_CHARS:,}. It was not sent. Shorten it (or split it in parts) and "
                  "send it again.")
         with st.expander("The message you typed (copy it from here)"):
             st.code(unsent, language="text", wrap_lines=True)
-    return prompt
 
 
 def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,

@@ -8,7 +8,7 @@ from components.safe_text import plain, safe_markdown
 from components.threads import (assistant_label, current_thread, read_only_reason, remember_in_url,
                                 start_thread, thread_sidebar)
 from components.transcript import show_messages
-from components.turns import last_turn_actions, message_box, take_turn
+from components.turns import last_turn_actions, message_box, take_turn, unsent_notice
 from studio.providers import ProviderError
 
 shared_sidebar()
@@ -46,6 +46,9 @@ except ProviderError as exc:
     provider, provider_error = None, str(exc)
 if thread is None and provider is not None:
     thread = start_thread(spec, provider)
+# Pinned to the bottom wherever it is called; called before the rest is drawn, the box can be
+# typed in while a long thread is still drawing.
+prompt = message_box(f"Message {spec.name}…", disabled=provider is None)
 thread_sidebar(store, thread, spec)
 
 st.title(plain(spec.name))
@@ -60,7 +63,6 @@ action = None   # "retry" or "continue", from the buttons under the last message
 if thread is not None:
     show_messages(thread.messages, thread.id)
     action = last_turn_actions(thread, can_send=provider is not None)
-
-prompt = message_box(f"Message {spec.name}…", disabled=provider is None)
+unsent_notice()
 if (prompt is not None or action) and provider is not None:
     take_turn(store, provider, thread, spec, prompt, action)

@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import secrets
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,7 @@ from functools import wraps
 from pathlib import Path
 
 import bcrypt
+import jwt   # PyJWT, which streamlit-authenticator signs its login cookie with
 import yaml
 from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, Text,
                         delete, func, insert, select, update)
@@ -570,6 +572,18 @@ class Accounts:
         if live is None or _aware(live) <= _now():
             return None
         return self.get(username)
+
+    def cookie_claims(self, token: str) -> tuple[str, float] | None:
+        """The (username, expiry date) a login cookie carries, when its signature is this
+        workspace's and it has not expired; None for anything else (forged, garbled, old)."""
+        try:
+            claims = jwt.decode(token, self.cookie_key(), algorithms=["HS256"])
+            username, exp_date = claims["username"], float(claims["exp_date"])
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(username, str) or exp_date <= time.time():
+            return None
+        return username, exp_date
 
     @_guarded
     def revoke_cookie(self, username: str, exp_date: float) -> None:

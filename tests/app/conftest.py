@@ -8,6 +8,8 @@ import streamlit as st
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from components.provider_panel import PANEL_OPEN
+from components.threads import ACTIONS_OPEN
 from studio.accounts import OPERATOR
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -33,8 +35,14 @@ def accounts(workspace: Path):
     return Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
 
 
-def new_app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=120)
+def new_app(panels_open: bool = True) -> AppTest:
+    """The app, its sidebar panels (Provider, This thread) open unless `panels_open` is False:
+    they draw their widgets only while open, and most tests use them."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    if panels_open:
+        at.session_state[PANEL_OPEN] = True
+        at.session_state[ACTIONS_OPEN] = True
+    return at
 
 
 def login(at: AppTest, username: str, password: str) -> AppTest:

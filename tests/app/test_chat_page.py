@@ -1,6 +1,10 @@
 """The chat page on the embedded model: send, stream, threads."""
+from components.provider_panel import PANEL_OPEN
+from components.threads import ACTIONS_OPEN
+from studio.accounts import OPERATOR
 from studio.store import Actor, Store
-from tests.app.conftest import new_app, login
+from studio.types import Message, Thread
+from tests.app.conftest import accounts, login, new_app
 
 
 def chat_messages(at):
@@ -165,3 +169,25 @@ def test_a_typed_key_with_characters_a_key_cannot_hold_is_named_on_apply(signed_
     assert not any("456789" in m.value for m in [*at.warning, *at.error])   # the key is never shown
     at.run()   # said once; the turn says it again if a message is sent with that key
     assert not at.sidebar.warning
+
+
+def test_the_sidebar_panels_draw_their_widgets_only_while_open(workspace):
+    # Every page run is lighter for it: a closed panel costs one expander, not a form and two exports.
+    accounts(workspace).add_user("ada", "correct-horse", name="Ada", actor=OPERATOR)
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    store.seed_demo_assistant(Actor("ada"))
+    thread = Thread(owner="ada", assistant_id=store.list_assistants(Actor("ada"))[0].id, provider="local",
+                    title="An old thread", messages=[Message("user", "hi"), Message("assistant", "hello")])
+    store.save_thread(thread, Actor("ada"))
+    at = new_app(panels_open=False)
+    at.query_params["thread"] = thread.id
+    at = login(at.run(), "ada", "correct-horse")
+    assert not at.exception
+    assert [e.label for e in at.sidebar.expander] == ["Provider: local", "This thread"]
+    assert not at.radio and not at.get("download_button")
+    at.session_state[PANEL_OPEN] = True   # what clicking the panel's header does
+    at.run()
+    assert at.radio(key="panel_provider").value == "local" and not at.get("download_button")
+    at.session_state[ACTIONS_OPEN] = True
+    at.run()
+    assert [b.proto.label for b in at.get("download_button")] == ["Export Markdown", "Export JSON"]

@@ -150,7 +150,25 @@ def test_a_database_that_cannot_be_read_is_an_error_not_a_first_run(workspace, m
     assert not any(t.value == "Welcome to Assistant Studio" for t in at.title)
 
 
-def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace):
+def _share_apptest_runtime(monkeypatch) -> None:
+    """AppTest is not made for threads: each run installs its own stand-in Runtime as a global
+    and sets it to None when it ends, so a run starting in another thread at that moment fails
+    with "Runtime hasn't been created!". Keep the last one installed for every thread."""
+    from streamlit.runtime import Runtime
+    last = {}
+
+    def instance(cls):
+        if cls._instance is not None:
+            last["runtime"] = cls._instance
+        if "runtime" not in last:
+            raise RuntimeError("Runtime hasn't been created!")
+        return last["runtime"]
+
+    monkeypatch.setattr(Runtime, "instance", classmethod(instance))
+
+
+def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace, monkeypatch):
+    _share_apptest_runtime(monkeypatch)
     people = accounts(workspace)
     for name in ("ada", "bob", "carol"):
         people.add_user(name, f"{name}-password", actor=OPERATOR)

@@ -41,6 +41,12 @@ def test_a_copy_of_the_login_cookie_no_longer_signs_in_after_logout(browser, app
     settle(page)
     page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Log out").click()
     expect(login_form(page)).to_be_visible()
+    deadline = time.monotonic() + 15                         # and this browser's cookie is deleted
+    while any(c["name"] == COOKIE for c in context.cookies()):
+        assert time.monotonic() < deadline, f"the '{COOKIE}' cookie is still there after logging out"
+        page.wait_for_timeout(100)
+    page.reload()
+    expect(login_form(page)).to_be_visible()
 
     other, thief = new_tab(browser, app_url)                 # another browser with the copied cookie
     other.add_cookies(copied)
