@@ -39,6 +39,7 @@ from bench._harness import (PASSWORD, StreamlitServer, TempWorkspace, add_users,
 from bench._wsclient import SessionError, StreamlitSession, chat_state, text_state, trigger_state   # noqa: E402
 from studio.store import Actor, Store   # noqa: E402
 from tests.fakes.fake_openai import FakeOpenAI   # noqa: E402
+from components.transcript import RECENT   # noqa: E402  (the chat page's own limit)
 
 MODEL = "gpt-4.1-mini"     # one the fake serves; set so the app does not ask /v1/models each turn
 GOAL = 1.5
@@ -148,7 +149,8 @@ def check_page(user: User, owners: dict[str, str]) -> None:
     for token in sorted(seen - set(user.sent_tokens)):
         user.leaks.append(f"{user.name}'s page showed {token} (sent by {owners.get(token, 'nobody')})")
     page = "\n".join(user.session.markdown())
-    missing = [t for t in user.sent_tokens if page.count(t) < 2]   # the message and its echo
+    shown = user.sent_tokens[-(RECENT // 2):]   # a long thread shows its latest messages
+    missing = [t for t in shown if page.count(t) < 2]   # the message and its echo
     if missing:
         user.errors.append(f"{user.name}'s page lacks the message or reply of {', '.join(missing)}")
 

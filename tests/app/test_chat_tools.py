@@ -73,6 +73,31 @@ def test_a_failure_mid_stream_can_be_retried(on_openai, workspace, monkeypatch):
     assert at.chat_message[1].markdown[-1].value == "You said: one two three"
 
 
+def test_a_new_message_after_a_failed_turn_clears_the_failure_from_the_page(on_openai, workspace):
+    # A reply in a thread whose page shows nothing stale skips the page's second run; after a
+    # failure it must not: the warning and Retry would stay on screen.
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    [demo] = store.list_assistants(Actor("ada"))
+    at = send(on_openai.run(), "first")
+    demo.model = "fail-midstream"
+    store.save_assistant(demo, Actor("ada"))
+    at = send(at, "second")
+    assert any(b.label == "↻ Retry" for b in at.button)
+    demo.model = "gpt-4.1-mini"
+    store.save_assistant(demo, Actor("ada"))
+    at = send(at, "third")
+    assert not any("Retry" in w.value or "reply" in w.value for w in at.warning)
+    assert not any(b.label == "↻ Retry" for b in at.button)
+    assert at.chat_message[-1].markdown[-1].value == "You said: third"
+    at = send(at, "fourth")   # a plain reply: drawn once, as the stored thread would be
+    assert [m.name for m in at.chat_message][-4:] == ["user", "assistant", "user", "assistant"]
+    assert at.chat_message[-1].markdown[-1].value == "You said: fourth"
+    [thread] = store.list_threads(Actor("ada"))
+    stored = store.get_thread(thread.id, Actor("ada")).messages
+    assert [m.content for m in stored][-2:] == ["fourth", "You said: fourth"]
+    assert len(at.chat_message) == len(stored)
+
+
 def test_openai_without_a_key_says_how_to_set_one(workspace, monkeypatch):
     monkeypatch.setenv("STUDIO_PROVIDER", "openai")
     accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
