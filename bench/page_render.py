@@ -4,10 +4,14 @@ Streamlit page served the same way?
 Seeds a 50-message thread in a throw-away workspace through the engine's Store, starts the app
 (`streamlit run app.py`, provider `compatible` on the fake OpenAI server) and a one-line
 Streamlit page (one st.write, one st.chat_input) the same way, signs in through the login form on
-`/?thread=ID` in headless Chromium, then reloads both pages in turn (interleaved, alternating which
-goes first). Each reload is timed in the page, from the start of the navigation until the chat
-input is enabled; the bench then types into it to check it takes the text. Also shown: when the
-page last changed (the login cookie component's extra rerun included; informational).
+`/?thread=ID` in headless Chromium, then reloads the pages in turn (interleaved, alternating the
+order). Each reload is timed in the page, from the start of the navigation until the chat input
+is enabled; the bench then types into it to check it takes the text. Also shown: when the page
+last changed (informational).
+
+For reference a third page is timed the same way: Streamlit alone drawing the same messages the
+chat page draws, in a bare two-page st.navigation app (no sidebar, login or database), to tell
+the framework's own cost from the app's.
 
 Prints the medians and the ratio app/hello (goal: at most 1.5x). Exits non-zero only if the
 bench itself crashes, not on a missed goal.
@@ -17,6 +21,7 @@ bench itself crashes, not on a missed goal.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -38,6 +43,26 @@ USER = "reader"
 GOAL = 1.5
 TIMEOUT_MS = 60_000
 HELLO_PAGE = 'import streamlit as st\n\nst.write("Hello, world")\nst.chat_input("Say something")\n'
+# For reference, not the goal: what Streamlit alone takes for the same transcript, i.e. a bare
+# two-page st.navigation app whose default page draws a title, the chat input and the messages
+# the chat page draws (the same texts), with no sidebar, login or database.
+FLOOR_PAGE = """import json
+import streamlit as st
+
+st.set_page_config(layout="wide")
+MESSAGES = json.loads(%r)
+
+
+def chat():
+    st.title("Comment responder")
+    st.chat_input("Say something")
+    for role, text in MESSAGES:
+        with st.chat_message(role):
+            st.markdown(text)
+
+
+st.navigation([st.Page(chat, title="Chat", default=True), st.Page(lambda: None, title="Other", url_path="other")]).run()
+"""
 CHAT_MESSAGE = '[data-testid="stChatMessage"]'
 
 # Runs in every page before Streamlit's own code. performance.now() counts from the start of the
@@ -78,6 +103,12 @@ REPLIES = [
 ]
 
 
+def transcript(messages: int) -> list[tuple[str, str]]:
+    """(role, text) of the seeded thread's messages, alternating comments and replies."""
+    return [("user", f"{COMMENTS[(n // 2) % len(COMMENTS)]} (comment {n // 2 + 1})") if n % 2 == 0
+            else ("assistant", REPLIES[(n // 2) % len(REPLIES)]) for n in range(messages)]
+
+
 def seed_thread(database_url: str, messages: int) -> str:
     """A thread of `messages` alternating comments and replies for USER; returns its id."""
     store = Store(database_url)
@@ -86,12 +117,7 @@ def seed_thread(database_url: str, messages: int) -> str:
     spec = store.list_assistants(actor)[0]
     thread = Thread(owner=USER, assistant_id=spec.id, provider="compatible",
                     title=f"Comments, {messages} messages")
-    for n in range(messages):
-        pair = n // 2
-        if n % 2 == 0:
-            thread.messages.append(Message("user", f"{COMMENTS[pair % len(COMMENTS)]} (comment {pair + 1})"))
-        else:
-            thread.messages.append(Message("assistant", REPLIES[pair % len(REPLIES)]))
+    thread.messages = [Message(role, text) for role, text in transcript(messages)]
     store.save_thread(thread, actor)
     stored = len(store.get_thread(thread.id, actor).messages)
     store.engine.dispose()
@@ -157,7 +183,7 @@ def main() -> int:
 
     started = time.perf_counter()
     print(f"machine at the start: {machine_note()}")
-    times: dict[str, list[tuple[float, float]]] = {"chat page": [], "hello world": []}
+    times: dict[str, list[tuple[float, float]]] = {"chat page": [], "hello world": [], "bare same": []}
     cpu: dict[str, dict[str, float]] = {name: {} for name in times}   # CPU seconds over all reloads
     problems: list[str] = []
     with TempWorkspace() as tmp, FakeOpenAI() as fake:
@@ -168,24 +194,29 @@ def main() -> int:
         thread_id = seed_thread(f"sqlite:///{workspace / 'studio.db'}", args.messages)
         hello_script = tmp / "hello.py"
         hello_script.write_text(HELLO_PAGE)
+        floor_script = tmp / "bare.py"
+        floor_script.write_text(FLOOR_PAGE % json.dumps(transcript(args.messages)[-RECENT:]))
         with StreamlitServer("app.py", env, tmp / "app.log") as app, \
-                StreamlitServer(hello_script, env, tmp / "hello.log") as hello, sync_playwright() as p:
+                StreamlitServer(hello_script, env, tmp / "hello.log") as hello, \
+                StreamlitServer(floor_script, env, tmp / "bare.log") as floor, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 pages = {}
-                for name, url in (("chat page", app.url), ("hello world", hello.url)):
+                for name, url in (("chat page", app.url), ("hello world", hello.url), ("bare same", floor.url)):
                     context = browser.new_context(base_url=url, viewport={"width": 1400, "height": 900})
                     context.set_default_timeout(TIMEOUT_MS)
                     context.add_init_script(PAGE_PROBES_JS)
                     pages[name] = context.new_page()
                 sign_in(pages["chat page"], thread_id)
                 pages["hello world"].goto("/")
-                expected = {"chat page": args.messages, "hello world": 0}
+                pages["bare same"].goto("/")
+                expected = {"chat page": args.messages, "hello world": 0, "bare same": min(args.messages, RECENT)}
                 for name, page in pages.items():   # warm-up (browser cache, first imports), not counted
                     timed_reload(page, expected[name])
                 print(f"signed in, {args.messages}-message thread in the URL; measuring {args.reloads} "
                       f"reloads of each page, interleaved")
-                servers = {"chat page": app.process.pid, "hello world": hello.process.pid}
+                servers = {"chat page": app.process.pid, "hello world": hello.process.pid,
+                           "bare same": floor.process.pid}
                 for i in range(args.reloads):
                     order = list(pages) if i % 2 == 0 else list(pages)[::-1]
                     for name in order:
@@ -218,6 +249,9 @@ def main() -> int:
               f"{cpu[name]['server'] * 1000 / len(runs):>23.0f} {cpu[name]['browser'] * 1000 / len(runs):>8.0f}")
     ratio = med["chat page"] / med["hello world"]
     print(f"ratio chat page/hello world: {ratio:.2f} ({'ok' if ratio <= GOAL else f'ABOVE GOAL {GOAL}'})")
+    print(f"for reference: bare same/hello world {med['bare same'] / med['hello world']:.2f} (Streamlit alone "
+          f"drawing the same {min(args.messages, RECENT)} messages in a two-page app); "
+          f"chat page/bare same {med['chat page'] / med['bare same']:.2f}")
     print(f"problems: {len(problems)}")
     for problem in problems[:20]:
         print(f"  - {problem}")
