@@ -156,7 +156,7 @@ def sign_in_from_cookie(accounts: Accounts) -> None:
     """Sign this session in from the login cookie its browser sent, if the database still lists
     it. Not after a logout in this session: the browser sent the cookie before it was deleted."""
     token = st.context.cookies.get(COOKIE_NAME)
-    if not token or st.session_state.get("logout"):
+    if not isinstance(token, str) or not token or st.session_state.get("logout"):   # AppTest: a mock
         return
     claims = accounts.cookie_claims(token)
     account = accounts.check_cookie(*claims) if claims else None
