@@ -1,0 +1,68 @@
+"""The fine-tuning page's dataset wizard: upload, map, check, preview, save, download."""
+from pathlib import Path
+
+from studio.datasets.storage import DatasetStore
+from studio.store import Actor, Store
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "comments.csv"
+
+
+def open_page(at):
+    at.switch_page("pages/finetune.py")
+    return at.run()
+
+
+def upload(at, name: str, content: bytes, mime: str = "text/csv"):
+    at.file_uploader(key="wizard_file").upload(name, content, mime)
+    return at.run()
+
+
+def test_the_sample_csv_becomes_a_checked_split_dataset_that_can_be_saved(signed_in, workspace, downloads):
+    at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
+    assert not at.exception and not at.error
+    assert at.selectbox(key="wizard_prompt").value == "comment"
+    assert at.selectbox(key="wizard_response").value == "reply"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Kept"] == "63" and metrics["Train"] == "50" and metrics["Validation"] == "13"
+    assert at.dataframe[0] is not None                       # the report or the preview
+    line = at.get("code")[0].value                          # the exact JSONL line of the first row
+    assert line.startswith('{"messages": [{"role": "user"')
+    # a suffix shows in the preview line exactly as it will be written
+    at.text_input(key="wizard_suffix").input(" -Sam").run()
+    assert not at.exception
+    at.text_input(key="wizard_name").input("comments")
+    at.button[[b.label for b in at.button].index("Save dataset")].click().run()
+    assert any("Saved **comments**, version 1" in s.value for s in at.success)
+    saved = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).list_datasets(Actor("ada"))
+    assert [d.name for d in saved] == ["comments"]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "train.jsonl" in labels and "validation.jsonl" in labels and len(labels) >= 4
+
+
+def test_a_file_that_is_not_a_table_says_so_and_keeps_the_page(signed_in):
+    at = upload(open_page(signed_in), "photo.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20, "image/png")
+    assert not at.exception
+    assert at.error and at.error[0].value
+    assert at.file_uploader(key="wizard_file") is not None
+
+
+def test_a_header_only_csv_and_an_empty_file_get_clear_messages(signed_in):
+    at = upload(open_page(signed_in), "empty.csv", b"   \n")
+    assert any("empty" in e.value for e in at.error)
+    at = upload(at, "header.csv", b"comment,response\n")
+    assert not at.exception and at.error
+
+
+def test_a_broken_jsonl_reports_the_line_and_flagged_rows_can_be_left_out(signed_in):
+    good = '{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a%d"}]}'
+    lines = [good % (n, n) for n in range(12)]
+    lines.insert(3, '{"messages": [ this is not json')
+    lines.append(good % (1, 1))                               # a duplicate of line 2
+    at = upload(open_page(signed_in), "train.jsonl", "\n".join(lines).encode(), "application/jsonl")
+    assert not at.exception
+    report = at.dataframe[0].value
+    assert any("4" in str(rows) for rows in report["rows"])   # the broken line, by its number
+    flagged = at.multiselect(key="wizard_exclude")
+    kept_before = int(next(m.value for m in at.metric if m.label == "Kept"))
+    flagged.select(flagged.options[0]).run()
+    assert int(next(m.value for m in at.metric if m.label == "Kept")) == kept_before - 1
