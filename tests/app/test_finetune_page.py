@@ -66,3 +66,20 @@ def test_a_broken_jsonl_reports_the_line_and_flagged_rows_can_be_left_out(signed
     kept_before = int(next(m.value for m in at.metric if m.label == "Kept"))
     flagged.select(flagged.options[0]).run()
     assert int(next(m.value for m in at.metric if m.label == "Kept")) == kept_before - 1
+
+
+def test_a_second_file_with_other_columns_gets_its_own_mapping(signed_in):
+    at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
+    rows = "\n".join(f"question {n},answer {n},extra" for n in range(12))
+    at = upload(at, "faq.csv", f"question,answer,notes\n{rows}\n".encode())
+    assert not at.exception and not at.error
+    assert (at.selectbox(key="wizard_prompt").value, at.selectbox(key="wizard_response").value) == \
+        ("question", "answer")
+    assert any("Ignored columns: notes" in c.value for c in at.caption)
+
+
+def test_a_file_over_the_size_limit_is_refused_with_the_limit_named(signed_in, monkeypatch):
+    monkeypatch.setenv("STUDIO_DATASET_MAX_MB", "0.001")
+    at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
+    assert not at.exception
+    assert any("the limit is" in e.value and "STUDIO_DATASET_MAX_MB" in e.value for e in at.error)
