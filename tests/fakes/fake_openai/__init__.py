@@ -10,7 +10,9 @@ point the SDK at this server instead (`base_url=fake.base_url` or OPENAI_BASE_UR
 
 Endpoints: GET /v1/models[/{id}]; /v1/conversations (create with items, retrieve, update,
 delete, list/add items); POST /v1/responses and POST /v1/chat/completions, streamed
-(real event order, `sequence_number`s) or not.
+(real event order, `sequence_number`s) or not; /v1/files (multipart upload, fine-tune JSONL
+checked line by line) and /v1/fine_tuning/jobs (create, retrieve, list, events, checkpoints,
+cancel) whose jobs move through their statuses over time (see fine_tuning.py).
 
 How it answers (deterministic, from the input; see brain.py):
   - the last user message echoed: "You said: <text>", streamed word by word;

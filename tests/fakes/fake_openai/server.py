@@ -34,6 +34,24 @@ DEFAULT_MODELS: list[dict] = [
 ]
 
 
+def parse_multipart(raw: bytes, content_type: str) -> dict:
+    """A multipart/form-data body as {field: text, or {"filename", "content_type", "data"} for a
+    file}, read with the standard library's MIME parser."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = data.decode("utf-8", "replace")
+        else:
+            fields[name] = {"filename": filename, "content_type": part.get_content_type(), "data": data}
+    return fields
+
+
 @dataclass
 class RecordedRequest:
     """One request as the server saw it (tests assert on these)."""
@@ -70,7 +88,10 @@ class FakeOpenAI:
     (False: the Conversations API answers 404, like a chat-completions-only server),
     `error_style` ("openai", or "fastapi" for {"detail": ...} bodies like `transformers
     serve`), `refuse` (a function of the RecordedRequest returning a FakeAPIError to answer
-    with, or None). State: `requests`, `conversations`.
+    with, or None); fine-tuning: `ft_step_s` (seconds per tick of a job's life),
+    `ft_metrics_every` (steps between metrics events), `ft_refuse_create` (None,
+    "training_not_available" or "quota"; see fine_tuning.py). State: `requests`,
+    `conversations`, `files`, `jobs`.
     """
 
     def __init__(self, delta_delay: float = 0.0, max_input_chars: int = 20_000,
@@ -78,10 +99,12 @@ class FakeOpenAI:
         self._defaults = dict(delta_delay=delta_delay, max_input_chars=max_input_chars,
                               retry_after_ms=retry_after_ms, bad_keys=tuple(bad_keys),
                               output_token_limit=None, conversations_api=True, error_style="openai",
-                              refuse=None)
+                              refuse=None, ft_step_s=0.02, ft_metrics_every=2, ft_refuse_create=None)
         self.refuse: Callable[[RecordedRequest], FakeAPIError | None] | None = None
         self.requests: list[RecordedRequest] = []
         self.conversations: dict[str, FakeConversation] = {}
+        self.files: dict = {}   # file id -> fine_tuning.FakeFile
+        self.jobs: dict = {}    # job id -> fine_tuning.FakeJob
         self.reset()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -140,6 +163,8 @@ class FakeOpenAI:
         """Forget requests and conversations and restore the knobs (call between tests)."""
         self.requests.clear()
         self.conversations.clear()
+        self.files.clear()
+        self.jobs.clear()
         for name, value in self._defaults.items():
             setattr(self, name, value)
         self.models = [dict(m) for m in DEFAULT_MODELS]
@@ -167,10 +192,14 @@ class FakeOpenAI:
     async def begin(self, request: Request) -> Any:
         """Record the request, check the key and the body, and return the body (or None)."""
         raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):   # file uploads
+            body = parse_multipart(raw, content_type)
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
         recorded = RecordedRequest(request.method, request.url.path, dict(request.headers),
                                    dict(request.query_params), body)
         self.requests.append(recorded)
@@ -212,7 +241,7 @@ class FakeOpenAI:
 
     # --- app -----------------------------------------------------------------------
     def _build_app(self) -> Starlette:
-        from tests.fakes.fake_openai import chat, responses   # they import this module
+        from tests.fakes.fake_openai import chat, fine_tuning, responses   # they import this module
 
         async def list_models(request: Request):
             await self.begin(request)
@@ -228,6 +257,6 @@ class FakeOpenAI:
 
         routes = [Route("/v1/models", list_models, methods=["GET"]),
                   Route("/v1/models/{model:path}", get_model, methods=["GET"]),
-                  *responses.routes(self), *chat.routes(self)]
+                  *responses.routes(self), *chat.routes(self), *fine_tuning.routes(self)]
         return Starlette(routes=routes,
                          exception_handlers={FakeAPIError: lambda request, exc: exc.response(self.error_style)})

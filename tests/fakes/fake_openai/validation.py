@@ -13,6 +13,7 @@ from typing import Any
 
 from openai.types.chat import CompletionCreateParams
 from openai.types.conversations import ConversationCreateParams, ConversationUpdateParams, ItemCreateParams
+from openai.types.fine_tuning import JobCreateParams
 from openai.types.responses import ResponseCreateParams
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
@@ -25,6 +26,7 @@ REQUEST_TYPES: list[tuple[str, re.Pattern, Any]] = [
     ("POST", re.compile(r"/v1/conversations$"), ConversationCreateParams),
     ("POST", re.compile(r"/v1/conversations/[^/]+$"), ConversationUpdateParams),
     ("POST", re.compile(r"/v1/conversations/[^/]+/items$"), ItemCreateParams),
+    ("POST", re.compile(r"/v1/fine_tuning/jobs$"), JobCreateParams),
 ]
 # Fields of the SDK's types that travel in the query string, not in the body.
 QUERY_FIELDS = {ItemCreateParams: {"include"}}
