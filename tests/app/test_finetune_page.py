@@ -83,3 +83,28 @@ def test_a_file_over_the_size_limit_is_refused_with_the_limit_named(signed_in, m
     at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
     assert not at.exception
     assert any("the limit is" in e.value and "STUDIO_DATASET_MAX_MB" in e.value for e in at.error)
+
+
+def test_a_job_in_the_store_shows_its_status_loss_chart_and_events_and_can_be_cancelled(signed_in, workspace):
+    from datetime import datetime, timezone
+
+    from studio.finetune.jobs import FineTuneJob, JobEvent, JobStore, StepMetric
+    from studio.types import new_id
+    jobs = JobStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
+    job = jobs.create(FineTuneJob(id=new_id("ftjob"), owner="ada", provider="local",
+                                  base_model="smollm2-135m-instruct", dataset_version_id="dsv_x", suffix="sam",
+                                  status="running"), Actor("ada"))
+    jobs.add_metrics(job.id, [StepMetric(step=s, epoch=s / 10, train_loss=2.0 - s / 10, tokens_per_s=900.0,
+                                         eta_s=120.0) for s in range(1, 6)], Actor("ada"))
+    now = datetime.now(timezone.utc)
+    jobs.add_events(job.id, [JobEvent(now, "info", "Training started", id="e1"),
+                             JobEvent(now, "info", "Epoch 1 done", id="e2")], Actor("ada"))
+    at = open_page(signed_in)
+    assert not at.exception
+    assert any("running" in m.value and "smollm2-135m-instruct" in m.value for m in at.markdown)
+    assert any("step 5" in c.value and "900 tokens/s" in c.value for c in at.caption)
+    events = at.dataframe[-1].value
+    assert list(events["message"]) == ["Epoch 1 done", "Training started"]   # newest first
+    next(b for b in at.button if b.label == "Cancel job").click().run()
+    assert jobs.cancel_requested(job.id, Actor("ada"))
+    assert any("Cancel requested" in c.value for c in at.caption)
