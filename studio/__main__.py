@@ -5,6 +5,7 @@
     python -m studio users add NAME [--admin] | list | passwd NAME | unlock NAME | remove NAME [--yes]
     python -m studio assistants list | export NAME [-o FILE] | import FILE [--replace] [--user U]
     python -m studio dataset prepare FILE [--prompt-col C --response-col R ...] -o DIR | list | show NAME | delete NAME
+    python -m studio finetune openai DATASET --model M [...] | list | status ID | cancel ID   (see cli_finetune.py)
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_by
                                read_assistant_file, same_name)
 from studio.accounts import OPERATOR, Accounts, AccountsUnavailable, UserError
 from studio.chat import new_thread, run_turn
+from studio.cli_finetune import finetune_parser, run_finetune
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Actor, Store, StoreError
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _assistants_parser(commands)
     _dataset_parser(commands)
+    finetune_parser(commands)
 
     args = parser.parse_args(argv)
     _log_briefly()
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = settings.with_overrides(model=args.model)
         settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users,
-                "assistants": _assistants, "dataset": _dataset}[args.command](args, settings)
+                "assistants": _assistants, "dataset": _dataset, "finetune": _finetune}[args.command](args, settings)
     except (ProviderError, UserError, AccountsUnavailable, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -254,6 +257,11 @@ def _read_password(name: str) -> str:
 
 def _first_admin(settings: Settings) -> str | None:
     return next((a.username for a in _accounts(settings).list_users() if a.admin), None)
+
+
+def _finetune(args, settings: Settings) -> int:
+    return run_finetune(args, settings, Actor(getattr(args, "user", None) or os.environ.get("STUDIO_USER")
+                                              or _first_admin(settings) or "cli"))
 
 
 # --- assistants: list, export and import assistant files ------------------------
