@@ -347,13 +347,18 @@ class JobStore:
     @_guarded("register the fine-tuned model")
     def register_model(self, job: FineTuneJob, adapter_path: str = "") -> RegisteredModel:
         """Add a succeeded job's model to its owner's models (again: the same entry).
-        OpenAI: the job's `ft:` model id; local: `local_model_id(job)` with its adapter."""
+        OpenAI: the job's `ft:` model id; local: `local_model_id(job)` with its adapter (a
+        local job still running may register: its worker does so as its last step)."""
         with self._writer.begin() as db:
             row = db.execute(select(finetune_jobs).where(finetune_jobs.c.id == job.id)).first()
             if row is None or row.owner != job.owner:
                 raise StoreError("This fine-tuning job no longer exists (it was deleted).")
             stored = _job_from_row(row)
-            if stored.status != SUCCEEDED:
+            # A local worker registers its adapter as its last step, just before it marks the
+            # job succeeded (so a succeeded job always has its model); OpenAI names the model
+            # only once the job succeeded.
+            done = stored.status == SUCCEEDED or (stored.provider == "local" and not stored.finished)
+            if not done:
                 raise StoreError(f"Only a job that succeeded has a model; this one is {stored.status}.")
             if stored.provider == "openai":
                 if not stored.result_model:

@@ -114,9 +114,12 @@ def test_finished_models_are_registered_once_per_job(jobs, tmp_path):
     done = jobs.update(job.id, ALICE, status=SUCCEEDED, result_model="ft:gpt-4.1-mini-2025-04-14:org::abc")
     model = jobs.register_model(done)
     assert jobs.register_model(done) == model and model.id == "ft:gpt-4.1-mini-2025-04-14:org::abc"
-    local = new_job(jobs, provider="local", status=SUCCEEDED)
+    local = new_job(jobs, provider="local", status=RUNNING)   # the worker's last step, then succeeded
     with pytest.raises(StoreError, match="adapter"):
         jobs.register_model(local)
+    broken = new_job(jobs, provider="local", status=FAILED)
+    with pytest.raises(StoreError, match="succeeded"):
+        jobs.register_model(broken, adapter_path="x")
     tuned = jobs.register_model(local, adapter_path=str(tmp_path / "adapter"))
     assert tuned.id == local_model_id(local) == f"smollm2-135m-instruct:ft:sam:{local.id[4:12]}"
     assert jobs.get(local.id, ALICE).result_model == tuned.id and tuned.adapter_path.endswith("adapter")
