@@ -1,6 +1,6 @@
 """Fine-tuning jobs in the workspace database, for every provider, plus the finished models.
 
-Tables of their own on the Store's SQLAlchemy engine (like studio.datasets.storage):
+Tables of their own (tables.py) on the Store's SQLAlchemy engine, like studio.datasets.storage:
 `finetune_jobs` (one row per job: what was asked, where it stands, what it produced),
 `finetune_events` (its log, idempotent by the provider's event id), `finetune_metrics` (one
 row per training step, merged when a step is reported twice) and `finetuned_models` (the
@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text,
-                        delete, insert, select, update)
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
+from studio.finetune.tables import finetune_events, finetune_jobs, finetune_metrics, finetuned_models, metadata
 from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded
 from studio.types import new_id, utcnow
 
@@ -28,66 +28,6 @@ PREPARING, VALIDATING, QUEUED, RUNNING = "preparing", "validating_files", "queue
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 LOCAL_BASE = "smollm2-135m-instruct"
-
-metadata = MetaData()
-
-finetune_jobs = Table(
-    "finetune_jobs", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(USER_LENGTH), index=True, nullable=False),
-    Column("provider", String(32), nullable=False),
-    Column("base_model", String(200), nullable=False),
-    Column("dataset_version_id", String(64), nullable=False),
-    Column("suffix", String(64), nullable=False),
-    Column("seed", Integer),
-    Column("hyperparameters", JSON, nullable=False),
-    Column("status", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("provider_job_id", String(200)),
-    Column("training_file_id", String(200)),
-    Column("validation_file_id", String(200)),
-    Column("trained_tokens", Integer),
-    Column("result_model", String(300)),
-    Column("result_files", JSON, nullable=False),
-    Column("error_code", String(100), nullable=False),
-    Column("error_message", Text, nullable=False),
-    Column("heartbeat_at", DateTime(timezone=True)),
-    Column("checkpoints", JSON, nullable=False),
-    Column("cancel_requested", Boolean, nullable=False),
-)
-finetune_events = Table(
-    "finetune_events", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),   # insertion order breaks time ties
-    Column("job_id", String(64), index=True, nullable=False),
-    Column("event_id", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("level", String(16), nullable=False),
-    Column("message", Text, nullable=False),
-    Column("data", JSON),
-    Index("ux_finetune_events_id", "job_id", "event_id", unique=True),
-)
-finetune_metrics = Table(
-    "finetune_metrics", metadata,
-    Column("job_id", String(64), primary_key=True),
-    Column("step", Integer, primary_key=True),
-    Column("epoch", Float),
-    Column("train_loss", Float),
-    Column("valid_loss", Float),
-    Column("tokens_per_s", Float),
-    Column("eta_s", Float),
-)
-finetuned_models = Table(
-    "finetuned_models", metadata,
-    Column("id", String(300), primary_key=True),
-    Column("owner", String(USER_LENGTH), index=True, nullable=False),
-    Column("job_id", String(64), index=True, nullable=False),
-    Column("provider", String(32), nullable=False),
-    Column("base_model", String(200), nullable=False),
-    Column("adapter_path", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
 
 @dataclass
 class JobEvent:
@@ -407,19 +347,13 @@ class JobStore:
             raise NotAllowed("Only the owner of a fine-tuning job can change it.")
 
 
+# NULL-free columns: these get their empty value instead of None.
+_EMPTY = {"error_code": "", "error_message": "", "suffix": "", "hyperparameters": {}, "checkpoints": [],
+          "result_files": []}
+
+
 def _clean(values: dict) -> dict:
-    # NULL-free text columns: "" instead of None.
-    out = dict(values)
-    for name in ("error_code", "error_message", "suffix"):
-        if name in out and out[name] is None:
-            out[name] = ""
-    for name in ("hyperparameters",):
-        if name in out and out[name] is None:
-            out[name] = {}
-    for name in ("checkpoints", "result_files"):
-        if name in out and out[name] is None:
-            out[name] = []
-    return out
+    return {k: (_EMPTY[k] if v is None and k in _EMPTY else v) for k, v in values.items()}
 
 
 def _row_values(job: FineTuneJob) -> dict:
