@@ -5,8 +5,10 @@
     python -m studio finetune list [--json]
     python -m studio finetune status ID [--events N]
     python -m studio finetune cancel ID
-
-(`finetune local` and `finetune run`, the local trainer's commands, register beside these.)
+    python -m studio finetune local DATASET [--epochs N] [--lr X] [--rank N] [--alpha N] [--max-length N]
+                                    [--batch-size N] [--suffix S] [--seed N] [--detach]
+    python -m studio finetune run ID        (the local worker the app starts; also by hand or by a job system)
+    python -m studio finetune resume ID     (a failed or cancelled local job, from its last checkpoint)
 """
 from __future__ import annotations
 
@@ -44,7 +46,25 @@ def finetune_parser(commands):
     status.add_argument("--events", type=int, default=10, help="how many of the latest events (default 10)")
     cancel = actions.add_parser("cancel", help="stop a job")
     cancel.add_argument("job", help="the job id")
-    for action in (launch, listing, status, cancel):
+    local = actions.add_parser("local", help="fine-tune the embedded model on this machine (LoRA)")
+    local.add_argument("dataset", help="a saved dataset's name or id, or a train JSONL file (a validation.jsonl "
+                       "beside it is used)")
+    local.add_argument("--version", type=int, help="the dataset version (default: the latest)")
+    local.add_argument("--suffix", default="", help="goes into the model's name, e.g. sam")
+    local.add_argument("--seed", type=int, default=0)
+    local.add_argument("--epochs", type=int, default=3)
+    local.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    local.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    local.add_argument("--alpha", type=int, default=16, help="LoRA alpha (default 16)")
+    local.add_argument("--max-length", type=int, default=512, help="longest example in tokens (default 512)")
+    local.add_argument("--batch-size", type=int, default=4)
+    local.add_argument("--detach", action="store_true", help="train in a background process; follow it with "
+                       "`finetune status ID`")
+    run = actions.add_parser("run", help="the local trainer's worker for one job (the app starts it)")
+    run.add_argument("job", help="the job id")
+    resume = actions.add_parser("resume", help="start a failed or cancelled local job again from its last checkpoint")
+    resume.add_argument("job", help="the job id")
+    for action in (launch, listing, status, cancel, local, resume):
         action.add_argument("--user", help="whose jobs (default: $STUDIO_USER or the first admin)")
     return actions
 
@@ -57,6 +77,12 @@ def run_finetune(args, settings: Settings, actor: Actor) -> int:
         return _launch_openai(args, settings, store, jobs, actor)
     if args.action == "list":
         return _list(jobs, actor, args.json)
+    if args.action == "local":
+        return _launch_local(args, settings, store, actor)
+    if args.action == "run":   # the worker acts as the job's owner, whoever started it
+        from studio.finetune.local_jobs import run_job
+        job = run_job(args.job, store, settings.data_dir, settings.model_dir)
+        return 0 if job.status == "succeeded" else 1
     job = jobs.get(args.job, actor)
     if job is None:
         raise ValueError(f"No fine-tuning job {args.job!r} (see `python -m studio finetune list`).")
@@ -64,6 +90,8 @@ def run_finetune(args, settings: Settings, actor: Actor) -> int:
         return _status(settings, jobs, job, actor, args.events)
     if args.action == "cancel":
         return _cancel(settings, jobs, job, actor)
+    if args.action == "resume":
+        return _resume(settings, store, job, actor)
     raise ValueError(f"Unknown finetune action {args.action!r}.")
 
 
@@ -142,8 +170,10 @@ def _list(jobs: JobStore, actor: Actor, as_json: bool) -> int:
 
 
 def _status(settings: Settings, jobs: JobStore, job: FineTuneJob, actor: Actor, events: int) -> int:
+    from studio.finetune.local_jobs import notice_dead_worker
     from studio.finetune.openai_jobs import job_failure
     from studio.providers import ProviderError
+    job = notice_dead_worker(Store(settings.database_url), job)
     if job.provider == "openai" and not job.finished and job.provider_job_id and actor.name == job.owner:
         try:
             job = _openai(settings, jobs).sync(job, actor)
@@ -190,4 +220,68 @@ def _cancel(settings: Settings, jobs: JobStore, job: FineTuneJob, actor: Actor) 
         jobs.request_cancel(job.id, actor)
         job = jobs.get(job.id, actor) or job
     print(f"Asked {job.id} to stop; status: {job.status}.")
+    return 0
+
+
+def _launch_local(args, settings: Settings, store: Store, actor: Actor) -> int:
+    from studio.finetune.local_jobs import create_local_job, run_job, start_worker
+    from studio.finetune.trainer import LocalTrainOptions, TrainError
+    options = LocalTrainOptions(epochs=args.epochs, learning_rate=args.lr, lora_rank=args.rank, lora_alpha=args.alpha,
+                                max_length=args.max_length, batch_size=args.batch_size, seed=args.seed)
+    try:
+        options.check()
+    except TrainError as exc:
+        raise ValueError(str(exc)) from None
+    version = _local_dataset(args, settings, store, actor)
+    job = create_local_job(store, version.id, options, args.suffix, actor)
+    print(f"Job {job.id}: {version.counts.train} training and {version.counts.validation} validation examples "
+          f"of {version.name!r} (version {version.version}), {args.epochs} epochs.")
+    if args.detach:
+        pid = start_worker(job.id, settings.data_dir)
+        print(f"Training in the background (pid {pid}); follow it with: python -m studio finetune status {job.id}")
+        return 0
+    done = run_job(job.id, store, settings.data_dir, settings.model_dir)
+    if done.status != "succeeded":
+        print(f"error: {done.error_message or done.status}", file=sys.stderr)
+        return 1
+    print(f"Model: {done.result_model}")
+    print(f"Chat with it: python -m studio chat --model {done.result_model}", file=sys.stderr)
+    return 0
+
+
+def _local_dataset(args, settings: Settings, store: Store, actor: Actor):
+    """A saved dataset version by name, or one saved now from a train JSONL path."""
+    from pathlib import Path
+
+    from studio.datasets import prepare, read_chat_jsonl
+    from studio.datasets.storage import DatasetStore
+    from studio.datasets.types import PrepareOptions
+    datasets = DatasetStore(store.engine)
+    path = Path(args.dataset)
+    if not path.is_file():
+        version = datasets.find(args.dataset, actor, args.version)
+        if version is None:
+            raise ValueError(f"No dataset {args.dataset!r} and no such file (see `python -m studio dataset list`).")
+        return version
+    train = read_chat_jsonl(path.read_bytes(), path.name)
+    beside = path.with_name("validation.jsonl")
+    validation = read_chat_jsonl(beside.read_bytes(), beside.name, source_file="validation") \
+        if beside.is_file() and beside != path else None
+    prepared = prepare(train, PrepareOptions(seed=args.seed), validation_source=validation,
+                       model_dir=settings.model_dir, data_dir=settings.data_dir)
+    blocking = prepared.blocking("local")
+    if blocking:
+        raise ValueError(f"{path.name}: {blocking[0].message}")
+    name = path.parent.name if path.stem == "train" and path.parent.name else path.stem
+    return datasets.save_version(name, prepared, actor, source_bytes=path.read_bytes())
+
+
+def _resume(settings: Settings, store: Store, job: FineTuneJob, actor: Actor) -> int:
+    from studio.finetune.local_jobs import notice_dead_worker, resume_local_job
+    job = notice_dead_worker(store, job)
+    if job.provider != "local" or job.status not in ("failed", "cancelled"):
+        raise ValueError(f"Only a failed or cancelled local job can be resumed; {job.id} is {job.provider}, "
+                         f"{job.status}.")
+    pid = resume_local_job(store, job, actor, settings.data_dir)
+    print(f"Resumed {job.id} in the background (pid {pid}); follow it with: python -m studio finetune status {job.id}")
     return 0

@@ -6,6 +6,7 @@ never downloaded.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import logging
@@ -13,7 +14,7 @@ import queue
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,11 +29,41 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LocalModel:
-    """The embedded model in memory, with how long it took to load and whether from the cache."""
-    model: object        # a transformers causal LM (float32, eval mode)
+    """The embedded model in memory, with how long it took to load and whether from the cache.
+
+    Fine-tuned local models are LoRA adapters on this one base: `adapters` maps each loaded
+    adapter's folder to its name in the peft model; the base weights are never copied."""
+    model: object        # a transformers causal LM (float32, eval mode); a peft model once an adapter is in
     tokenizer: object
     load_seconds: float
     from_cache: bool
+    adapters: dict = field(default_factory=dict)
+
+
+def using_adapter(local: LocalModel, adapter_path: str | None):
+    """A context for one generation with the adapter in `adapter_path` active (None: the base
+    model). Call it on the model thread only: it switches the shared model. An adapter is
+    read from disk once, the first time it is used; switching back and forth reloads nothing."""
+    if adapter_path is None:
+        if not local.adapters:
+            return contextlib.nullcontext()
+        return local.model.disable_adapter()
+    name = local.adapters.get(adapter_path)
+    if name is None:
+        from peft import PeftModel
+        name = f"tuned_{len(local.adapters) + 1}"
+        try:
+            if local.adapters:
+                local.model.load_adapter(adapter_path, adapter_name=name)
+            else:
+                local.model = PeftModel.from_pretrained(local.model, adapter_path, adapter_name=name)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"The fine-tuned adapter in {adapter_path} could not be loaded ({exc}). "
+                                 "Train the model again, or chat with the base model.") from None
+        local.model.eval()
+        local.adapters[adapter_path] = name
+    local.model.set_adapter(name)
+    return contextlib.nullcontext()
 
 
 class ModelLoadError(RuntimeError):

@@ -41,8 +41,10 @@ def settings_for(chosen: str, session: Settings, configured: Settings) -> Settin
 def make_provider(settings: Settings, progress=None) -> Provider:
     """The provider named in `settings`. Raises ProviderError if its configuration is missing."""
     if settings.provider == "local":
+        from studio.finetune.local_jobs import adapter_finder
         from studio.providers.local import LocalProvider
-        return LocalProvider(settings.model_dir, max_new_tokens=settings.local_max_tokens, progress=progress)
+        return LocalProvider(settings.model_dir, max_new_tokens=settings.local_max_tokens, progress=progress,
+                             find_adapter=adapter_finder(settings.database_url))
     if settings.provider == "openai":
         if not settings.api_key:
             raise ProviderError("OpenAI needs an API key: set OPENAI_API_KEY, add it to "

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, history_messages
 from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelLoadError, ModelNotInstalled, Progress,
-                                get_local_model, on_model_thread)
+                                get_local_model, on_model_thread, using_adapter)
 from studio.providers.base import Capabilities, Provider
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
@@ -23,10 +23,14 @@ class LocalProvider(Provider):
     capabilities = Capabilities(function_tools=False, code_interpreter=False,
                                 server_threads=False, fine_tuning=False)
 
-    def __init__(self, model_dir: Path, max_new_tokens: int = 200, progress: Progress | None = None):
+    def __init__(self, model_dir: Path, max_new_tokens: int = 200, progress: Progress | None = None,
+                 find_adapter: Callable[[str, str], str | None] | None = None):
+        """`find_adapter(model_id, owner)`: the folder of a fine-tuned model's LoRA adapter that
+        `owner` may use (studio.finetune.local_jobs.adapter_finder), or None."""
         self.model_dir = Path(model_dir)
         self.max_new_tokens = max_new_tokens
         self.progress = progress
+        self.find_adapter = find_adapter
 
     def default_model(self) -> str:
         return MODEL_ID
@@ -51,10 +55,14 @@ class LocalProvider(Provider):
         if not thread.messages or thread.messages[-1].role != "user":
             yield ErrorEvent("There is no new message to reply to.", retryable=False)
             return
+        adapter = None
         if spec.model and spec.model != MODEL_ID:
-            yield ErrorEvent(f"The model '{spec.model}' is not available locally; "
-                             f"the embedded model is '{MODEL_ID}'.", retryable=False, code="model_not_found")
-            return
+            adapter = self.find_adapter(spec.model, spec.owner) if self.find_adapter else None
+            if adapter is None:
+                yield ErrorEvent(f"The model '{spec.model}' is not available locally: the embedded model is "
+                                 f"'{MODEL_ID}', plus the models you fine-tuned here.", retryable=False,
+                                 code="model_not_found")
+                return
         try:
             get_local_model(self.model_dir, self.progress)
         except ModelLoadError as exc:
@@ -65,7 +73,7 @@ class LocalProvider(Provider):
         if isinstance(messages, ErrorEvent):
             yield messages
             return
-        yield from self.generate(messages)
+        yield from self.generate(messages, adapter)
 
     def build_messages(self, thread: Thread, spec: AssistantSpec) -> list[dict] | ErrorEvent:
         """System prompt + the newest history that fits the model's window + the new message,
@@ -78,8 +86,9 @@ class LocalProvider(Provider):
         except ContextTooLong as exc:
             return ErrorEvent(str(exc), retryable=False, code="context_length_exceeded")
 
-    def generate(self, messages: list[dict]) -> Iterator[Event]:
-        """Stream a reply to chat `messages` token by token (text deltas, then Done).
+    def generate(self, messages: list[dict], adapter: str | None = None) -> Iterator[Event]:
+        """Stream a reply to chat `messages` token by token (text deltas, then Done), from the
+        base model or with the fine-tuned LoRA adapter in the folder `adapter`.
 
         Done is marked `cut_off` when the reply stopped at `max_new_tokens`, not at its end.
         """
@@ -107,7 +116,7 @@ class LocalProvider(Provider):
                 streamer.end()
                 return
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), using_adapter(local, adapter):
                     out = local.model.generate(
                         **inputs, streamer=streamer, max_new_tokens=self.max_new_tokens,
                         pad_token_id=local.tokenizer.eos_token_id,

@@ -1,0 +1,141 @@
+"""Local fine-tuning jobs: a job recorded in the store, run by the worker (in this process
+here), leaves metrics, events, a checkpoint and a registered model; a worker that stops
+beating is noticed; a cancelled job stops at once."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from studio.datasets import PrepareOptions, prepare, read_source
+from studio.datasets.storage import DatasetStore
+from studio.finetune import local_jobs
+from studio.finetune.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
+from studio.finetune.trainer import LocalTrainOptions
+from studio.store import Actor, Store
+from studio.types import utcnow
+
+MODEL_DIR = Path(os.environ["STUDIO_MODEL_CACHE"])
+ADA = Actor("ada")
+TINY = LocalTrainOptions(epochs=1, max_length=64, batch_size=4, lora_rank=4, lora_alpha=8, seed=0)
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'studio.db'}")
+    rows = "\n".join(f"Nice video number {n}!,Thanks for watching video {n}. -Sam" for n in range(10))
+    source = read_source(f"comment,reply\n{rows}\n".encode(), "tiny.csv")
+    prepared = prepare(source, PrepareOptions("comment", "reply", validation_fraction=0.2), model_dir=MODEL_DIR)
+    version = DatasetStore(store.engine).save_version("tiny", prepared, ADA)
+    return store, version, tmp_path
+
+
+def test_a_local_job_trains_records_its_progress_and_registers_its_model(workspace):
+    store, version, data_dir = workspace
+    job = local_jobs.create_local_job(store, version.id, TINY, "sam", ADA)
+    lines = []
+    done = local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lines.append)
+    assert done.status == SUCCEEDED, done.error_message
+    jobs = JobStore(store.engine)
+    assert done.result_model == f"smollm2-135m-instruct:ft:sam:{job.id.rsplit('_', 1)[-1][:8]}"
+    [model] = jobs.list_models(ADA)
+    assert model.id == done.result_model and Path(model.adapter_path, "adapter_config.json").exists()
+    metrics = jobs.list_metrics(job.id, ADA)
+    assert metrics and all(m.train_loss is not None for m in metrics)
+    assert any(m.valid_loss is not None for m in metrics)          # the epoch's validation loss
+    assert done.checkpoints and done.trained_tokens > 0
+    messages = [e.message for e in jobs.list_events(job.id, ADA)]
+    assert messages[0].startswith("Finished: smollm2-135m-instruct:ft:sam:")   # newest first
+    assert any(line.startswith("step 1/") for line in lines)
+    check_chat_with_the_tuned_model(store, done.result_model, model.adapter_path)
+
+
+def check_chat_with_the_tuned_model(store: Store, model_id: str, adapter: str) -> None:
+    import torch
+
+    from studio.local_model import get_local_model, on_model_thread, using_adapter
+    from studio.providers.local import LocalProvider
+    from studio.types import AssistantSpec, Done, ErrorEvent, Message, Thread
+    local = get_local_model(MODEL_DIR)
+    ids = local.tokenizer("Nice video!", return_tensors="pt")["input_ids"]
+
+    def logits(path):
+        with torch.inference_mode(), using_adapter(local, path):
+            return local.model(input_ids=ids).logits
+
+    base, tuned, base_again, tuned_again = (on_model_thread(logits, p).result() for p in (None, adapter, None, adapter))
+    assert not torch.allclose(base, tuned)                       # the adapter changes the model
+    assert torch.equal(base, base_again) and torch.equal(tuned, tuned_again)   # switching keeps both as they were
+    assert list(local.adapters) == [adapter]                     # read from disk once
+    finder = local_jobs.adapter_finder(store.engine.url.render_as_string(hide_password=False))
+    provider = LocalProvider(MODEL_DIR, max_new_tokens=8, find_adapter=finder)
+    thread = Thread(owner="ada", assistant_id="a", provider="local", messages=[Message("user", "Nice video!")])
+    events = list(provider.stream_reply(thread, AssistantSpec(name="t", owner="ada", model=model_id)))
+    assert isinstance(events[-1], Done), events
+    refused = list(provider.stream_reply(thread, AssistantSpec(name="t", owner="bob", model=model_id)))
+    assert isinstance(refused[0], ErrorEvent) and refused[0].code == "model_not_found"   # ada's model, not bob's
+
+
+def test_a_job_cancelled_before_it_starts_ends_cancelled(workspace):
+    store, version, data_dir = workspace
+    job = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    JobStore(store.engine).request_cancel(job.id, ADA)
+    done = local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lambda _line: None)
+    assert done.status == CANCELLED and not done.result_model
+
+
+def test_a_worker_that_stops_beating_is_marked_failed_with_a_reason(workspace):
+    store, version, _ = workspace
+    jobs = JobStore(store.engine)
+    job = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    jobs.set_status(job.id, RUNNING, ADA)
+    jobs.heartbeat(job.id, ADA)
+    fresh = jobs.get(job.id, ADA)
+    assert local_jobs.notice_dead_worker(store, fresh).status == RUNNING        # beating: left alone
+    fresh.heartbeat_at = utcnow() - timedelta(seconds=local_jobs.STALE_S + 5)
+    dead = local_jobs.notice_dead_worker(store, fresh)
+    assert dead.status == FAILED and dead.error_code == "worker_lost"
+    assert "Resume continues from its last checkpoint" in dead.error_message
+
+
+def test_a_deleted_dataset_fails_the_job_with_a_clear_message(workspace):
+    store, version, data_dir = workspace
+    job = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    DatasetStore(store.engine).delete_version(version.id, ADA)
+    done = local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lambda _line: None)
+    assert done.status == FAILED and done.error_code == "dataset_missing"
+
+
+def test_a_killed_worker_is_noticed_and_resume_finishes_from_its_checkpoint(workspace, monkeypatch):
+    import signal
+    import time
+    store, version, data_dir = workspace
+    jobs = JobStore(store.engine)
+    two_epochs = LocalTrainOptions(epochs=2, max_length=64, batch_size=4, lora_rank=4, lora_alpha=8, seed=0)
+    job = local_jobs.create_local_job(store, version.id, two_epochs, "sam", ADA)
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(data_dir))
+    pid = local_jobs.start_worker(job.id, data_dir)
+
+    def wait_for(condition, seconds: float):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            current = jobs.get(job.id, ADA)
+            if condition(current):
+                return current
+            time.sleep(0.5)
+        log = (local_jobs.job_folder(data_dir, job.id) / "worker.log").read_text()[-2000:]
+        raise AssertionError(f"timed out; job is {current.status}; worker log:\n{log}")
+
+    wait_for(lambda j: j.checkpoints, 240)                      # the first epoch is saved
+    os.killpg(pid, signal.SIGKILL)                              # the trainer dies mid-run
+    monkeypatch.setattr(local_jobs, "STALE_S", 1.0)
+    time.sleep(1.5)
+    dead = local_jobs.notice_dead_worker(store, jobs.get(job.id, ADA))
+    assert dead.status == FAILED and dead.error_code == "worker_lost"
+    local_jobs.resume_local_job(store, dead, ADA, data_dir)
+    done = wait_for(lambda j: j.finished, 240)
+    assert done.status == SUCCEEDED, done.error_message
+    assert "resumed from step 2" in jobs.list_events(job.id, ADA)[0].message   # epoch 1's checkpoint
+    assert jobs.list_models(ADA)[0].id == done.result_model
