@@ -23,6 +23,7 @@ from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_by
 from studio.accounts import OPERATOR, Accounts, AccountsUnavailable, UserError
 from studio.chat import new_thread, run_turn
 from studio.cli_finetune import finetune_parser, run_finetune
+from studio.finetune.jobs import LOCAL_BASE
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Actor, Store, StoreError
@@ -139,6 +140,8 @@ def _chat(args, settings: Settings) -> int:
         spec = _pick_assistant(store, actor, args.assistant)
         chosen = args.provider or spec.provider or settings.provider
         thread = None
+    if args.model and not args.provider and not args.thread and args.model.startswith(f"{LOCAL_BASE}:ft:"):
+        chosen = "local"   # a model fine-tuned here runs on the embedded model
     if args.model:
         spec = replace(spec, model=args.model)
     elif args.provider and args.provider != spec.provider:
@@ -183,14 +186,23 @@ def _pick_assistant(store: Store, actor: Actor, name: str | None):
 
 
 def _models(args, settings: Settings) -> int:
+    """The provider's models, then the user's models fine-tuned in this workspace for it."""
+    from studio.finetune.jobs import JobStore
     models = make_provider(settings).list_models()
+    user = os.environ.get("STUDIO_USER") or _first_admin(settings) or "cli"
+    listed = {m.id for m in models}
+    registry = JobStore(Store(settings.database_url).engine)
+    tuned = [t for t in registry.list_models(Actor(user), provider=settings.provider) if t.id not in listed]
     if args.json:
         print(json.dumps([{"id": m.id, "shutdown_date": m.shutdown_date and m.shutdown_date.isoformat()}
-                          for m in models], indent=2))
+                          for m in models] + [{"id": t.id, "fine_tuned_from": t.base_model, "job": t.job_id}
+                                              for t in tuned], indent=2))
         return 0
     for m in models:
         retires = f"  (shuts down {m.shutdown_date.isoformat()})" if m.shutdown_date else ""
         print(f"{m.id}{retires}")
+    for t in tuned:
+        print(f"{t.id}  (fine-tuned from {t.base_model}, job {t.job_id})")
     return 0
 
 

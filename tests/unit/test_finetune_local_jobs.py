@@ -139,3 +139,26 @@ def test_a_killed_worker_is_noticed_and_resume_finishes_from_its_checkpoint(work
     assert done.status == SUCCEEDED, done.error_message
     assert "resumed from step 2" in jobs.list_events(job.id, ADA)[0].message   # epoch 1's checkpoint
     assert jobs.list_models(ADA)[0].id == done.result_model
+
+
+def test_the_cli_trains_from_a_jsonl_file_lists_the_model_and_chats_with_it(tmp_path):
+    from tests.unit.test_cli import cli
+    folder = tmp_path / "data"
+    folder.mkdir()
+    line = ('{"messages": [{"role": "user", "content": "Nice video %d!"}, '
+            '{"role": "assistant", "content": "Thanks! -Sam"}]}')
+    (folder / "train.jsonl").write_text("\n".join(line % n for n in range(8)) + "\n")
+    (folder / "validation.jsonl").write_text("\n".join(line % n for n in range(8, 10)) + "\n")
+    ws = {"STUDIO_DATA_DIR": str(tmp_path / "ws"), "STUDIO_PROVIDER": "local", "STUDIO_USER": "ada"}
+    trained = cli("finetune", "local", str(folder / "train.jsonl"), "--epochs", "1", "--max-length", "64",
+                  "--rank", "4", "--alpha", "8", "--suffix", "sam", env=ws)
+    assert trained.returncode == 0, trained.stderr
+    model = trained.stdout.strip().splitlines()[-1].removeprefix("Model: ")
+    assert model.startswith("smollm2-135m-instruct:ft:sam:") and "8 training and 2 validation" in trained.stdout
+    assert "step 1/" in trained.stdout
+    listed = cli("models", env=ws)
+    assert f"{model}  (fine-tuned from smollm2-135m-instruct" in listed.stdout
+    chat = cli("chat", "--model", model, "Nice video!", env={**ws, "STUDIO_LOCAL_MAX_TOKENS": "8"})
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
+    bad = cli("finetune", "local", str(folder / "train.jsonl"), "--epochs", "0", env=ws)
+    assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
