@@ -7,6 +7,8 @@ seconds by a fragment, without rerunning the page.
 """
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -14,9 +16,14 @@ from components import session
 from components.errors import shows_store_errors
 from components.safe_text import inline_code, plain
 from studio.finetune.jobs import FAILED, SUCCEEDED, FineTuneJob, JobStore
+from studio.finetune.local_jobs import notice_dead_worker, resume_local_job
+from studio.providers import ProviderError
 
 REFRESH_S = 2.0
+OPENAI_POLL_S = 10.0     # a running OpenAI job is asked about this often while its page is open
+COMPARE_PROMPTS = 3      # validation prompts answered by the base and the tuned model at the end
 EVENTS_SHOWN = 50
+PICKED_JOB = "picked_job"      # session_state: the job shown (the launch form sets it)
 STATUS_ICON = {SUCCEEDED: "✅", FAILED: "⛔", "cancelled": "⏹️", "running": "🏃", "queued": "⏳",
                "validating_files": "🔎", "preparing": "📦"}
 
@@ -30,32 +37,33 @@ def job_label(job: FineTuneJob) -> str:
     return f"{STATUS_ICON.get(job.status, '•')} {job.provider} · {job.base_model} · {job.status} · {when}"
 
 
-def jobs_view(cancel=None) -> None:
-    """The user's jobs, newest first, and the chosen one's live view.
-
-    `cancel(job)`: what Cancel does for a provider (e.g. asks OpenAI); the store's cancel flag
-    is set either way (a local trainer reads it)."""
+def jobs_view() -> None:
+    """The user's jobs, newest first, and the chosen one's live view."""
     jobs = job_store().list(session.actor())
     if not jobs:
         st.caption("No training jobs yet.")
         return
     by_id = {job.id: job for job in jobs}
-    picked = st.selectbox("Job", list(by_id), format_func=lambda i: job_label(by_id[i]), key="picked_job")
+    if st.session_state.get(PICKED_JOB) not in by_id:
+        st.session_state.pop(PICKED_JOB, None)
+    picked = st.selectbox("Job", list(by_id), format_func=lambda i: job_label(by_id[i]), key=PICKED_JOB)
     running = not by_id[picked].finished
     # A fragment that reruns itself while the job can still change; a finished job is drawn once.
-    st.fragment(run_every=REFRESH_S if running else None)(job_detail)(picked, cancel)
+    st.fragment(run_every=REFRESH_S if running else None)(job_detail)(picked)
 
 
-def job_detail(job_id: str, cancel=None) -> None:
+def job_detail(job_id: str) -> None:
     store = job_store()
     job = store.get(job_id, session.actor())
     if job is None:
         st.warning("This job is gone (deleted in another tab?).")
         return
+    job = _refreshed(job)
     st.markdown(f"**{STATUS_ICON.get(job.status, '•')} {plain(job.status)}** · {job.provider} · base "
                 f"{inline_code(job.base_model)}" + (f" · suffix {inline_code(job.suffix)}" if job.suffix else ""))
     if job.error_code or job.error_message:   # the provider's own words, as they came
         st.error(f"{inline_code(job.error_code or 'error')} {plain(job.error_message)}")
+        _after_failure(job)
     if job.result_model:
         st.success(f"Finished model: {inline_code(job.result_model)}. Pick it in an assistant's model, or "
                    f"`python -m studio chat --model {job.result_model}`.")
@@ -66,7 +74,10 @@ def job_detail(job_id: str, cancel=None) -> None:
         if job.cancel_requested:
             st.caption("Cancel requested…")
         else:   # a callback: it runs before the redraw, which then shows the request
-            st.button("Cancel job", key=f"cancel_{job.id}", on_click=_cancel, args=(store, job, cancel))
+            st.button("Cancel job", key=f"cancel_{job.id}", on_click=_cancel, args=(store, job))
+    elif job.provider == "local" and job.status in (FAILED, "cancelled"):
+        st.button("Resume from the last checkpoint" if job.checkpoints else "Start again", key=f"resume_{job.id}",
+                  on_click=_resume, args=(job,))
     if job.checkpoints:
         with st.expander(f"Checkpoints ({len(job.checkpoints)})"):
             st.dataframe(pd.DataFrame(job.checkpoints), hide_index=True, width="stretch")
@@ -75,6 +86,38 @@ def job_detail(job_id: str, cancel=None) -> None:
         st.caption("Events, newest first")
         st.dataframe(pd.DataFrame([{"time": e.time.strftime("%H:%M:%S"), "level": e.level, "message": e.message}
                                    for e in events]), hide_index=True, width="stretch")
+    if job.status == SUCCEEDED and job.provider == "local":
+        _compare(job)
+
+
+def _refreshed(job: FineTuneJob) -> FineTuneJob:
+    """The job as it stands now: a dead local worker is noticed; a running OpenAI job is asked
+    about (every OPENAI_POLL_S while its page is open)."""
+    if job.provider == "local":
+        return notice_dead_worker(session.store(), job)
+    if job.provider != "openai" or job.finished or not job.provider_job_id or job.owner != session.current_user():
+        return job
+    polled = st.session_state.setdefault("finetune_polled", {})
+    if time.monotonic() - polled.get(job.id, 0.0) < OPENAI_POLL_S:
+        return job
+    polled[job.id] = time.monotonic()
+    try:
+        from components.finetune_launch import openai_tuning
+        return openai_tuning().sync(job, session.actor())
+    except ProviderError as exc:   # shown, and asked again at the next poll
+        st.warning(f"Could not ask OpenAI about this job just now: {plain(str(exc))}")
+        return job
+
+
+def _after_failure(job: FineTuneJob) -> None:
+    """A failed OpenAI job that local training gets round offers it, with the same dataset."""
+    if job.provider != "openai":
+        return
+    from studio.finetune.openai_jobs import job_failure
+    failure = job_failure(job)
+    if failure is not None and failure.suggest_local:
+        st.button("Train locally instead", key=f"instead_{job.id}", type="primary", on_click=_train_locally,
+                  args=(job,))
 
 
 def _progress(job: FineTuneJob, metrics) -> None:
@@ -95,11 +138,71 @@ def _progress(job: FineTuneJob, metrics) -> None:
 
 
 @shows_store_errors
-def _cancel(store: JobStore, job: FineTuneJob, cancel) -> None:
-    store.request_cancel(job.id, session.actor())
-    if cancel is not None:
-        error = cancel(job)
-        if error:
-            st.error(plain(error))
+def _cancel(store: JobStore, job: FineTuneJob) -> None:
+    if job.provider == "openai" and job.provider_job_id:
+        try:
+            from components.finetune_launch import openai_tuning
+            openai_tuning().cancel(job, session.actor())
+        except ProviderError as exc:
+            st.error(f"OpenAI did not cancel the job: {plain(str(exc))}")
             return
+    else:   # the local worker sees the request between steps and stops
+        store.request_cancel(job.id, session.actor())
     st.toast("Cancel requested.")
+
+
+@shows_store_errors
+def _resume(job: FineTuneJob) -> None:
+    from components.finetune_launch import _worker_env
+    resume_local_job(session.store(), job, session.actor(), session.settings().data_dir, env=_worker_env())
+    st.toast("Training resumed.")
+
+
+@shows_store_errors
+def _train_locally(job: FineTuneJob) -> None:
+    from components.finetune_launch import start_local
+    from studio.datasets.storage import DatasetStore
+    from studio.finetune.trainer import LocalTrainOptions
+    version = DatasetStore(session.store().engine).get_version(job.dataset_version_id, session.actor())
+    if version is None:
+        st.error("The job's dataset version was deleted; prepare it again on the New dataset tab.")
+        return
+    start_local(version, LocalTrainOptions(), job.suffix)
+
+
+def _compare(job: FineTuneJob) -> None:
+    """A few validation prompts answered by the base model and by the tuned one, side by side
+    (greedy, so the difference is the training's)."""
+    results = st.session_state.setdefault("finetune_compare", {})
+    if job.id not in results:
+        if not st.button(f"Compare with the base model on {COMPARE_PROMPTS} validation prompts",
+                         key=f"compare_{job.id}"):
+            return
+        with st.spinner("Both models are answering…"):
+            results[job.id] = compare_answers(job)
+    rows = results[job.id]
+    if isinstance(rows, str):
+        st.warning(rows)
+        return
+    for prompt, base, tuned in rows:
+        st.markdown(f"**Prompt:** {plain(prompt)}")
+        left, right = st.columns(2)
+        left.caption("Base model")
+        left.text(base)
+        right.caption(f"Tuned: {job.result_model}")
+        right.text(tuned)
+
+
+def compare_answers(job: FineTuneJob) -> list[tuple[str, str, str]] | str:
+    """(prompt, base answer, tuned answer) for the first validation prompts, or why not."""
+    from studio.datasets.storage import DatasetStore
+    from studio.finetune.local_jobs import answer_side_by_side
+    version = DatasetStore(session.store().engine).get_version(job.dataset_version_id, session.actor())
+    if version is None or version.prepared is None:
+        return "The job's dataset version was deleted; nothing to compare on."
+    examples = (version.prepared.validation or version.prepared.train)[:COMPARE_PROMPTS]
+    adapter = next((m.adapter_path for m in job_store().list_models(session.actor(), provider="local")
+                    if m.id == job.result_model), None)
+    if adapter is None:
+        return "The tuned model's adapter is not in the workspace any more."
+    return answer_side_by_side(session.settings().model_dir, adapter, examples)

@@ -1,8 +1,10 @@
-"""Fine-tuning, step 1: a CSV of comment/response pairs becomes checked, split training data."""
+"""Fine-tuning: a CSV of comment/response pairs becomes checked, split training data (step 1),
+trained on this machine or on OpenAI, and watched as it learns (step 2)."""
 import streamlit as st
 
 from components.dataset_wizard import dataset_wizard, saved_datasets
 from components.finetune_jobs import jobs_view
+from components.finetune_launch import launch_form
 from components.layout import shared_sidebar
 
 shared_sidebar()
@@ -15,6 +17,6 @@ with new_tab:
 with saved_tab:
     saved_datasets()
 with jobs_tab:
+    launch_form()
+    st.divider()
     jobs_view()
-st.info("Training jobs (on OpenAI, or locally on the embedded model) are not in this version yet: "
-        "download the files above, or use `python -m studio dataset prepare` for the same data.", icon="ℹ️")

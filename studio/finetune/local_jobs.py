@@ -86,14 +86,14 @@ def notice_dead_worker(store: Store, job: FineTuneJob) -> FineTuneJob:
     return jobs.set_status(job.id, FAILED, actor, error_code="worker_lost", error_message=message)
 
 
-def resume_local_job(store: Store, job: FineTuneJob, actor: Actor, data_dir: Path) -> int:
+def resume_local_job(store: Store, job: FineTuneJob, actor: Actor, data_dir: Path, env: dict | None = None) -> int:
     """Queue a failed or cancelled local job again and start a worker; training continues from
     the newest checkpoint. Returns the worker's pid."""
     jobs = JobStore(store.engine)
     jobs.update(job.id, actor, status=QUEUED, error_code="", error_message="")
     jobs.add_events(job.id, [JobEvent(utcnow(), "info", "Resumed: a new trainer starts from the last checkpoint.",
                                       id=new_id("ev"))], actor)
-    return start_worker(job.id, data_dir)
+    return start_worker(job.id, data_dir, env)
 
 
 def run_job(job_id: str, store: Store, data_dir: Path, model_dir: Path, say=print) -> FineTuneJob:
@@ -245,3 +245,29 @@ def _trainer_lock(folder: Path, cancelled, record: _Recorder):
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def answer_side_by_side(model_dir: Path, adapter: str, examples,
+                        max_new_tokens: int = 60) -> list[tuple[str, str, str]]:
+    """(prompt, base model's answer, tuned model's answer) for each example's prompt (its
+    messages before the reply), greedy, on the embedded model with and without the adapter."""
+    import torch
+
+    from studio.local_model import get_local_model, on_model_thread, using_adapter
+    local = get_local_model(model_dir)
+
+    def answer(messages: list[dict], path: str | None) -> str:
+        inputs = local.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                     return_dict=True)
+        with torch.inference_mode(), using_adapter(local, path):
+            out = local.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=local.tokenizer.eos_token_id)
+        return local.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    rows = []
+    for example in examples:
+        prompt = [m for m in example.messages[:-1] if isinstance(m, dict)]
+        base = on_model_thread(answer, prompt, None).result()
+        tuned = on_model_thread(answer, prompt, adapter).result()
+        rows.append((example.prompt, base, tuned))
+    return rows

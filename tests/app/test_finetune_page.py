@@ -1,6 +1,8 @@
 """The fine-tuning page's dataset wizard: upload, map, check, preview, save, download."""
 from pathlib import Path
 
+import pytest
+
 from studio.datasets.storage import DatasetStore
 from studio.store import Actor, Store
 
@@ -108,3 +110,91 @@ def test_a_job_in_the_store_shows_its_status_loss_chart_and_events_and_can_be_ca
     next(b for b in at.button if b.label == "Cancel job").click().run()
     assert jobs.cancel_requested(job.id, Actor("ada"))
     assert any("Cancel requested" in c.value for c in at.caption)
+
+
+def save_sample(workspace, owner="ada"):
+    import os
+
+    from studio.datasets import PrepareOptions, prepare, read_source
+    source = read_source(SAMPLE.read_bytes(), "comments.csv")
+    prepared = prepare(source, PrepareOptions("comment", "reply"), model_dir=Path(os.environ["STUDIO_MODEL_CACHE"]))
+    return DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).save_version("comments", prepared,
+                                                                                          Actor(owner))
+
+
+def jobs_of(workspace):
+    from studio.finetune.jobs import JobStore
+    return JobStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).list(Actor("ada"))
+
+
+@pytest.fixture
+def workers(monkeypatch):
+    """Worker starts, recorded instead of run (the worker itself is tested in tests/unit)."""
+    import components.finetune_launch as launch
+    started = []
+    monkeypatch.setattr(launch, "start_worker", lambda job_id, data_dir, env=None: started.append(job_id) or 4242)
+    return started
+
+
+def test_a_local_training_starts_from_a_saved_dataset_and_is_shown_queued(signed_in, workspace, workers):
+    save_sample(workspace)
+    at = open_page(signed_in)
+    assert at.radio(key="train_where").value == "local"
+    next(b for b in at.button if b.label == "Start training on this machine").click().run()
+    assert not at.exception
+    [job] = jobs_of(workspace)
+    assert workers == [job.id] and job.provider == "local" and job.status == "queued"
+    assert job.hyperparameters["epochs"] == 3 and job.hyperparameters["learning_rate"] == 5e-4
+    assert at.selectbox(key="picked_job").value == job.id
+    assert any("queued" in m.value for m in at.markdown)
+
+
+def test_openai_refusing_fine_tuning_shows_its_code_and_offers_local_training(on_openai, workspace, fake_server,
+                                                                              workers):
+    save_sample(workspace)
+    fake_server.ft_refuse_create = "training_not_available"
+    try:
+        at = open_page(on_openai)
+        at.radio(key="train_where").set_value("openai").run()
+        assert not at.exception and not at.error
+        next(b for b in at.button if b.label == "Start on OpenAI").click().run()
+    finally:
+        fake_server.ft_refuse_create = None
+    assert any("training_not_available" in e.value for e in at.error)
+    [refused] = jobs_of(workspace)
+    assert refused.provider == "openai" and refused.status == "failed"
+    next(b for b in at.button if b.label == "Train locally instead").click().run()
+    local = next(j for j in jobs_of(workspace) if j.provider == "local")
+    assert workers == [local.id] and local.dataset_version_id == refused.dataset_version_id
+
+
+def test_an_openai_job_runs_to_a_finished_model_while_the_page_is_open(on_openai, workspace, fake_server):
+    import time
+    save_sample(workspace)
+    at = open_page(on_openai)
+    at.radio(key="train_where").set_value("openai").run()
+    next(b for b in at.button if b.label == "Start on OpenAI").click().run()
+    assert not at.exception and not at.error
+    [job] = jobs_of(workspace)
+    assert job.provider == "openai" and job.provider_job_id
+    import components.finetune_jobs as view
+    view.OPENAI_POLL_S = 0.0
+    try:
+        for _ in range(40):                        # the fake's job ticks every 20 ms
+            time.sleep(0.2)
+            at.run()
+            if jobs_of(workspace)[0].finished:
+                break
+    finally:
+        view.OPENAI_POLL_S = 10.0
+    done = jobs_of(workspace)[0]
+    assert done.status == "succeeded" and done.result_model.startswith("ft:")
+    at.run()
+    assert any(done.result_model in s.value for s in at.success)
+
+
+def test_a_compatible_server_says_it_has_no_fine_tuning(signed_in, workspace):
+    save_sample(workspace)
+    at = open_page(signed_in)
+    at.radio(key="train_where").set_value("compatible").run()
+    assert any("no fine-tuning" in i.value for i in at.info)
