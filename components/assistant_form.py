@@ -6,6 +6,7 @@ import streamlit as st
 
 from components.safe_text import plain
 from studio.assistants import NAME_LENGTH, compile_instructions, spec_problems
+from studio.finetune.jobs import LOCAL_BASE
 from studio.providers import LABELS
 from studio.settings import PROVIDERS
 from studio.tools import BUILTIN_TOOLS
@@ -20,8 +21,11 @@ def _tool_label(name: str) -> str:
     return name
 
 
-def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
-    """Draw the editor for `spec`; return the edited copy when Save is pressed."""
+def assistant_form(spec: AssistantSpec, models: dict[str, str] | None = None) -> AssistantSpec | None:
+    """Draw the editor for `spec`; return the edited copy when Save is pressed.
+
+    `models`: model ids to offer (e.g. the user's fine-tuned ones) -> how to describe them; any
+    other id can still be typed."""
     key = spec.id
     with st.form(f"assistant_{key}"):
         name = st.text_input("Name", value=spec.name, max_chars=NAME_LENGTH)
@@ -43,6 +47,12 @@ def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
         provider = cols[0].selectbox("Provider", choices, index=choices.index(spec.provider or ""),
                                      format_func=lambda p: LABELS.get(p, "Session default"))
         model = cols[1].text_input("Model", value=spec.model, placeholder="provider default")
+        if models:   # the user's fine-tuned models, to pick instead of typing their long ids
+            choices = ["", *models]
+            picked = st.selectbox("Or one of your fine-tuned models", choices, key=f"tuned_{key}",
+                                  index=choices.index(spec.model) if spec.model in models else 0,
+                                  format_func=lambda m: models.get(m, "(the model typed above)"))
+            model = picked or model
         tools = st.multiselect("Tools", TOOL_CHOICES, default=[t for t in spec.tools if t in TOOL_CHOICES],
                                format_func=_tool_label,
                                help="Function tools run on OpenAI and compatible servers; "
@@ -50,9 +60,12 @@ def assistant_form(spec: AssistantSpec) -> AssistantSpec | None:
         saved = st.form_submit_button("Save", type="primary")
     examples = [FewShotExample(str(r.prompt), str(r.response))
                 for r in edited.fillna("").itertuples() if str(r.prompt).strip() or str(r.response).strip()]
+    model = model.strip()
+    if model.startswith(f"{LOCAL_BASE}:ft:"):   # fine-tuned here: it runs on the embedded model only
+        provider = "local"
     edited_spec = AssistantSpec(
         id=spec.id, owner=spec.owner, name=name.strip(), description=description.strip(),
-        instructions=instructions, examples=examples, provider=provider, model=model.strip(),
+        instructions=instructions, examples=examples, provider=provider, model=model,
         tools=tools, knowledge_base=spec.knowledge_base,
         example_label_prompt=prompt_label.strip() or "Prompt",
         example_label_response=response_label.strip() or "Reply")

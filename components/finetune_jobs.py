@@ -37,6 +37,12 @@ def job_label(job: FineTuneJob) -> str:
     return f"{STATUS_ICON.get(job.status, '•')} {job.provider} · {job.base_model} · {job.status} · {when}"
 
 
+def tuned_models() -> dict[str, str]:
+    """The user's finished fine-tuned models, id -> how a model picker describes it."""
+    where = {"local": "fine-tuned here, runs on the embedded model", "openai": "fine-tuned on OpenAI"}
+    return {m.id: f"{m.id} ({where.get(m.provider, m.provider)})" for m in job_store().list_models(session.actor())}
+
+
 def jobs_view() -> None:
     """The user's jobs, newest first, and the chosen one's live view."""
     jobs = job_store().list(session.actor())

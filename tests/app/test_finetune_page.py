@@ -198,3 +198,23 @@ def test_a_compatible_server_says_it_has_no_fine_tuning(signed_in, workspace):
     at = open_page(signed_in)
     at.radio(key="train_where").set_value("compatible").run()
     assert any("no fine-tuning" in i.value for i in at.info)
+
+
+def test_a_finished_local_model_is_offered_in_the_assistant_editor_and_runs_locally(signed_in, workspace):
+    from studio.finetune.jobs import FineTuneJob, JobStore, local_model_id
+    from studio.types import new_id
+    jobs = JobStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
+    job = jobs.create(FineTuneJob(id=new_id("ftjob"), owner="ada", provider="local",
+                                  base_model="smollm2-135m-instruct", dataset_version_id="dsv_x", suffix="sam",
+                                  status="running"), Actor("ada"))
+    job = jobs.update(job.id, Actor("ada"), status="succeeded", result_model=local_model_id(job))
+    jobs.register_model(job, adapter_path=str(workspace / "adapter"))
+    signed_in.switch_page("pages/assistants.py")
+    at = signed_in.run()
+    picker = next(s for s in at.selectbox if s.label == "Or one of your fine-tuned models")
+    assert any(job.result_model in option and "fine-tuned here" in option for option in picker.options)
+    picker.set_value(job.result_model)
+    at.button(key="FormSubmitter:assistant_" + at.selectbox[0].value + "-Save").click().run()
+    assert not at.exception and not at.error
+    [spec] = Store(f"sqlite:///{workspace / 'studio.db'}").list_assistants(Actor("ada"))
+    assert (spec.model, spec.provider) == (job.result_model, "local")
