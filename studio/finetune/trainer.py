@@ -190,6 +190,9 @@ def encode_example(tokenizer, messages: list[dict[str, Any]]) -> Encoded:
             head = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
             _append(tokenizer, head[len(done_text):], ids, labels, learn=False)
             full = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False)
+            if not (head.startswith(done_text) and full.startswith(head)):
+                raise TrainError("The model's chat template does not lay out a conversation turn by turn; "
+                                 "the reply tokens cannot be told from the prompt's.")
             reply = _token_ids(tokenizer, full[len(head):])
             learn = message.get("weight", 1) != 0
             # Learn up to and including the end-of-turn token (so the model learns to stop),
