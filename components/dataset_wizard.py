@@ -16,7 +16,7 @@ from components.errors import shows_store_errors
 from components.safe_text import plain
 from studio.datasets import (DatasetError, PrepareOptions, PreparedDataset, export_files, guess_columns, prepare,
                              read_source, system_prompt_from_assistant)
-from studio.datasets.pricing import load_price_table
+from studio.datasets.pricing import load_price_table, save_price_override
 from studio.datasets.report import money, summary_lines
 from studio.datasets.storage import DatasetStore, check_name
 from studio.datasets.types import ChatSource, DEFAULT_MODEL, DEFAULT_VALIDATION_FRACTION
@@ -231,6 +231,35 @@ def _save(name: str, prepared: PreparedDataset, data: bytes) -> None:
         return
     st.success(f"Saved **{plain(version.name)}**, version {version.version} "
                f"({version.counts.train} train, {version.counts.validation} validation examples).")
+
+
+def price_table() -> None:
+    """The dated fine-tuning price table the estimates use; admins can change this workspace's
+    prices (kept in <workspace>/finetune_prices.json)."""
+    data_dir = session.settings().data_dir
+    table = load_price_table(data_dir)
+    with st.expander(f"Fine-tuning prices (as of {table.as_of}; estimates only)"):
+        st.caption(plain(table.note))
+        rows = [{"model": m.model, "provider": m.provider, "USD per million training tokens": m.training_per_million,
+                 "longest example (tokens)": m.max_example_tokens, "this workspace's": m.overridden}
+                for m in sorted(table.models.values(), key=lambda m: m.model)]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        if not session.is_admin():
+            st.caption("An administrator can change these prices for this workspace.")
+            return
+        with st.form("price_override", border=False):
+            cols = st.columns([3, 2, 1])
+            model = cols[0].text_input("Model", placeholder="gpt-4.1-mini-2025-04-14")
+            price = cols[1].number_input("USD per million training tokens", min_value=0.0, value=None,
+                                         placeholder="empty: remove this workspace's price")
+            if cols[2].form_submit_button("Set price") and model.strip():
+                try:
+                    save_price_override(data_dir, model.strip(), price)
+                except DatasetError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state.pop(PREPARED, None)   # estimates on screen use the new price
+                    st.rerun()
 
 
 def saved_datasets() -> None:

@@ -2,7 +2,7 @@
 trained on this machine or on OpenAI, and watched as it learns (step 2)."""
 import streamlit as st
 
-from components.dataset_wizard import dataset_wizard, saved_datasets
+from components.dataset_wizard import dataset_wizard, price_table, saved_datasets
 from components.finetune_jobs import jobs_view
 from components.finetune_launch import launch_form
 from components.layout import shared_sidebar
@@ -14,6 +14,7 @@ st.caption("Turn a file of prompt/response pairs (e.g. viewer comments and your 
 new_tab, saved_tab, jobs_tab = st.tabs(["New dataset", "Saved datasets", "Training jobs"])
 with new_tab:
     dataset_wizard()
+    price_table()
 with saved_tab:
     saved_datasets()
 with jobs_tab:

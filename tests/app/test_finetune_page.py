@@ -218,3 +218,17 @@ def test_a_finished_local_model_is_offered_in_the_assistant_editor_and_runs_loca
     assert not at.exception and not at.error
     [spec] = Store(f"sqlite:///{workspace / 'studio.db'}").list_assistants(Actor("ada"))
     assert (spec.model, spec.provider) == (job.result_model, "local")
+
+
+def test_an_admin_sets_a_workspace_price_and_the_estimate_uses_it(signed_in, workspace):
+    from studio.datasets.pricing import load_price_table
+    at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
+    at.selectbox(key="wizard_model").set_value("gpt-4.1-mini-2025-04-14").run()
+    assert any("$5.00 per million" in c.value for c in at.caption)
+    form_inputs = [t for t in at.text_input if t.placeholder == "gpt-4.1-mini-2025-04-14"]
+    form_inputs[0].input("gpt-4.1-mini-2025-04-14")
+    next(n for n in at.number_input if n.label == "USD per million training tokens").set_value(7.5)
+    next(b for b in at.button if b.label == "Set price").click().run()
+    assert not at.exception
+    assert load_price_table(workspace).price_for("gpt-4.1-mini-2025-04-14").training_per_million == 7.5
+    assert any("$7.50 per million" in c.value for c in at.caption)
