@@ -16,6 +16,7 @@ from components.errors import shows_store_errors
 from components.safe_text import plain
 from studio.datasets import (DatasetError, PrepareOptions, PreparedDataset, export_files, guess_columns, prepare,
                              read_source, system_prompt_from_assistant)
+from studio.datasets.reading import file_sha256
 from studio.datasets.pricing import load_price_table, save_price_override
 from studio.datasets.report import money, summary_lines
 from studio.datasets.storage import DatasetStore, check_name
@@ -23,6 +24,8 @@ from studio.datasets.types import ChatSource, DEFAULT_MODEL, DEFAULT_VALIDATION_
 from studio.datasets.validation import group_issues, rows_text
 
 PREPARED = "wizard_prepared"     # session_state: (inputs key, PreparedDataset) of the last prepare
+SOURCE = "wizard_source"         # session_state: (file key, what read_source made of it)
+FILES = "wizard_files"           # session_state: (PreparedDataset, its export files)
 PREVIEW_ROWS = 20
 SEVERITY_ICON = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
 SYSTEM_CHOICES = ("None", "Type one", "From an assistant")
@@ -61,10 +64,17 @@ def dataset_wizard() -> None:
 
 def _read(data: bytes, filename: str, has_header: bool):
     sheet = st.session_state.get("wizard_sheet")
+    # Read once per file and choice, not on every rerun of the page (any click reruns it).
+    key = (file_sha256(data), filename, has_header, sheet)
+    cached = st.session_state.get(SOURCE)
+    if cached and cached[0] == key:
+        return cached[1]
     try:
-        return read_source(data, filename, sheet=sheet, has_header=has_header)
-    except DatasetError as exc:
-        st.error(str(exc))
+        source = read_source(data, filename, sheet=sheet, has_header=has_header)
+        st.session_state[SOURCE] = (key, source)
+        return source
+    except DatasetError as exc:   # its text may quote the file: shown as plain text
+        st.error(plain(str(exc)))
         return None
 
 
@@ -142,8 +152,8 @@ def _prepared(source, options: PrepareOptions) -> PreparedDataset | None:
     try:
         with st.spinner("Checking the examples and counting tokens…"):
             prepared = prepare(source, options, model_dir=settings.model_dir, data_dir=settings.data_dir)
-    except DatasetError as exc:
-        st.error(str(exc))
+    except DatasetError as exc:   # its text may quote the file: shown as plain text
+        st.error(plain(str(exc)))
         return None
     st.session_state[PREPARED] = (key, prepared)
     return prepared
@@ -211,7 +221,11 @@ def _save_and_download(prepared: PreparedDataset, data: bytes, filename: str) ->
         name = st.text_input("Dataset name", value=default, key="wizard_name", max_chars=100)
         if st.form_submit_button("Save dataset", type="primary"):
             _save(name, prepared, data)
-    files = export_files(prepared)
+    built = st.session_state.get(FILES)   # built once per prepared dataset, not on every rerun
+    if not built or built[0] is not prepared:
+        built = (prepared, export_files(prepared))
+        st.session_state[FILES] = built
+    files = built[1]
     cols = st.columns(min(4, len(files)) or 1)
     for n, (file_name, content) in enumerate(files.items()):
         suffix = "." + file_name.rsplit(".", 1)[-1]
@@ -227,7 +241,7 @@ def _save(name: str, prepared: PreparedDataset, data: bytes) -> None:
         name = check_name(name)
         version = dataset_store().save_version(name, prepared, session.actor(), source_bytes=data)
     except DatasetError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         return
     st.success(f"Saved **{plain(version.name)}**, version {version.version} "
                f"({version.counts.train} train, {version.counts.validation} validation examples).")
@@ -256,7 +270,7 @@ def price_table() -> None:
                 try:
                     save_price_override(data_dir, model.strip(), price)
                 except DatasetError as exc:
-                    st.error(str(exc))
+                    st.error(plain(str(exc)))
                 else:
                     st.session_state.pop(PREPARED, None)   # estimates on screen use the new price
                     st.rerun()
@@ -284,7 +298,7 @@ def saved_datasets() -> None:
     o = chosen.options
     st.caption(f"From {plain(chosen.source_name)} (sha256 {chosen.source_sha256[:12]}…), saved "
                f"{chosen.created_at:%Y-%m-%d %H:%M}; validation fraction {o.validation_fraction:g}, seed {o.seed}"
-               + (f", suffix {json.dumps(o.suffix)}" if o.suffix else "")
+               + (f", suffix {plain(json.dumps(o.suffix))}" if o.suffix else "")
                + (f", system prompt {plain(o.system_from)}" if o.system_from else ""))
     for line in summary_lines(chosen.prepared):
         st.caption(plain(line))

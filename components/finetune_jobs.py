@@ -13,10 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from components import session
+from components.auth import signed_in_page
 from components.errors import shows_store_errors
 from components.safe_text import inline_code, plain
 from studio.finetune.jobs import FAILED, SUCCEEDED, FineTuneJob, JobStore
-from studio.finetune.local_jobs import notice_dead_worker, resume_local_job
+from studio.finetune.local_jobs import cancel_local_job, notice_dead_worker, resume_local_job
 from studio.providers import ProviderError
 
 REFRESH_S = 2.0
@@ -59,6 +60,7 @@ def jobs_view() -> None:
 
 
 def job_detail(job_id: str) -> None:
+    signed_in_page()   # a fragment's own reruns skip the page's gate: a signed-out tab must not act
     store = job_store()
     job = store.get(job_id, session.actor())
     if job is None:
@@ -72,7 +74,7 @@ def job_detail(job_id: str) -> None:
         _after_failure(job)
     if job.result_model:
         st.success(f"Finished model: {inline_code(job.result_model)}. Pick it in an assistant's model, or "
-                   f"`python -m studio chat --model {job.result_model}`.")
+                   f"{inline_code('python -m studio chat --model ' + job.result_model)}.")
     metrics = store.list_metrics(job_id, session.actor())
     if metrics:
         _progress(job, metrics)
@@ -82,8 +84,9 @@ def job_detail(job_id: str) -> None:
         else:   # a callback: it runs before the redraw, which then shows the request
             st.button("Cancel job", key=f"cancel_{job.id}", on_click=_cancel, args=(store, job))
     elif job.provider == "local" and job.status in (FAILED, "cancelled"):
-        st.button("Resume from the last checkpoint" if job.checkpoints else "Start again", key=f"resume_{job.id}",
-                  on_click=_resume, args=(job,))
+        if st.button("Resume from the last checkpoint" if job.checkpoints else "Start again", key=f"resume_{job.id}"):
+            _resume(job)
+            st.rerun()   # the whole page: the job is running again and redraws itself
     if job.checkpoints:
         with st.expander(f"Checkpoints ({len(job.checkpoints)})"):
             st.dataframe(pd.DataFrame(job.checkpoints), hide_index=True, width="stretch")
@@ -122,8 +125,9 @@ def _after_failure(job: FineTuneJob) -> None:
     from studio.finetune.openai_jobs import job_failure
     failure = job_failure(job)
     if failure is not None and failure.suggest_local:
-        st.button("Train locally instead", key=f"instead_{job.id}", type="primary", on_click=_train_locally,
-                  args=(job,))
+        if st.button("Train locally instead", key=f"instead_{job.id}", type="primary"):
+            _train_locally(job)
+            st.rerun()   # the whole page: the new job is listed and shown
 
 
 def _progress(job: FineTuneJob, metrics) -> None:
@@ -145,22 +149,26 @@ def _progress(job: FineTuneJob, metrics) -> None:
 
 @shows_store_errors
 def _cancel(store: JobStore, job: FineTuneJob) -> None:
-    if job.provider == "openai" and job.provider_job_id:
+    if job.provider == "openai":   # also one that never reached OpenAI (no provider job id yet)
         try:
             from components.finetune_launch import openai_tuning
             openai_tuning().cancel(job, session.actor())
         except ProviderError as exc:
             st.error(f"OpenAI did not cancel the job: {plain(str(exc))}")
             return
-    else:   # the local worker sees the request between steps and stops
-        store.request_cancel(job.id, session.actor())
+    else:   # a live worker stops at its next step; a job with none ends cancelled now
+        cancel_local_job(session.store(), job, session.actor())
     st.toast("Cancel requested.")
 
 
 @shows_store_errors
 def _resume(job: FineTuneJob) -> None:
     from components.finetune_launch import _worker_env
-    resume_local_job(session.store(), job, session.actor(), session.settings().data_dir, env=_worker_env())
+    try:
+        resume_local_job(session.store(), job, session.actor(), session.settings().data_dir, env=_worker_env())
+    except ValueError as exc:   # e.g. resumed in another tab already
+        st.warning(plain(str(exc)))
+        return
     st.toast("Training resumed.")
 
 

@@ -15,7 +15,7 @@ from components.safe_text import inline_code, plain
 from studio.datasets.storage import DatasetStore
 from studio.datasets.types import DatasetVersion
 from studio.finetune.jobs import JobStore
-from studio.finetune.local_jobs import create_local_job, start_worker
+from studio.finetune.local_jobs import create_local_job, start_or_fail
 from studio.finetune.trainer import LocalTrainOptions
 from studio.providers import ProviderError
 
@@ -82,10 +82,14 @@ def start_local(version: DatasetVersion, options: LocalTrainOptions, suffix: str
     try:
         options.check()
     except TrainError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         return
-    job = create_local_job(session.store(), version.id, options, suffix, session.actor())
-    start_worker(job.id, session.settings().data_dir, env=_worker_env())
+    try:
+        job = create_local_job(session.store(), version.id, options, suffix, session.actor())
+    except ValueError as exc:   # a suffix that cannot be a model name, too many jobs waiting
+        st.error(plain(str(exc)))
+        return
+    start_or_fail(session.store(), job, session.actor(), session.settings().data_dir, env=_worker_env())
     st.session_state[PICKED_JOB] = job.id
     st.session_state.pop(REFUSED, None)
     st.toast("Training started.")
@@ -122,6 +126,9 @@ def _openai_form(version: DatasetVersion) -> None:
     except ProviderError as exc:
         st.error(plain(str(exc)))
         return
+    # OpenAI's fine-tunes belong to the whole organisation: offer a user only their own as bases.
+    own = {m.id for m in JobStore(session.store().engine).list_models(session.actor(), provider="openai")}
+    models = [m for m in models if not m.id.startswith("ft:") or m.id in own]
     if not models:
         st.warning("This OpenAI account lists no model it can fine-tune. Train on this machine instead.")
         return

@@ -53,7 +53,7 @@ def finetune_parser(commands):
     local.add_argument("--suffix", default="", help="goes into the model's name, e.g. sam")
     local.add_argument("--seed", type=int, default=0)
     local.add_argument("--epochs", type=int, default=3)
-    local.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    local.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
     local.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
     local.add_argument("--alpha", type=int, default=16, help="LoRA alpha (default 16)")
     local.add_argument("--max-length", type=int, default=512, help="longest example in tokens (default 512)")
@@ -216,15 +216,15 @@ def _cancel(settings: Settings, jobs: JobStore, job: FineTuneJob, actor: Actor) 
         return 0
     if job.provider == "openai":
         job = _openai(settings, jobs).cancel(job, actor)
-    else:   # the local worker sees the request between steps and stops
-        jobs.request_cancel(job.id, actor)
-        job = jobs.get(job.id, actor) or job
+    else:   # a live local worker stops at its next step; a job with none ends cancelled now
+        from studio.finetune.local_jobs import cancel_local_job
+        job = cancel_local_job(Store(settings.database_url), job, actor)
     print(f"Asked {job.id} to stop; status: {job.status}.")
     return 0
 
 
 def _launch_local(args, settings: Settings, store: Store, actor: Actor) -> int:
-    from studio.finetune.local_jobs import create_local_job, run_job, start_worker
+    from studio.finetune.local_jobs import create_local_job, run_job, start_or_fail
     from studio.finetune.trainer import LocalTrainOptions, TrainError
     options = LocalTrainOptions(epochs=args.epochs, learning_rate=args.lr, lora_rank=args.rank, lora_alpha=args.alpha,
                                 max_length=args.max_length, batch_size=args.batch_size, seed=args.seed)
@@ -237,7 +237,10 @@ def _launch_local(args, settings: Settings, store: Store, actor: Actor) -> int:
     print(f"Job {job.id}: {version.counts.train} training and {version.counts.validation} validation examples "
           f"of {version.name!r} (version {version.version}), {args.epochs} epochs.")
     if args.detach:
-        pid = start_worker(job.id, settings.data_dir)
+        pid = start_or_fail(store, job, actor, settings.data_dir)
+        if pid is None:
+            print("error: the trainer could not be started (see `finetune status`).", file=sys.stderr)
+            return 1
         print(f"Training in the background (pid {pid}); follow it with: python -m studio finetune status {job.id}")
         return 0
     done = run_job(job.id, store, settings.data_dir, settings.model_dir)

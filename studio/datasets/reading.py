@@ -20,6 +20,7 @@ from pathlib import Path
 from studio.datasets.types import ChatSource, ColumnGuess, DatasetError, Example, SourceTable, ValidationIssue
 
 # Larger uploads are refused before parsing (STUDIO_DATASET_MAX_MB changes it).
+UNZIPPED_FACTOR = 4   # an .xlsx may unpack to at most this many times the upload limit
 DEFAULT_MAX_MB = 50
 DELIMITERS = ",;\t|"
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
@@ -252,11 +253,28 @@ def excel_sheets(data: bytes) -> list[str]:
                            "again from Excel, or export the sheet as CSV.") from None
 
 
+def _check_unzipped_size(data: bytes) -> None:
+    # An .xlsx is a zip: a small upload can hold gigabytes of XML (a "zip bomb"). Its unpacked
+    # size is read from the zip's directory before anything is unpacked.
+    import zipfile
+    limit = UNZIPPED_FACTOR * max_upload_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        raise DatasetError("This .xlsx file is damaged (not a readable zip). Save it again in Excel, or "
+                           "export a CSV.") from None
+    if unpacked > limit:
+        raise DatasetError(f"This workbook unpacks to {unpacked / 1e6:,.0f} MB; at most {limit / 1e6:,.0f} MB "
+                           "are read. Export the sheet you need as CSV.")
+
+
 def read_excel(data: bytes, filename: str = "data.xlsx", *, sheet: str | None = None,
                has_header: bool = True) -> SourceTable:
     """Read one sheet of an .xlsx workbook (the first unless `sheet` names another) as text cells."""
     import pandas as pd
 
+    _check_unzipped_size(data)
     sheets = excel_sheets(data)
     if not sheets:
         raise DatasetError("The workbook has no sheets.")

@@ -198,6 +198,19 @@ class JobStore:
             db.execute(update(finetune_jobs).where(finetune_jobs.c.id == job_id)
                        .values(cancel_requested=True, updated_at=utcnow()))
 
+    @_guarded("queue the fine-tuning job again")
+    def requeue(self, job_id: str, actor: Actor) -> bool:
+        """Put the actor's failed or cancelled job back in the queue (cancel request, error and
+        heartbeat cleared), in one step: of two tabs resuming it at once, one wins. Returns
+        whether this call did it."""
+        with self._writer.begin() as db:
+            self._owned(db, job_id, actor)
+            done = db.execute(update(finetune_jobs).where(
+                finetune_jobs.c.id == job_id, finetune_jobs.c.status.in_([FAILED, CANCELLED])).values(
+                status=QUEUED, cancel_requested=False, error_code="", error_message="", heartbeat_at=None,
+                updated_at=utcnow())).rowcount
+        return bool(done)
+
     @_guarded("read the fine-tuning job")
     def cancel_requested(self, job_id: str, actor: Actor) -> bool:
         """Whether someone asked the job to stop (a local worker checks this between steps)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -34,10 +35,25 @@ def job_folder(data_dir: Path, job_id: str) -> Path:
     return Path(data_dir) / "finetune" / job_id
 
 
+MAX_WAITING = 3            # a user's local jobs queued or running at once
+SUFFIX = re.compile(r"[A-Za-z0-9_-]{0,40}")
+# What a worker process gets from the environment that starts it (never API keys or other secrets).
+WORKER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES",
+              "OMP_NUM_THREADS", "HF_HOME", "STUDIO_DATA_DIR", "STUDIO_DATABASE_URL", "STUDIO_MODEL_CACHE")
+
+
 def create_local_job(store: Store, version_id: str, options, suffix: str, actor: Actor) -> FineTuneJob:
-    """Record a queued local job for a saved dataset version (`options`: LocalTrainOptions)."""
+    """Record a queued local job for a saved dataset version (`options`: LocalTrainOptions).
+    ValueError for a missing dataset, a suffix that cannot go into a model name, or a user
+    with MAX_WAITING jobs already waiting or running."""
+    if not SUFFIX.fullmatch(suffix or ""):
+        raise ValueError("The name suffix may hold letters, digits, - and _ only (at most 40), e.g. sam.")
     if DatasetStore(store.engine).get_version(version_id, actor) is None:
         raise ValueError("That dataset version does not exist (deleted?).")
+    waiting = [j for j in JobStore(store.engine).list(actor) if j.provider == "local" and j.status in (QUEUED, RUNNING)]
+    if len(waiting) >= MAX_WAITING:
+        raise ValueError(f"You have {len(waiting)} local trainings waiting or running; start this one when "
+                         "one of them has ended (or cancel one).")
     job = FineTuneJob(id=new_id("ftjob"), owner=actor.name, provider="local", base_model=LOCAL_BASE,
                       dataset_version_id=version_id, suffix=suffix, seed=options.seed,
                       hyperparameters=options.to_json(), status=QUEUED)
@@ -49,12 +65,24 @@ def start_worker(job_id: str, data_dir: Path, env: dict | None = None) -> int:
     server that started it). Returns its pid; its output goes to the job folder's worker.log."""
     folder = job_folder(data_dir, job_id)
     folder.mkdir(parents=True, exist_ok=True)
+    source = os.environ if env is None else env
+    clean = {k: v for k, v in source.items() if k in WORKER_ENV}
     with open(folder / "worker.log", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "studio", "finetune", "run", job_id],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env or os.environ.copy(),
-                                   cwd=str(Path(__file__).resolve().parents[2]))
+                                   start_new_session=True, env=clean, cwd=str(Path(__file__).resolve().parents[2]))
     return process.pid
+
+
+def start_or_fail(store: Store, job: FineTuneJob, actor: Actor, data_dir: Path, env: dict | None = None) -> int | None:
+    """Start the job's worker; if that fails (a full disk, no permission), mark the job failed
+    with why instead of leaving it queued for ever. Returns the pid, or None."""
+    try:
+        return start_worker(job.id, data_dir, env)
+    except OSError as exc:
+        JobStore(store.engine).set_status(job.id, FAILED, actor, error_code="worker_not_started",
+                                          error_message=f"The trainer could not be started: {exc.strerror or exc}.")
+        return None
 
 
 def adapter_finder(database_url: str):
@@ -76,7 +104,9 @@ def notice_dead_worker(store: Store, job: FineTuneJob) -> FineTuneJob:
     """Mark a running local job whose worker stopped beating as failed, saying so; returns the
     job as it now stands. Harmless to call on any job."""
     age = job.heartbeat_age()
-    if job.provider != "local" or job.status != RUNNING or age is None or age < STALE_S:
+    if age is None and job.status == QUEUED and job.updated_at is not None:
+        age = (utcnow() - job.updated_at).total_seconds() - STALE_S   # a worker that never started beating
+    if job.provider != "local" or job.status not in (QUEUED, RUNNING) or age is None or age < STALE_S:
         return job
     jobs = JobStore(store.engine)
     actor = Actor(job.owner)
@@ -90,18 +120,27 @@ def resume_local_job(store: Store, job: FineTuneJob, actor: Actor, data_dir: Pat
     """Queue a failed or cancelled local job again and start a worker; training continues from
     the newest checkpoint. Returns the worker's pid."""
     jobs = JobStore(store.engine)
-    jobs.update(job.id, actor, status=QUEUED, error_code="", error_message="")
+    if not jobs.requeue(job.id, actor):   # not failed or cancelled (any more): e.g. another tab resumed it
+        raise ValueError("This job is not failed or cancelled (any more); nothing to resume.")
     jobs.add_events(job.id, [JobEvent(utcnow(), "info", "Resumed: a new trainer starts from the last checkpoint.",
                                       id=new_id("ev"))], actor)
-    return start_worker(job.id, data_dir, env)
+    return start_or_fail(store, jobs.get(job.id, actor), actor, data_dir, env)
+
+
+def cancel_local_job(store: Store, job: FineTuneJob, actor: Actor) -> FineTuneJob:
+    """Ask the worker to stop; a job with no live worker (never started, or gone) ends
+    cancelled at once."""
+    jobs = JobStore(store.engine)
+    jobs.request_cancel(job.id, actor)
+    age = job.heartbeat_age()
+    if not job.finished and (age is None or age >= STALE_S) and job.status in (QUEUED, RUNNING, "preparing"):
+        jobs.set_status(job.id, CANCELLED, actor)
+    return jobs.get(job.id, actor) or job
 
 
 def run_job(job_id: str, store: Store, data_dir: Path, model_dir: Path, say=print) -> FineTuneJob:
     """The worker: wait for the local trainer, train, record everything; returns the job as it
     ended. `say`: where progress lines go (the terminal for `finetune local`, the log otherwise)."""
-    from studio.finetune.trainer import LocalTrainOptions, TrainError, train_lora
-    from studio.local_model import ModelLoadError
-
     jobs = JobStore(store.engine)
     found = jobs.get(job_id, WORKER_ACTOR)
     if found is None:
@@ -110,23 +149,43 @@ def run_job(job_id: str, store: Store, data_dir: Path, model_dir: Path, say=prin
     record = _Recorder(jobs, job_id, actor, say)
     if found.provider != "local":
         raise ValueError(f"Job {job_id} runs on {found.provider}, not locally.")
-    if found.finished and found.status != FAILED and found.status != CANCELLED:
+    if found.status != QUEUED:   # only a queued job is trained (resume queues a failed one again)
+        say(f"Job {job_id} is {found.status}, not queued: nothing to do.")
         return found
     version = DatasetStore(store.engine).get_version(found.dataset_version_id, actor)
     if version is None or version.prepared is None:
         return record.fail("dataset_missing", "The job's dataset version was deleted; nothing to train on.")
     folder = job_folder(data_dir, job_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        # Beating from the start: a worker that dies while it waits in the queue is noticed too.
+        with _Heartbeat(jobs, job_id, actor):
+            folder.mkdir(parents=True, exist_ok=True)
+            return _train(jobs, found, version, folder, model_dir, record)
+    except KeyboardInterrupt:   # Ctrl-C on `finetune local`: the checkpoint so far is kept
+        return record.finish(CANCELLED, "Cancelled from the terminal; resume goes on from the last checkpoint.")
+    except Exception as exc:   # anything else: said on the job (the traceback goes to the worker's log)
+        import traceback
+        traceback.print_exc()
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        return record.fail("worker_error", f"The trainer stopped with an error: {detail}. Resume to try again.")
+
+
+def _train(jobs: JobStore, found: FineTuneJob, version, folder: Path, model_dir: Path, record) -> FineTuneJob:
+    from studio.finetune.trainer import LocalTrainOptions, TrainError, train_lora
+    from studio.local_model import ModelLoadError
+
+    job_id, actor = found.id, record.actor
     with _trainer_lock(folder.parent, lambda: jobs.cancel_requested(job_id, actor), record) as got_it:
+        current = jobs.get(job_id, actor)
+        if current is None or current.status != QUEUED:
+            return current   # cancelled meanwhile, or another worker took it: nothing to do
         if not got_it:
             return record.finish(CANCELLED, "Cancelled while waiting for the trainer.")
         options = LocalTrainOptions.from_json(found.hyperparameters)
         record.status(RUNNING, f"Training started (pid {os.getpid()}).")
-        beat = _Heartbeat(jobs, job_id, actor)
         try:
-            with beat:
-                result = train_lora(version.prepared.train, version.prepared.validation, options, folder, model_dir,
-                                    on_event=record.event, should_stop=lambda: jobs.cancel_requested(job_id, actor))
+            result = train_lora(version.prepared.train, version.prepared.validation, options, folder, model_dir,
+                                on_event=record.event, should_stop=lambda: jobs.cancel_requested(job_id, actor))
         except (TrainError, ModelLoadError) as exc:
             return record.fail("train_error" if isinstance(exc, TrainError) else "model_load", str(exc))
         except MemoryError:
@@ -137,9 +196,11 @@ def run_job(job_id: str, store: Store, data_dir: Path, model_dir: Path, say=prin
     if result.stopped:
         return record.finish(CANCELLED, f"Cancelled at step {result.steps} of {result.total_steps}; "
                              "the last checkpoint is kept.")
-    job = jobs.update(job_id, actor, status=SUCCEEDED, result_model=local_model_id(found),
+    # The model first, then "succeeded": a succeeded job always has its model.
+    job = jobs.update(job_id, actor, result_model=local_model_id(found),
                       trained_tokens=_trained_tokens(version.prepared, options.epochs))
     jobs.register_model(job, adapter_path=str(result.adapter_dir))
+    jobs.set_status(job_id, SUCCEEDED, actor)
     resumed = f", resumed from step {result.resumed_from_step}" if result.resumed_from_step else ""
     record.log(f"Finished: {job.result_model} (train loss {_loss(result.train_loss)}, validation loss "
                f"{_loss(result.valid_loss)}, {result.seconds:.0f} s on {result.device}{resumed}).")

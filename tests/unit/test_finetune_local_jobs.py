@@ -162,3 +162,52 @@ def test_the_cli_trains_from_a_jsonl_file_lists_the_model_and_chats_with_it(tmp_
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
     bad = cli("finetune", "local", str(folder / "train.jsonl"), "--epochs", "0", env=ws)
     assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_cancelled_job_resumes_and_finishes_and_a_second_resume_is_refused(workspace, monkeypatch):
+    store, version, data_dir = workspace
+    jobs = JobStore(store.engine)
+    job = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    jobs.request_cancel(job.id, ADA)
+    assert local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lambda _line: None).status == CANCELLED
+    started = []
+    monkeypatch.setattr(local_jobs, "start_worker", lambda job_id, *_args: started.append(job_id) or 1)
+    local_jobs.resume_local_job(store, jobs.get(job.id, ADA), ADA, data_dir)
+    with pytest.raises(ValueError, match="nothing to resume"):    # a second tab, a double click
+        local_jobs.resume_local_job(store, jobs.get(job.id, ADA), ADA, data_dir)
+    assert started == [job.id]
+    done = local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lambda _line: None)
+    assert done.status == SUCCEEDED and not done.cancel_requested, done.error_message
+    again = local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lambda _line: None)
+    assert again.status == SUCCEEDED                              # a finished job is not trained twice
+
+
+def test_a_queued_job_whose_worker_died_is_noticed_and_a_cancel_with_no_worker_ends_it(workspace):
+    store, version, _ = workspace
+    jobs = JobStore(store.engine)
+    job = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    jobs.heartbeat(job.id, ADA)
+    queued = jobs.get(job.id, ADA)
+    queued.heartbeat_at = utcnow() - timedelta(seconds=local_jobs.STALE_S + 5)
+    assert local_jobs.notice_dead_worker(store, queued).status == FAILED
+    other = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    assert local_jobs.cancel_local_job(store, other, ADA).status == CANCELLED   # no worker ever beat
+
+
+def test_bad_suffixes_and_too_many_waiting_jobs_are_refused_before_anything_runs(workspace):
+    store, version, _ = workspace
+    for suffix in ("a`b", "../x", "x" * 41):
+        with pytest.raises(ValueError, match="suffix"):
+            local_jobs.create_local_job(store, version.id, TINY, suffix, ADA)
+    for _ in range(local_jobs.MAX_WAITING):
+        local_jobs.create_local_job(store, version.id, TINY, "ok", ADA)
+    with pytest.raises(ValueError, match="waiting or running"):
+        local_jobs.create_local_job(store, version.id, TINY, "ok", ADA)
+
+
+def test_the_worker_gets_no_secrets_from_the_environment(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(local_jobs.subprocess, "Popen", lambda *a, **k: seen.update(k) or type("P", (), {"pid": 1}))
+    local_jobs.start_worker("ftjob_x", tmp_path, {"OPENAI_API_KEY": "sk-secret", "AWS_SECRET": "s",
+                                                  "STUDIO_DATA_DIR": str(tmp_path), "PATH": "/bin"})
+    assert seen["env"] == {"STUDIO_DATA_DIR": str(tmp_path), "PATH": "/bin"}
