@@ -5,6 +5,7 @@ import pytest
 
 from studio.accounts import MAX_FAILURES, Accounts, LoginLocked
 from studio.store import Store
+from tests.fakes.fake_openai import FakeOpenAI
 
 
 @pytest.fixture
@@ -16,6 +17,21 @@ def db_path(tmp_path):
 @pytest.fixture
 def store(db_path) -> Store:
     return Store(f"sqlite:///{db_path}")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The fake OpenAI server, one per test module."""
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server):
+    """The fake server reset for this test, its fine-tuning jobs ticking every 10 ms."""
+    server.reset()
+    server.ft_step_s = 0.01
+    return server
 
 
 def lock_out(people: Accounts, username: str) -> None:

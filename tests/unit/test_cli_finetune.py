@@ -7,25 +7,11 @@ from studio.datasets import PrepareOptions, prepare, read_source
 from studio.datasets.storage import DatasetStore
 from studio.finetune.jobs import JobStore
 from studio.store import Actor, Store
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.unit.test_cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "gpt-4.1-mini-2025-04-14"
 CLI_USER = Actor("cli")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    server.ft_step_s = 0.01
-    return server
 
 
 @pytest.fixture

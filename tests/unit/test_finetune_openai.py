@@ -20,19 +20,6 @@ AMY = Actor("amy")
 KEY = "sk-test-finetune-123"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    server.ft_step_s = 0.01
-    return server
-
-
 @pytest.fixture
 def stores(store):
     return JobStore(store.engine), DatasetStore(store.engine)
