@@ -266,6 +266,9 @@ def _local_dataset(args, settings: Settings, store: Store, actor: Actor):
         if version is None:
             raise ValueError(f"No dataset {args.dataset!r} and no such file (see `python -m studio dataset list`).")
         return version
+    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
+        raise ValueError(f"{path.name} is not a chat JSONL file. Prepare it first, e.g. `python -m studio dataset "
+                         f"prepare {path} -o out/`, then train the saved dataset by its name.")
     train = read_chat_jsonl(path.read_bytes(), path.name)
     beside = path.with_name("validation.jsonl")
     validation = read_chat_jsonl(beside.read_bytes(), beside.name, source_file="validation") \
