@@ -12,6 +12,8 @@ changes a job; the owner or an admin cancels or deletes it.
 """
 from __future__ import annotations
 
+import weakref
+
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
@@ -115,6 +117,9 @@ def local_model_id(job: FineTuneJob) -> str:
     return f"{LOCAL_BASE}:ft:{job.suffix or 'custom'}:{short_id(job.id)}"
 
 
+_TABLES_READY: "weakref.WeakSet[Engine]" = weakref.WeakSet()   # engines whose tables exist
+
+
 class JobStore:
     """Fine-tuning jobs on `engine` (the Store's). Every call names the acting user (`Actor`)."""
 
@@ -125,8 +130,13 @@ class JobStore:
 
     @_guarded("set up the fine-tuning tables")
     def _create_tables(self) -> None:
+        # Once per engine: a store is made for each page run, and a write transaction each time
+        # would make every page fail while another process holds the workspace busy.
+        if self.engine in _TABLES_READY:
+            return
         with self._writer.begin() as db:
             metadata.create_all(db)
+        _TABLES_READY.add(self.engine)
 
     # --- jobs --------------------------------------------------------------------
     @_guarded("save the fine-tuning job")
