@@ -14,12 +14,14 @@ import functools
 import logging
 import os
 import re
+import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (JSON, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
                         Text, create_engine, delete, event, func, insert, inspect, select, update)
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (ArgumentError, IntegrityError, NoSuchModuleError, OperationalError,
                             SQLAlchemyError, TimeoutError as PoolTimeout)
 
@@ -115,6 +117,22 @@ def title_from(text: str) -> str:
     """A thread title from its first message: the first line, shortened."""
     line = " ".join(text.strip().split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+# (engine, metadata) pairs whose tables exist: the stores beside Store (datasets, fine-tuning
+# jobs) are made on each page run, and a write transaction each time would make every page fail
+# while another process holds the workspace busy.
+_TABLES_READY: "weakref.WeakKeyDictionary[Engine, set[int]]" = weakref.WeakKeyDictionary()
+
+
+def create_tables_once(engine: Engine, metadata: MetaData) -> None:
+    """Create `metadata`'s tables on `engine` (a no-op after the first time in this process)."""
+    done = _TABLES_READY.setdefault(engine, set())
+    if id(metadata) in done:   # module-level MetaData objects live as long as the process
+        return
+    with engine.execution_options(studio_write=True).begin() as db:
+        metadata.create_all(db)
+    done.add(id(metadata))
 
 
 def _guarded(doing: str):

@@ -13,7 +13,6 @@ new version; the owner or an admin deletes. Failures are `StoreError`s worded fo
 from __future__ import annotations
 
 import unicodedata
-import weakref
 
 from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
                         Table, delete, func, insert, select, update)
@@ -22,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from studio.datasets.types import (CostEstimate, Counts, Dataset, DatasetVersion, Example,
                                    PrepareOptions, PreparedDataset, TokenSummary, ValidationIssue)
-from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded
+from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded, create_tables_once
 from studio.types import new_id, utcnow
 
 NAME_LENGTH = 100
@@ -78,9 +77,6 @@ def check_name(name: str) -> str:
     return name
 
 
-_TABLES_READY: "weakref.WeakSet[Engine]" = weakref.WeakSet()   # engines whose tables exist
-
-
 class DatasetStore:
     """Datasets on `engine` (the Store's). Every call names the acting user (`Actor`)."""
 
@@ -93,13 +89,7 @@ class DatasetStore:
 
     @_guarded("set up the dataset tables")
     def _create_tables(self) -> None:
-        # Once per engine: a store is made for each page run, and a write transaction each time
-        # would make every page fail while another process holds the workspace busy.
-        if self.engine in _TABLES_READY:
-            return
-        with self._writer.begin() as db:
-            metadata.create_all(db)
-        _TABLES_READY.add(self.engine)
+        create_tables_once(self.engine, metadata)
 
     @_guarded("save the dataset")
     def save_version(self, name: str, prepared: PreparedDataset, actor: Actor,

@@ -12,8 +12,6 @@ changes a job; the owner or an admin cancels or deletes it.
 """
 from __future__ import annotations
 
-import weakref
-
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
@@ -21,7 +19,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from studio.finetune.tables import finetune_events, finetune_jobs, finetune_metrics, finetuned_models, metadata
-from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded
+from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded, create_tables_once
 from studio.types import new_id, utcnow
 
 # Known statuses. Status is an open string: a provider may add new ones (OpenAI has added
@@ -117,9 +115,6 @@ def local_model_id(job: FineTuneJob) -> str:
     return f"{LOCAL_BASE}:ft:{job.suffix or 'custom'}:{short_id(job.id)}"
 
 
-_TABLES_READY: "weakref.WeakSet[Engine]" = weakref.WeakSet()   # engines whose tables exist
-
-
 class JobStore:
     """Fine-tuning jobs on `engine` (the Store's). Every call names the acting user (`Actor`)."""
 
@@ -130,13 +125,7 @@ class JobStore:
 
     @_guarded("set up the fine-tuning tables")
     def _create_tables(self) -> None:
-        # Once per engine: a store is made for each page run, and a write transaction each time
-        # would make every page fail while another process holds the workspace busy.
-        if self.engine in _TABLES_READY:
-            return
-        with self._writer.begin() as db:
-            metadata.create_all(db)
-        _TABLES_READY.add(self.engine)
+        create_tables_once(self.engine, metadata)
 
     # --- jobs --------------------------------------------------------------------
     @_guarded("save the fine-tuning job")
