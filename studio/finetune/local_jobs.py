@@ -196,6 +196,7 @@ def _train(jobs: JobStore, found: FineTuneJob, version, folder: Path, model_dir:
     if result.stopped:
         return record.finish(CANCELLED, f"Cancelled at step {result.steps} of {result.total_steps}; "
                              "the last checkpoint is kept.")
+    _build_fast_copy(model_dir, result.adapter_dir, record)
     # The model first, then "succeeded": a succeeded job always has its model.
     job = jobs.update(job_id, actor, result_model=local_model_id(found),
                       trained_tokens=_trained_tokens(version.prepared, options.epochs))
@@ -205,6 +206,23 @@ def _train(jobs: JobStore, found: FineTuneJob, version, folder: Path, model_dir:
     record.log(f"Finished: {job.result_model} (train loss {_loss(result.train_loss)}, validation loss "
                f"{_loss(result.valid_loss)}, {result.seconds:.0f} s on {result.device}{resumed}).")
     return jobs.get(job_id, actor)
+
+
+def _build_fast_copy(model_dir: Path, adapter_dir: Path, record) -> None:
+    """The job's last step: the tuned model's fast copy (adapter merged, converted to int8 ONNX).
+    Failing costs only speed: the model then runs on transformers with its adapter."""
+    from studio.fast_model import FastRuntimeUnavailable, build_tuned
+    from studio.local_model import cache_dir
+
+    record.log("Building the fast copy of the tuned model (merge, then convert; about 30 s)…")
+    started = time.perf_counter()
+    try:
+        build_tuned(cache_dir(model_dir), adapter_dir, record.say)
+    except FastRuntimeUnavailable as exc:
+        record.log(f"The fast copy could not be built ({exc}); the model works, but replies use the slower "
+                   "built-in runtime.", "warning")
+        return
+    record.log(f"Fast copy built ({time.perf_counter() - started:.0f} s).")
 
 
 def _trained_tokens(prepared, epochs: int) -> int:
@@ -311,24 +329,18 @@ def _trainer_lock(folder: Path, cancelled, record: _Recorder):
 def answer_side_by_side(model_dir: Path, adapter: str, examples,
                         max_new_tokens: int = 60) -> list[tuple[str, str, str]]:
     """(prompt, base model's answer, tuned model's answer) for each example's prompt (its
-    messages before the reply), greedy, on the embedded model with and without the adapter."""
-    import torch
-
-    from studio.local_model import get_local_model, on_model_thread, using_adapter
-    local = get_local_model(model_dir)
+    messages before the reply), greedy, on the embedded model and on the fine-tuned one."""
+    from studio.local_model import get_runtime, on_model_thread
 
     def answer(messages: list[dict], path: str | None) -> str:
-        inputs = local.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                     return_dict=True)
-        with torch.inference_mode(), using_adapter(local, path):
-            out = local.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                       pad_token_id=local.tokenizer.eos_token_id)
-        return local.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        runtime = get_runtime(model_dir, path)
+        pieces: list[str] = []
+        on_model_thread(runtime.generate, runtime.prompt_ids(messages), max_new_tokens, None,
+                        pieces.append, lambda: False).result()
+        return "".join(pieces).strip()
 
     rows = []
     for example in examples:
         prompt = [m for m in example.messages[:-1] if isinstance(m, dict)]
-        base = on_model_thread(answer, prompt, None).result()
-        tuned = on_model_thread(answer, prompt, adapter).result()
-        rows.append((example.prompt, base, tuned))
+        rows.append((example.prompt, answer(prompt, None), answer(prompt, adapter)))
     return rows

@@ -1,19 +1,21 @@
 """The embedded provider: SmolLM2-135M-Instruct on the CPU, threads kept by the app."""
 from __future__ import annotations
 
+import queue
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
 from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, history_messages
-from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelLoadError, ModelNotInstalled, Progress,
-                                get_local_model, on_model_thread, using_adapter)
+from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelLoadError, ModelNotInstalled, Progress, Runtime,
+                                get_runtime, on_model_thread)
 from studio.providers.base import Capabilities, Provider
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
 # Sampling, because greedy decoding makes a 135M model repeat itself.
-GENERATION = dict(do_sample=True, temperature=0.3, top_p=0.9, repetition_penalty=1.1)
+# The same settings on both runtimes (top_k 50 is transformers' default, named here for onnxruntime).
+GENERATION = dict(temperature=0.3, top_p=0.9, top_k=50, repetition_penalty=1.1)
 
 
 class LocalProvider(Provider):
@@ -64,90 +66,68 @@ class LocalProvider(Provider):
                                  code="model_not_found")
                 return
         try:
-            get_local_model(self.model_dir, self.progress)
+            runtime = get_runtime(self.model_dir, adapter, self.progress)
         except ModelLoadError as exc:
             yield ErrorEvent(f"The embedded model could not be loaded. {exc}",
                              retryable=not isinstance(exc, ModelNotInstalled), code="model_load_failed")
             return
-        messages = self.build_messages(thread, spec)
+        messages = self.build_messages(thread, spec, runtime)
         if isinstance(messages, ErrorEvent):
             yield messages
             return
         yield from self.generate(messages, adapter)
 
-    def build_messages(self, thread: Thread, spec: AssistantSpec) -> list[dict] | ErrorEvent:
+    def build_messages(self, thread: Thread, spec: AssistantSpec, runtime: Runtime | None = None
+                       ) -> list[dict] | ErrorEvent:
         """System prompt + the newest history that fits the model's window + the new message,
         counted with the model's own tokenizer. An ErrorEvent when the new message does not fit."""
-        tokenizer = get_local_model(self.model_dir, self.progress).tokenizer
-        count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+        runtime = runtime or get_runtime(self.model_dir, None, self.progress)
         try:
             return history_messages(compile_instructions(spec), thread.messages,
-                                    CONTEXT_WINDOW - self.max_new_tokens, count)
+                                    CONTEXT_WINDOW - self.max_new_tokens, runtime.count_tokens)
         except ContextTooLong as exc:
             return ErrorEvent(str(exc), retryable=False, code="context_length_exceeded")
 
-    def generate(self, messages: list[dict], adapter: str | None = None) -> Iterator[Event]:
-        """Stream a reply to chat `messages` token by token (text deltas, then Done), from the
-        base model or with the fine-tuned LoRA adapter in the folder `adapter`.
+    def generate(self, messages: list[dict], adapter: str | None = None,
+                 sampling: dict | None = GENERATION) -> Iterator[Event]:
+        """Stream a reply to chat `messages` piece by piece (text deltas, then Done), from the
+        base model or the fine-tuned one whose LoRA adapter is in the folder `adapter`.
+        `sampling` None: greedy.
 
         Done is marked `cut_off` when the reply stopped at `max_new_tokens`, not at its end.
         """
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        local = get_local_model(self.model_dir, self.progress)
-        inputs = local.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        # No timeout: a reply may wait its turn on the model thread behind another session's.
-        streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        stop = threading.Event()
-
-        class StopWhenAbandoned(StoppingCriteria):
-            # The page may rerun mid-reply; then stop generating instead of finishing for nobody.
-            def __call__(self, input_ids, scores, **kwargs):
-                return stop.is_set()
-
+        runtime = get_runtime(self.model_dir, adapter, self.progress)
+        ids = runtime.prompt_ids(messages)
+        pieces: queue.Queue = queue.Queue()
+        stop = threading.Event()   # the page may rerun mid-reply: then stop instead of finishing for nobody
         failure: list[BaseException] = []
-        output_tokens = [0]
-        cut_off = [False]
 
-        def work():
-            if stop.is_set():   # abandoned while it waited in the queue
-                streamer.end()
-                return
+        def work() -> list[int]:
             try:
-                with torch.inference_mode(), using_adapter(local, adapter):
-                    out = local.model.generate(
-                        **inputs, streamer=streamer, max_new_tokens=self.max_new_tokens,
-                        pad_token_id=local.tokenizer.eos_token_id,
-                        stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]), **GENERATION)
-                output_tokens[0] = out.shape[1] - inputs["input_ids"].shape[1]
-                # At the cap, and the last token is not end-of-reply: the reply was cut short.
-                cut_off[0] = (output_tokens[0] >= self.max_new_tokens
-                              and int(out[0, -1]) not in _end_tokens(local))
+                # No timeout: a reply may wait its turn on the model thread behind another session's.
+                return [] if stop.is_set() else runtime.generate(ids, self.max_new_tokens, sampling,
+                                                                   pieces.put, stop.is_set)
             except BaseException as exc:   # reported to the reader below
                 failure.append(exc)
-                streamer.end()
+                return []
+            finally:
+                pieces.put(_END)
 
         finished = on_model_thread(work)
         try:
-            for text in streamer:
-                if text:
-                    yield TextDelta(text)
+            while (piece := pieces.get()) is not _END:
+                yield TextDelta(piece)
         finally:
             stop.set()
-        finished.result()
+        new = finished.result()
         if failure:
             detail = " ".join(str(failure[0]).split())[:200] or type(failure[0]).__name__
             yield ErrorEvent(f"The embedded model failed while writing its reply ({detail}). Retry to get a "
                              "complete answer.", retryable=True, code="generation_failed")
             return
-        yield Done(usage=Usage(input_tokens=int(inputs["input_ids"].shape[1]),
-                               output_tokens=int(output_tokens[0])), cut_off=cut_off[0])
+        # At the cap, and the last token is not end-of-reply: the reply was cut short.
+        cut_off = len(new) >= self.max_new_tokens and new[-1] not in runtime.eos_ids
+        yield Done(usage=Usage(input_tokens=len(ids), output_tokens=len(new)), cut_off=cut_off)
 
 
-def _end_tokens(local) -> set[int]:
-    """Token ids that end a reply (the tokenizer's and the generation config's)."""
-    ends = local.model.generation_config.eos_token_id
-    ends = set(ends) if isinstance(ends, (list, tuple, set)) else {ends}
-    return {int(t) for t in ends | {local.tokenizer.eos_token_id} if t is not None}
+_END = object()   # marks the end of a reply's pieces

@@ -13,7 +13,7 @@ import pytest
 import openai
 
 from studio.assistants import compile_instructions
-from studio.local_model import get_local_model
+from studio.local_model import get_runtime
 from studio.providers.base import ProviderError
 from studio.types import (AssistantSpec, Done, ErrorEvent, FewShotExample, Message, TextDelta, Thread,
                           ToolCallFinished, ToolCallStarted)
@@ -95,8 +95,8 @@ def test_instructions_and_examples_reach_the_model(case, provider):
         assert request.body["model"] == "gpt-4o"
         assert request.body["stream"] is True
     else:   # and the model's chat template puts it in the text the model reads
-        rendered = get_local_model(provider.model_dir).tokenizer.apply_chat_template(
-            case.generated[-1], tokenize=False)
+        runtime = get_runtime(provider.model_dir)
+        rendered = runtime.tokenizer.decode(runtime.prompt_ids(case.generated[-1]))
         assert "Sign off with -- Ana." in rendered and "Viewer comment: Love the video!" in rendered
 
 
@@ -318,13 +318,13 @@ def test_failure_in_the_middle_of_the_stream(case, provider, model):
 
 def test_failure_in_the_middle_of_local_generation(case_for, monkeypatch):
     provider = case_for("local").make(max_new_tokens=8)
-    model = get_local_model(provider.model_dir).model
-    generate = model.generate
+    runtime = get_runtime(provider.model_dir)
+    generate = runtime.generate
 
-    def fails_after_a_few_tokens(**kwargs):
-        generate(**{**kwargs, "max_new_tokens": 3})   # streams three tokens, then:
+    def fails_after_a_few_tokens(ids, max_new_tokens, *args):
+        generate(ids, 3, *args)   # streams three tokens, then:
         raise RuntimeError("out of memory while generating")
-    monkeypatch.setattr(model, "generate", fails_after_a_few_tokens)
+    monkeypatch.setattr(runtime, "generate", fails_after_a_few_tokens)
     events = run_turn(provider, thread_with("Tell me about the sea"))
     error = only_error(events)
     assert error.retryable is True

@@ -48,6 +48,7 @@ def test_a_local_job_trains_records_its_progress_and_registers_its_model(workspa
     assert done.checkpoints and done.trained_tokens > 0
     messages = [e.message for e in jobs.list_events(job.id, ADA)]
     assert messages[0].startswith("Finished: smollm2-135m-instruct:ft:sam:")   # newest first
+    assert messages[1].startswith("Fast copy built")
     assert any(line.startswith("step 1/") for line in lines)
     check_chat_with_the_tuned_model(store, done.result_model, model.adapter_path)
 
@@ -69,6 +70,7 @@ def check_chat_with_the_tuned_model(store: Store, model_id: str, adapter: str) -
     assert not torch.allclose(base, tuned)                       # the adapter changes the model
     assert torch.equal(base, base_again) and torch.equal(tuned, tuned_again)   # switching keeps both as they were
     assert list(local.adapters) == [adapter]                     # read from disk once
+    check_the_fast_copy(adapter)
     finder = local_jobs.adapter_finder(store.engine.url.render_as_string(hide_password=False))
     provider = LocalProvider(MODEL_DIR, max_new_tokens=8, find_adapter=finder)
     thread = Thread(owner="ada", assistant_id="a", provider="local", messages=[Message("user", "Nice video!")])
@@ -76,6 +78,34 @@ def check_chat_with_the_tuned_model(store: Store, model_id: str, adapter: str) -
     assert isinstance(events[-1], Done), events
     refused = list(provider.stream_reply(thread, AssistantSpec(name="t", owner="bob", model=model_id)))
     assert isinstance(refused[0], ErrorEvent) and refused[0].code == "model_not_found"   # ada's model, not bob's
+
+
+def check_the_fast_copy(adapter: str) -> None:
+    """The job's last step built the tuned model's int8 ONNX copy; chat uses it, and switching
+    between base and tuned models loads each once and rebuilds nothing."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    from studio.fast_model import FastModel, is_built, onnx_dir
+    from studio.local_model import get_runtime, on_model_thread
+    assert is_built(onnx_dir(adapter))
+    built_at = (onnx_dir(adapter) / "studio-build.json").stat().st_mtime
+
+    def first_logits(runtime):
+        ids = runtime.prompt_ids([{"role": "user", "content": "Nice video!"}])
+        params = og.GeneratorParams(runtime.model)
+        params.set_search_options(max_length=len(ids) + 1)
+        generator = og.Generator(runtime.model, params)
+        generator.append_tokens(ids)
+        return np.array(generator.get_logits())
+
+    base, tuned = get_runtime(MODEL_DIR), get_runtime(MODEL_DIR, adapter)
+    assert isinstance(base, FastModel) and isinstance(tuned, FastModel) and tuned.load_seconds < 1.0
+    first = [on_model_thread(first_logits, r).result() for r in (base, tuned, base, tuned)]
+    assert not np.allclose(first[0], first[1])                   # the merged adapter changes the model
+    assert np.array_equal(first[0], first[2]) and np.array_equal(first[1], first[3])
+    assert get_runtime(MODEL_DIR, adapter) is tuned               # kept loaded, not built again
+    assert (onnx_dir(adapter) / "studio-build.json").stat().st_mtime == built_at
 
 
 def test_a_job_cancelled_before_it_starts_ends_cancelled(workspace):
