@@ -80,7 +80,7 @@ def build_onnx(weights: Path, dest: Path, progress: Progress | None = None, prec
     tail: list[str] = []
     try:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              errors="replace") as builder:
+                              errors="replace", preexec_fn=_die_with_parent) as builder:
             reporter = _BuildProgress(say)
             for line in builder.stdout:
                 tail = (tail + [line.rstrip()])[-20:]
@@ -129,6 +129,16 @@ class _BuildProgress:
                     self.say(f"Building the fast model: {label.lower()} (layer {layer + 1})…")
         if "Saving GenAI config" in line:
             self.say("Building the fast model: saving…")
+
+
+def _die_with_parent() -> None:
+    """In the builder's process: be killed when the process that started it dies (Linux), so a
+    killed app never leaves a builder writing on."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):   # not Linux: the half build is still never used
+        pass
 
 
 def _last_error(lines: list[str]) -> str:
@@ -270,3 +280,30 @@ def build_tuned(weights: Path, adapter: Path, progress: Progress | None = None) 
     finally:
         shutil.rmtree(merged, ignore_errors=True)
     return onnx_dir(adapter)
+
+
+def top1_agreement(reference: FastModel, candidate: FastModel, prompts: list[str], tokens: int = 40) -> float:
+    """How often `candidate` picks the same next token as `reference`, teacher-forced along the
+    reference's greedy reply to each prompt (the quality check in the tests and the bench)."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    def next_token_choices(model: FastModel, ids: list[int], reply: list[int]) -> list[int]:
+        params = og.GeneratorParams(model.model)
+        params.set_search_options(max_length=len(ids) + len(reply) + 1)
+        generator = og.Generator(model.model, params)
+        generator.append_tokens(ids)
+        choices = [int(np.argmax(generator.get_logits()[0, -1]))]
+        for token in reply[:-1]:
+            generator.append_tokens([token])
+            choices.append(int(np.argmax(generator.get_logits()[0, -1])))
+        return choices
+
+    same = total = 0
+    for prompt in prompts:
+        ids = reference.prompt_ids([{"role": "user", "content": prompt}])
+        reply = reference.generate(ids, tokens, None, lambda _piece: None, lambda: False)
+        ours, theirs = next_token_choices(reference, ids, reply), next_token_choices(candidate, ids, reply)
+        same += sum(a == b for a, b in zip(ours, theirs, strict=True))
+        total += len(reply)
+    return same / total
