@@ -1,89 +1,216 @@
-"""Embedded model: tokens/s through studio vs a bare transformers generate loop, same model, same run.
+"""Embedded model: tokens/s and first-token time through studio vs a bare onnxruntime-genai loop on
+the same int8 model, and vs bare transformers fp32, all in the same run (alternating rounds).
 
-Also times the first load (GGUF -> float32 + saving the workspace cache) and a cached load.
-    .venv/bin/python bench/local_generation.py [--rounds 5] [--tokens 96]
-Goal: studio/bare tokens-per-second ratio >= 0.9.
+Also: the first build (safetensors -> int8 ONNX, in its own process), a cached load, peak memory
+of a process that loads and generates with each runtime, and the int8 model's next-token (top-1)
+agreement with an fp32 ONNX build of the same weights.
+    .venv/bin/python bench/local_generation.py [--rounds 6] [--tokens 128]
+Goals: studio/bare-onnx tokens/s >= 0.9; studio/transformers-fp32 tokens/s >= 4.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("STUDIO_MODEL_CACHE", str(ROOT / ".cache" / "models"))
 
-import torch  # noqa: E402  (imported before timing so both loads pay the same)
-import transformers  # noqa: E402,F401
-
+from studio import fast_model  # noqa: E402
 from studio.assistants import compile_instructions, load_demo_assistant  # noqa: E402
-from studio.local_model import get_local_model, load_local_model, on_model_thread  # noqa: E402
-from studio.providers.local import GENERATION, LocalProvider  # noqa: E402
+from studio.local_model import cache_dir, get_local_model, get_runtime, on_model_thread  # noqa: E402
+from studio.providers.local import LocalProvider  # noqa: E402
 from studio.types import Done, TextDelta  # noqa: E402
 
+MODEL_DIR = Path(os.environ["STUDIO_MODEL_CACHE"])
+# A conversation whose greedy reply runs past 128 tokens on both runtimes, as a demo's would.
+HISTORY = [{"role": "user", "content": "Great video on regression! Could you cover logistic regression next?"},
+           {"role": "assistant", "content": "Thank you! Logistic regression is on the list for next month. "
+                                            "Thanks for watching!"}]
+QUESTION = "List twenty ideas for future videos about statistics, with a sentence about each."
+AGREEMENT_PROMPTS = ["What is the capital of France?", "Write a short poem about the sea.",
+                     "Explain how a bicycle works.", "Give me three tips for studying.", "Why is the sky blue?",
+                     "How do I make a cup of tea?", "Summarize the plot of Romeo and Juliet.", "What is 12 times 7?"]
 
-def studio_run(provider: LocalProvider, messages) -> tuple[int, float]:
+
+def messages() -> list[dict]:
+    spec = load_demo_assistant("bench")
+    return [{"role": "system", "content": compile_instructions(spec)}, *HISTORY, {"role": "user", "content": QUESTION}]
+
+
+def studio_run(provider: LocalProvider, chat: list[dict]) -> tuple[int, float, float]:
+    """(new tokens, seconds, first-token seconds) through LocalProvider.generate, greedy."""
     start = time.perf_counter()
-    tokens = 0
-    for event in provider.generate(messages):
-        if isinstance(event, Done):
+    first = None
+    for event in provider.generate(chat, sampling=None):
+        if isinstance(event, TextDelta) and first is None:
+            first = time.perf_counter() - start
+        elif isinstance(event, Done):
             tokens = event.usage.output_tokens
         elif not isinstance(event, TextDelta):
             raise RuntimeError(event)
-    return tokens, time.perf_counter() - start
+    return tokens, time.perf_counter() - start, first
 
 
-def bare_run(model, tokenizer, messages, max_new_tokens: int) -> tuple[int, float]:
+def bare_onnx_run(model, chat: list[dict], max_new_tokens: int) -> tuple[int, float, float]:
+    """The loop from onnxruntime-genai's own examples: template, encode, generate, decode."""
+    import json
+
+    import onnxruntime_genai as og
     start = time.perf_counter()
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    tokenizer = og.Tokenizer(model) if not hasattr(bare_onnx_run, "tok") else bare_onnx_run.tok
+    bare_onnx_run.tok = tokenizer
+    ids = tokenizer.encode(tokenizer.apply_chat_template(json.dumps(chat), add_generation_prompt=True))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    stream = tokenizer.create_stream()
+    first, tokens = None, 0
+    while not generator.is_done():
+        generator.generate_next_token()
+        stream.decode(generator.get_next_tokens()[0])
+        tokens += 1
+        if first is None:
+            first = time.perf_counter() - start
+    return tokens, time.perf_counter() - start, first
+
+
+def bare_torch_run(model, tokenizer, chat: list[dict], max_new_tokens: int) -> tuple[int, float, float]:
+    """Plain transformers fp32 generate, greedy (a streamer only to see the first token)."""
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+    start = time.perf_counter()
+    seen: list[float] = []
+
+    class FirstToken(BaseStreamer):
+        def put(self, value):
+            seen.append(time.perf_counter() - start)
+
+        def end(self):
+            pass
+
+    inputs = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.eos_token_id, **GENERATION)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=FirstToken(),
+                             pad_token_id=tokenizer.eos_token_id)
     tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return out.shape[1] - inputs["input_ids"].shape[1], time.perf_counter() - start
+    return out.shape[1] - inputs["input_ids"].shape[1], time.perf_counter() - start, seen[1]   # [0]: the prompt
+
+
+def peak_memory_mib() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+class TorchBaseline:
+    """Bare transformers fp32 in a child process, run on request. Kept out of this process
+    because torch's OpenMP threads slowed onnxruntime here by ~15% after each torch run (the app's
+    server never runs torch on the fast path, so this is the fair comparison)."""
+
+    def __init__(self, tokens: int):
+        self.child = subprocess.Popen([sys.executable, __file__, "--serve", "torch", "--tokens", str(tokens)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+    def run(self) -> tuple[int, float, float]:
+        self.child.stdin.write("run\n")
+        self.child.stdin.flush()
+        tokens, seconds, first = self.child.stdout.readline().split()
+        return int(tokens), float(seconds), float(first)
+
+    def close(self) -> float:
+        """Stop the child; its peak memory in MiB."""
+        self.child.stdin.write("memory\n")
+        self.child.stdin.flush()
+        peak = float(self.child.stdout.readline())
+        self.child.stdin.close()
+        self.child.wait()
+        return peak
+
+
+def serve(runtime: str, tokens: int) -> None:
+    """The child: load `runtime` ("torch" or "fast"), then answer "run" and "memory" lines."""
+    chat = messages()
+    if runtime == "fast":
+        model = get_runtime(MODEL_DIR).model
+        run = lambda: on_model_thread(bare_onnx_run, model, chat, tokens).result()   # noqa: E731
+    else:
+        local = get_local_model(MODEL_DIR)
+        run = lambda: on_model_thread(bare_torch_run, local.model, local.tokenizer, chat, tokens).result()  # noqa: E731
+    for line in sys.stdin:
+        if line.strip() == "run":
+            print(*run(), flush=True)
+        else:
+            print(peak_memory_mib(), flush=True)
+
+
+def fast_peak_memory(tokens: int) -> float:
+    """Peak memory of a fresh process that loads the fast model and generates once."""
+    out = subprocess.run([sys.executable, __file__, "--serve", "fast", "--tokens", str(tokens)], input="run\nmemory\n",
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--serve", choices=["fast", "torch"])
     args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve, args.tokens)
 
+    runtime = get_runtime(MODEL_DIR)   # builds what this workspace lacks, once
+    assert isinstance(runtime, fast_model.FastModel), "the fast runtime is not available here"
+    weights = cache_dir(MODEL_DIR)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp)
-        first = on_model_thread(load_local_model, cache).result()
-        cached = on_model_thread(load_local_model, cache).result()
-        print(f"first load (GGUF, dequantize, write cache): {first.load_seconds:6.2f} s")
-        print(f"cached load (safetensors from workspace):  {cached.load_seconds:6.2f} s"
-              f"   ratio cached/first = {cached.load_seconds / first.load_seconds:.3f}")
-        del first, cached
+        build_s = fast_model.build_onnx(weights, Path(tmp) / "int8")
+        loads = [fast_model.load_fast_model(Path(tmp) / "int8").load_seconds for _ in range(3)]
+        fast_model.build_onnx(weights, Path(tmp) / "fp32", precision="fp32")
+        fp32 = fast_model.load_fast_model(Path(tmp) / "fp32")
+        agreement = on_model_thread(fast_model.top1_agreement, fp32, runtime, AGREEMENT_PROMPTS, 48).result()
+        del fp32
+    print(f"first build (safetensors -> int8 ONNX, block {fast_model.BLOCK_SIZE}): {build_s:5.1f} s; "
+          f"cached load: {statistics.median(loads):.2f} s (median of 3)")
+    print(f"top-1 agreement int8 vs fp32 ONNX, teacher-forced on {len(AGREEMENT_PROMPTS)} prompts: {agreement:.3f}")
 
-        provider = LocalProvider(cache, max_new_tokens=args.tokens)
-        local = get_local_model(cache)
-        spec = load_demo_assistant("bench")
-        messages = [{"role": "system", "content": compile_instructions(spec)},
-                    {"role": "user", "content": "Great video on regression! Could you cover logistic regression?"}]
-        studio_run(provider, messages)              # warm-up, both paths
-        on_model_thread(bare_run, local.model, local.tokenizer, messages, args.tokens).result()
-
-        studio_rates, bare_rates = [], []
-        for i in range(args.rounds):                # alternate the order: the machine drifts
-            # The bare loop runs on the same model thread as studio's generation, so the ratio is
-            # the cost of studio's streaming layer alone (torch work on a second thread would
-            # slow both: see studio/local_model.py).
-            runs = [("studio", lambda: studio_run(provider, messages)),
-                    ("bare", lambda: on_model_thread(bare_run, local.model, local.tokenizer, messages,
-                                                     args.tokens).result())]
-            for name, run in (runs if i % 2 == 0 else runs[::-1]):
-                tokens, seconds = run()
-                (studio_rates if name == "studio" else bare_rates).append(tokens / seconds)
-        s, b = statistics.median(studio_rates), statistics.median(bare_rates)
-        print(f"tokens/s  studio (streamed): {s:6.1f}   bare generate: {b:6.1f}   "
-              f"(median of {args.rounds}, {args.tokens} max new tokens, {torch.get_num_threads()} threads)")
-        print(f"ratio studio/bare tokens/s = {s / b:.3f}   (goal >= 0.9)")
+    provider = LocalProvider(MODEL_DIR, max_new_tokens=args.tokens)
+    chat = messages()
+    print(f"prompt: {len(runtime.prompt_ids(chat))} tokens; up to {args.tokens} new tokens, greedy")
+    torch_baseline = TorchBaseline(args.tokens)
+    runs = {"studio": lambda: studio_run(provider, chat),
+            "bare onnx": lambda: on_model_thread(bare_onnx_run, runtime.model, chat, args.tokens).result(),
+            "transformers fp32": torch_baseline.run}
+    for run in runs.values():   # warm-up
+        run()
+    made: dict[str, list[int]] = {name: [] for name in runs}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    firsts: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for i in range(args.rounds):   # rotate the order: the machine drifts
+        for name in order[i % 3:] + order[:i % 3]:
+            tokens, seconds, first = runs[name]()
+            rates[name].append(tokens / seconds)
+            made[name].append(tokens)
+            firsts[name].append(first)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    for name in runs:
+        print(f"{name:18s} {median[name]:6.1f} tok/s end to end   first token "
+              f"{1000 * statistics.median(firsts[name]):5.0f} ms   {statistics.median(made[name]):.0f} new tokens"
+              f"   (median of {args.rounds})")
+    print(f"peak memory of a process that loads and generates: fast runtime {fast_peak_memory(args.tokens):.0f} MiB, "
+          f"transformers fp32 {torch_baseline.close():.0f} MiB")
+    print(f"ratio studio / bare onnxruntime-genai = {median['studio'] / median['bare onnx']:.3f}   (goal >= 0.9)")
+    print(f"ratio studio / transformers fp32     = {median['studio'] / median['transformers fp32']:.2f}   "
+          "(goal >= 4)")
 
 
 if __name__ == "__main__":
