@@ -5,6 +5,7 @@ import streamlit as st
 
 from components import session
 from components.safe_text import inline_code, safe_markdown
+from studio.local_model import runtime_note
 from studio.providers import LABELS, ProviderError, provider_class
 from studio.providers.openai_errors import api_key_problem, safe_url
 from studio.settings import PROVIDERS
@@ -85,6 +86,9 @@ def provider_panel() -> None:
         st.caption(f"Configured default: {configured.provider}" + (" · key set" if current.api_key else ""))
         for limitation in provider_class(current.provider).limitations():
             st.caption(f"ⓘ {limitation}")
+        note = runtime_note(current.model_dir) if current.provider == "local" else None
+        if note:
+            st.caption(f"ⓘ {note}")
         _show_models()
 
 

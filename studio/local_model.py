@@ -90,6 +90,7 @@ class TorchRuntime:
     adapter: str | None = None
     load_seconds: float = 0.0
     name: str = "transformers fp32"
+    why: str = ""   # why the fast runtime is not used
 
     @property
     def eos_ids(self) -> set[int]:
@@ -372,7 +373,7 @@ def _choose_runtime(model_dir: Path, adapter: str | None, say: Progress) -> Runt
     except fast_model.FastRuntimeUnavailable as exc:
         log.warning("embedded model: the fast runtime is not available (%s); using transformers", exc)
         say(f"The fast runtime is not available ({exc}), so replies use the slower built-in runtime.")
-        runtime = TorchRuntime(_torch_model(model_dir, say), adapter)
+        runtime = TorchRuntime(_torch_model(model_dir, say), adapter, why=str(exc))
     runtime.load_seconds = time.perf_counter() - started
     say("Model ready.")
     return runtime
@@ -381,6 +382,15 @@ def _choose_runtime(model_dir: Path, adapter: str | None, say: Progress) -> Runt
 def is_loaded(model_dir: Path) -> bool:
     """Whether the base model's runtime is already loaded in this process."""
     return (str(Path(model_dir).resolve()), None) in _runtimes
+
+
+def runtime_note(model_dir: Path) -> str | None:
+    """A sentence for the UI when the loaded base model replies through the slower fallback."""
+    runtime = _runtimes.get((str(Path(model_dir).resolve()), None))
+    if isinstance(runtime, TorchRuntime):
+        return (f"Replies use the slower built-in runtime (transformers): the fast runtime is not available "
+                f"({runtime.why}).")
+    return None
 
 
 def needs_first_build(model_dir: Path) -> bool:
