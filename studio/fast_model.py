@@ -12,6 +12,9 @@ faster than 32 on 2 cores. The builder's int4 default drifts (67%, KL 0.40): nev
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import importlib.util
 import json
 import logging
@@ -20,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +37,13 @@ log = logging.getLogger(__name__)
 
 
 class FastRuntimeUnavailable(RuntimeError):
-    """The fast runtime cannot be built or loaded here; the text says why (for the log and a note)."""
+    """The fast runtime cannot be built or loaded here. The text says why, for the log; `public`
+    says it without paths or tool output, for the page; `damaged`: a build is there but broken."""
+
+    def __init__(self, message: str, public: str | None = None, damaged: bool = False):
+        super().__init__(message)
+        self.public = public or message
+        self.damaged = damaged
 
 
 def onnx_dir(weights: Path) -> Path:
@@ -53,13 +63,35 @@ def missing_packages() -> list[str]:
                                       ("onnx-ir", "onnx_ir")) if importlib.util.find_spec(module) is None]
 
 
-def build_onnx(weights: Path, dest: Path, progress: Progress | None = None, precision: str = "int8") -> float:
-    """Convert the safetensors model in `weights` into an ONNX model in `dest` (int8; "fp32" for
-    the tests' reference); seconds taken.
+# The builder, started as `python -c` so that it asks, after exec, to be killed when the process
+# that started it dies (Linux): a killed app never leaves a builder writing on. (A preexec_fn
+# would run between fork and exec in a threaded server, where Python warns it can deadlock.)
+_BUILDER = """import ctypes, os, runpy, sys
+parent = int(sys.argv.pop(1))
+try:
+    ctypes.CDLL(None).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL
+except (OSError, AttributeError):
+    pass
+if os.getppid() != parent:
+    sys.exit("the process that started the build has stopped")
+sys.argv[0] = "onnxruntime_genai.models.builder"
+runpy.run_module("onnxruntime_genai.models.builder", run_name="__main__", alter_sys=True)
+"""
+# What the builder may see of the environment: enough to find Python packages, never keys.
+BUILDER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+               "HF_HOME")
 
-    The builder runs in its own process (it holds ~2 GB while it works) and writes into a
-    temporary folder that is renamed to `dest` only when complete: a killed build leaves no
-    half model under the real name. Raises FastRuntimeUnavailable saying what went wrong.
+
+def build_onnx(weights: Path, dest: Path, progress: Progress | None = None, precision: str = "int8",
+               unless_built: bool = False) -> float:
+    """Convert the safetensors model in `weights` into an ONNX model in `dest` (int8; "fp32" for
+    the tests' reference); seconds taken. `unless_built`: do nothing if `dest` is complete by
+    the time this process may build (another one may have built it meanwhile).
+
+    The builder runs in its own process (it holds ~2 GB while it works), one at a time per
+    folder across processes, and writes into a temporary folder that is renamed to `dest` only
+    when complete: a killed build leaves no half model under the real name. Raises
+    FastRuntimeUnavailable saying what went wrong.
     """
     say = progress or (lambda _msg: None)
     missing = missing_packages()
@@ -67,47 +99,79 @@ def build_onnx(weights: Path, dest: Path, progress: Progress | None = None, prec
         raise FastRuntimeUnavailable(f"the package {', '.join(missing)} is not installed")
     weights, dest = Path(weights), Path(dest)
     if not (weights / "model.safetensors").is_file():
-        raise FastRuntimeUnavailable(f"there are no weights in {weights} to convert")
+        raise FastRuntimeUnavailable(f"there are no weights in {weights} to convert",
+                                     "there are no weights to convert")
     started = time.perf_counter()
-    _remove_abandoned_builds(dest)
     tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    command = [sys.executable, "-u", "-m", "onnxruntime_genai.models.builder", "-i", str(weights), "-o", str(tmp),
-               "-p", precision, "-e", "cpu", "-c", str(tmp / ".builder-cache"),
-               "--extra_options", f"block_size={BLOCK_SIZE}", "prune_lm_head=true"]
-    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONWARNINGS="ignore")   # never a download
-    tail: list[str] = []
     try:
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              errors="replace", preexec_fn=_die_with_parent) as builder:
-            reporter = _BuildProgress(say)
-            for line in builder.stdout:
-                tail = (tail + [line.rstrip()])[-20:]
-                reporter.read(line)
-                if time.perf_counter() - started > BUILD_TIMEOUT_S:
-                    builder.kill()
-                    raise FastRuntimeUnavailable(f"building it took over {BUILD_TIMEOUT_S} s")
-            code = builder.wait()
-        if code != 0 or not (tmp / "genai_config.json").is_file():
-            log.warning("the ONNX model builder failed (exit %s): %s", code, "\n".join(tail))
-            raise FastRuntimeUnavailable(f"its builder failed ({_last_error(tail) or f'exit code {code}'})")
-        shutil.rmtree(tmp / ".builder-cache", ignore_errors=True)
-        (tmp / MARKER).write_text(json.dumps({"precision": precision, "block_size": BLOCK_SIZE,
-                                              "source": str(weights), "built_at": time.time()}))
-        old = dest.with_name(f"{dest.name}.old-{os.getpid()}")
-        if dest.exists():   # renamed away first: the real name never holds a half-deleted model
-            dest.replace(old)
-        tmp.replace(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        with _build_lock(dest, say):
+            if unless_built and is_built(dest):
+                return 0.0
+            _remove_abandoned_builds(dest)
+            shutil.rmtree(tmp, ignore_errors=True)
+            _run_builder(weights, tmp, precision, say)
+            shutil.rmtree(tmp / ".builder-cache", ignore_errors=True)
+            (tmp / MARKER).write_text(json.dumps({"precision": precision, "block_size": BLOCK_SIZE,
+                                                  "source": str(weights), "built_at": time.time()}))
+            old = dest.with_name(f"{dest.name}.old-{os.getpid()}")
+            if dest.exists():   # renamed away first: the real name never holds a half-deleted model
+                dest.replace(old)
+            tmp.replace(dest)
+            shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
-        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
-        raise FastRuntimeUnavailable(f"it could not be written ({reason})") from None
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+        raise FastRuntimeUnavailable(f"it could not be written in {dest.parent} ({exc})",
+                                     f"it could not be written: {reason}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - started
     say(f"Fast model built ({seconds:.0f} s).")
     return seconds
+
+
+def _run_builder(weights: Path, out: Path, precision: str, say: Progress) -> None:
+    command = [sys.executable, "-u", "-c", _BUILDER, str(os.getpid()), "-i", str(weights), "-o", str(out),
+               "-p", precision, "-e", "cpu", "-c", str(out / ".builder-cache"),
+               "--extra_options", f"block_size={BLOCK_SIZE}", "prune_lm_head=true"]
+    env = {key: value for key, value in os.environ.items() if key in BUILDER_ENV}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONWARNINGS="ignore")   # never a download
+    tail: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          errors="replace") as builder:
+        # A watchdog, not a check per output line: a builder that hangs silently is killed too.
+        watchdog = threading.Timer(BUILD_TIMEOUT_S, builder.kill)
+        watchdog.start()
+        try:
+            reporter = _BuildProgress(say)
+            for line in builder.stdout:
+                tail = (tail + [line.rstrip()])[-20:]
+                reporter.read(line)
+            code = builder.wait()
+        finally:
+            timed_out = not watchdog.is_alive() and builder.returncode not in (0, None)
+            watchdog.cancel()
+    if timed_out:
+        raise FastRuntimeUnavailable(f"building it took over {BUILD_TIMEOUT_S} s")
+    if code != 0 or not (out / "genai_config.json").is_file():
+        log.warning("the ONNX model builder failed (exit %s): %s", code, "\n".join(tail))
+        raise FastRuntimeUnavailable(f"its builder failed ({_last_error(tail) or f'exit code {code}'})",
+                                     "its builder failed; the details are in the server log")
+
+
+@contextlib.contextmanager
+def _build_lock(dest: Path, say: Progress):
+    """One build of `dest` at a time across processes (the app and the CLI may both start one)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("Another process is building the fast model: waiting for it…")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _BuildProgress:
@@ -131,16 +195,6 @@ class _BuildProgress:
             self.say("Building the fast model: saving…")
 
 
-def _die_with_parent() -> None:
-    """In the builder's process: be killed when the process that started it dies (Linux), so a
-    killed app never leaves a builder writing on."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):   # not Linux: the half build is still never used
-        pass
-
-
 def _last_error(lines: list[str]) -> str:
     for line in reversed(lines):
         if "Error" in line or "error" in line:
@@ -149,7 +203,7 @@ def _last_error(lines: list[str]) -> str:
 
 
 def _remove_abandoned_builds(dest: Path) -> None:
-    """Delete half builds left by killed processes (a live builder's folder is left alone)."""
+    """Delete half builds (and half merges) left by killed processes; a live one's is left alone."""
     for stale in [*dest.parent.glob(f"{dest.name}.partial-*"), *dest.parent.glob(f"{dest.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or not _alive(int(pid)):
@@ -175,6 +229,7 @@ class FastModel:
     tokenizer: object
     load_seconds: float
     eos_ids: set[int] = field(default_factory=set)
+    context_length: int = 0   # prompt + reply, in tokens (0: not stated)
     name: str = "onnxruntime-genai int8"
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
@@ -192,8 +247,15 @@ class FastModel:
         import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.model)
-        # The length limit sizes the key/value cache: prompt + reply, not the 8k window.
-        params.set_search_options(max_length=len(ids) + max_new_tokens,
+        # The length limit sizes the key/value cache: prompt + reply, not the 8k window; and it
+        # may not pass the model's window (callers keep the prompt inside it).
+        limit = len(ids) + max_new_tokens
+        if self.context_length:
+            if len(ids) >= self.context_length:
+                raise ValueError(f"the prompt ({len(ids)} tokens) does not fit the model's "
+                                 f"{self.context_length}-token window")
+            limit = min(limit, self.context_length)
+        params.set_search_options(max_length=limit,
                                   **({"do_sample": True, **sampling} if sampling else {"do_sample": False}))
         generator = og.Generator(self.model, params)
         generator.append_tokens(ids)
@@ -214,7 +276,7 @@ def load_fast_model(folder: Path) -> FastModel:
     """Load a built ONNX model (well under a second). Raises FastRuntimeUnavailable."""
     folder = Path(folder)
     if not is_built(folder):
-        raise FastRuntimeUnavailable(f"there is no complete model in {folder}")
+        raise FastRuntimeUnavailable(f"there is no complete model in {folder}", "there is no complete model")
     started = time.perf_counter()
     try:
         import onnxruntime_genai as og
@@ -228,12 +290,17 @@ def load_fast_model(folder: Path) -> FastModel:
             else (os.cpu_count() or 1)}}}}))
         model = og.Model(config)
         tokenizer = og.Tokenizer(model)
-        eos = json.loads((folder / "genai_config.json").read_text())["model"].get("eos_token_id", [])
+        described = json.loads((folder / "genai_config.json").read_text())["model"]
+        eos = described.get("eos_token_id", [])
+        context = int(described.get("context_length", 0))
+        precision = json.loads((folder / MARKER).read_text()).get("precision", "int8")
     except Exception as exc:   # a damaged file: onnxruntime raises plain RuntimeErrors
         raise FastRuntimeUnavailable(f"the model in {folder} could not be loaded "
-                                     f"({' '.join(str(exc).split())[:200]})") from None
+                                     f"({' '.join(str(exc).split())[:200]})", "the built model is damaged",
+                                     damaged=True) from None
     eos_ids = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
-    return FastModel(folder, model, tokenizer, time.perf_counter() - started, eos_ids)
+    return FastModel(folder, model, tokenizer, time.perf_counter() - started, eos_ids, context,
+                     name=f"onnxruntime-genai {precision}")
 
 
 def merge_adapter(weights: Path, adapter: Path, out: Path) -> Path:
@@ -266,17 +333,22 @@ def build_tuned(weights: Path, adapter: Path, progress: Progress | None = None) 
     merged = adapter.with_name(f"{adapter.name}-merged")
     if missing_packages():
         raise FastRuntimeUnavailable(f"the package {', '.join(missing_packages())} is not installed")
+    # A copy of an earlier adapter (a job trained again) must never answer for this one.
+    shutil.rmtree(onnx_dir(adapter), ignore_errors=True)
+    _remove_abandoned_builds(merged)
     say("Merging the adapter into the base weights…")
     try:
         merge_adapter(Path(weights), adapter, merged)
         build_onnx(merged, onnx_dir(adapter), progress)
-    except OSError as exc:
-        reason = "the disk is full" if exc.errno == 28 else (exc.strerror or str(exc))
-        raise FastRuntimeUnavailable(f"it could not be written ({reason})") from None
-    except (ValueError, KeyError, RuntimeError) as exc:   # peft / safetensors refusing the adapter
-        if isinstance(exc, FastRuntimeUnavailable):
-            raise
-        raise FastRuntimeUnavailable(f"the adapter could not be merged ({' '.join(str(exc).split())[:200]})") from None
+    except FastRuntimeUnavailable:
+        raise
+    except Exception as exc:   # torch, peft and safetensors raise many kinds (a full disk included)
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text
+        log.warning("merging the adapter %s failed: %s", adapter, text)
+        raise FastRuntimeUnavailable(f"the adapter could not be merged ({text})",
+                                     "the disk is full" if full else "the adapter could not be merged; "
+                                     "the details are in the server log") from None
     finally:
         shutil.rmtree(merged, ignore_errors=True)
     return onnx_dir(adapter)

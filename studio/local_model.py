@@ -329,19 +329,22 @@ def get_runtime(model_dir: Path, adapter: str | None = None, progress: Progress 
     """What generates for the base model (`adapter` None) or a fine-tuned one: the fast ONNX
     model when it can be built and loaded, else transformers (said once, then kept).
 
-    The first call builds what is missing (the safetensors copy, then the ONNX model) with
-    progress; later calls return at once. Raises ModelLoadError when no runtime can run at all.
+    The first call builds what is missing (the safetensors copy, the ONNX model; for a tuned
+    model made before the fast runtime, its merged copy) with progress; later calls return at
+    once. Raises ModelLoadError when no runtime can run at all.
     """
     key = (str(Path(model_dir).resolve()), adapter)
-    if key in _runtimes:
-        return _runtimes[key]
+    runtime = _runtimes.get(key)   # read from page threads; only the model thread writes
+    if runtime is not None:
+        with contextlib.suppress(KeyError):   # evicted meanwhile: it is still usable this once
+            _runtimes.move_to_end(key)
+        return runtime
 
     def choose(say: Progress) -> Runtime:
         if key not in _runtimes:
             _runtimes[key] = _choose_runtime(Path(model_dir), adapter, say)
-            while len(_runtimes) > KEEP_RUNTIMES:
+            while len(_runtimes) > KEEP_RUNTIMES:   # least recently used first
                 _runtimes.popitem(last=False)
-        _runtimes.move_to_end(key)
         return _runtimes[key]
     return _with_progress(choose, progress)
 
@@ -351,29 +354,36 @@ def _choose_runtime(model_dir: Path, adapter: str | None, say: Progress) -> Runt
 
     started = time.perf_counter()
     if adapter is None and not is_cached(model_dir):
-        _torch_model(model_dir, say)   # first run: makes the safetensors copy the fast model is built from
+        # First run: the safetensors copy the fast model is built from. Not kept in memory:
+        # the fast model replaces it (the fallback reloads it from the copy in 0.4 s).
+        load_local_model(model_dir, lambda msg: msg == "Model ready." or say(msg))
     source = Path(adapter) if adapter else cache_dir(model_dir)
     target = fast_model.onnx_dir(source)
     try:
         if not fast_model.is_built(target):
-            if adapter is not None:   # a model tuned before the fast runtime existed
-                raise fast_model.FastRuntimeUnavailable("this fine-tuned model has no fast copy")
-            say("Building the fast model from the weights (about 15 s, this once)…")
-            fast_model.build_onnx(source, target, say)
+            if adapter is not None:   # tuned before the fast runtime existed, or its build failed
+                say("This fine-tuned model has no fast copy yet: building it (about 30 s, this once)…")
+                fast_model.build_tuned(cache_dir(model_dir), Path(adapter), say)
+            else:
+                say("Building the fast model from the weights (about 15 s, this once)…")
+                fast_model.build_onnx(source, target, say)
         try:
             runtime = fast_model.load_fast_model(target)
-        except fast_model.FastRuntimeUnavailable:
-            if adapter is not None:
+        except fast_model.FastRuntimeUnavailable as exc:
+            if not exc.damaged:
                 raise
-            log.warning("the fast model in %s is damaged; rebuilding it", target)
-            say("The fast model in the workspace is damaged: rebuilding it (about 15 s, this once)…")
-            shutil.rmtree(target, ignore_errors=True)
-            fast_model.build_onnx(source, target, say)
+            log.warning("the fast model in %s is damaged (%s); rebuilding it", target, exc)
+            say("The fast model in the workspace is damaged: rebuilding it (this once)…")
+            if adapter is not None:
+                fast_model.build_tuned(cache_dir(model_dir), Path(adapter), say)
+            else:
+                fast_model.build_onnx(source, target, say)
             runtime = fast_model.load_fast_model(target)
     except fast_model.FastRuntimeUnavailable as exc:
-        log.warning("embedded model: the fast runtime is not available (%s); using transformers", exc)
-        say(f"The fast runtime is not available ({exc}), so replies use the slower built-in runtime.")
-        runtime = TorchRuntime(_torch_model(model_dir, say), adapter, why=str(exc))
+        log.warning("embedded model: the fast runtime is not available for %s (%s); using transformers",
+                    adapter or "the base model", exc)
+        say(f"The fast runtime is not available ({exc.public}), so replies use the slower built-in runtime.")
+        runtime = TorchRuntime(_torch_model(model_dir, say), adapter, why=exc.public)
     runtime.load_seconds = time.perf_counter() - started
     say("Model ready.")
     return runtime
@@ -385,12 +395,15 @@ def is_loaded(model_dir: Path) -> bool:
 
 
 def runtime_note(model_dir: Path) -> str | None:
-    """A sentence for the UI when the loaded base model replies through the slower fallback."""
-    runtime = _runtimes.get((str(Path(model_dir).resolve()), None))
-    if isinstance(runtime, TorchRuntime):
-        return (f"Replies use the slower built-in runtime (transformers): the fast runtime is not available "
-                f"({runtime.why}).")
-    return None
+    """A sentence for the UI when a loaded model (base or tuned) replies through the slower fallback."""
+    folder = str(Path(model_dir).resolve())
+    slow = [runtime for (where, _), runtime in list(_runtimes.items())
+            if where == folder and isinstance(runtime, TorchRuntime)]
+    if not slow:
+        return None
+    which = "the embedded model" if any(r.adapter is None for r in slow) else "a fine-tuned model"
+    return (f"Replies from {which} use the slower built-in runtime (transformers): the fast runtime is not "
+            f"available ({slow[0].why}).")
 
 
 def needs_first_build(model_dir: Path) -> bool:

@@ -193,10 +193,10 @@ def _train(jobs: JobStore, found: FineTuneJob, version, folder: Path, model_dir:
                                "length or the batch size, then resume.")
         except OSError as exc:
             return record.fail("os_error", f"Could not write the job's files: {exc.strerror or exc}.")
-    if result.stopped:
-        return record.finish(CANCELLED, f"Cancelled at step {result.steps} of {result.total_steps}; "
-                             "the last checkpoint is kept.")
-    _build_fast_copy(model_dir, result.adapter_dir, record)
+        if result.stopped:
+            return record.finish(CANCELLED, f"Cancelled at step {result.steps} of {result.total_steps}; "
+                                 "the last checkpoint is kept.")
+        _build_fast_copy(model_dir, result.adapter_dir, record)   # still holding the trainer: ~2 GB at work
     # The model first, then "succeeded": a succeeded job always has its model.
     job = jobs.update(job_id, actor, result_model=local_model_id(found),
                       trained_tokens=_trained_tokens(version.prepared, options.epochs))
@@ -218,9 +218,12 @@ def _build_fast_copy(model_dir: Path, adapter_dir: Path, record) -> None:
     started = time.perf_counter()
     try:
         build_tuned(cache_dir(model_dir), adapter_dir, record.say)
-    except FastRuntimeUnavailable as exc:
-        record.log(f"The fast copy could not be built ({exc}); the model works, but replies use the slower "
-                   "built-in runtime.", "warning")
+    except Exception as exc:   # anything at all: the training itself succeeded and is kept
+        reason = exc.public if isinstance(exc, FastRuntimeUnavailable) else type(exc).__name__
+        import traceback
+        traceback.print_exc()   # to the worker's log
+        record.log(f"The fast copy could not be built ({reason}); the model works, but its replies use the "
+                   "slower built-in runtime (the chat builds the copy again on first use).", "warning")
         return
     record.log(f"Fast copy built ({time.perf_counter() - started:.0f} s).")
 

@@ -1,6 +1,7 @@
 """The embedded provider: SmolLM2-135M-Instruct on the CPU, threads kept by the app."""
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelLoadError, ModelN
 from studio.providers.base import Capabilities, Provider
 from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
 
+log = logging.getLogger(__name__)
 # Sampling, because greedy decoding makes a 135M model repeat itself.
 # The same settings on both runtimes (top_k 50 is transformers' default, named here for onnxruntime).
 GENERATION = dict(temperature=0.3, top_p=0.9, top_k=50, repetition_penalty=1.1)
@@ -82,11 +84,20 @@ class LocalProvider(Provider):
         """System prompt + the newest history that fits the model's window + the new message,
         counted with the model's own tokenizer. An ErrorEvent when the new message does not fit."""
         runtime = runtime or get_runtime(self.model_dir, None, self.progress)
+        window = CONTEXT_WINDOW - self.max_new_tokens
         try:
-            return history_messages(compile_instructions(spec), thread.messages,
-                                    CONTEXT_WINDOW - self.max_new_tokens, runtime.count_tokens)
+            messages = history_messages(compile_instructions(spec), thread.messages, window, runtime.count_tokens)
         except ContextTooLong as exc:
             return ErrorEvent(str(exc), retryable=False, code="context_length_exceeded")
+        # The budget counts a rough overhead per message; the chat template may cost a few
+        # tokens more. Drop the oldest history until the real prompt fits.
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        while len(runtime.prompt_ids(messages)) > window:
+            if len(messages) - first <= 1:
+                return ErrorEvent("The message is too long for the embedded model's window: shorten it.",
+                                  retryable=False, code="context_length_exceeded")
+            del messages[first]
+        return messages
 
     def generate(self, messages: list[dict], adapter: str | None = None,
                  sampling: dict | None = GENERATION) -> Iterator[Event]:
@@ -97,7 +108,14 @@ class LocalProvider(Provider):
         Done is marked `cut_off` when the reply stopped at `max_new_tokens`, not at its end.
         """
         runtime = get_runtime(self.model_dir, adapter, self.progress)
-        ids = runtime.prompt_ids(messages)
+        try:
+            ids = runtime.prompt_ids(messages)
+        except Exception as exc:   # a damaged tokenizer or chat template in the model's folder
+            yield ErrorEvent(f"The embedded model could not read the conversation ({type(exc).__name__}); the "
+                             "details are in the server log. Retry, or use another provider.", retryable=True,
+                             code="generation_failed")
+            log.exception("building the prompt for the embedded model failed")
+            return
         pieces: queue.Queue = queue.Queue()
         stop = threading.Event()   # the page may rerun mid-reply: then stop instead of finishing for nobody
         failure: list[BaseException] = []
@@ -126,7 +144,8 @@ class LocalProvider(Provider):
                              "complete answer.", retryable=True, code="generation_failed")
             return
         # At the cap, and the last token is not end-of-reply: the reply was cut short.
-        cut_off = len(new) >= self.max_new_tokens and new[-1] not in runtime.eos_ids
+        cut_off = bool(new) and new[-1] not in runtime.eos_ids and (
+            len(new) >= self.max_new_tokens or len(ids) + len(new) >= CONTEXT_WINDOW)
         yield Done(usage=Usage(input_tokens=len(ids), output_tokens=len(new)), cut_off=cut_off)
 
 

@@ -87,9 +87,10 @@ def test_a_failed_build_says_why_and_leaves_nothing(weights, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text((weights / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"\0" * 64)   # cut short
-    with pytest.raises(FastRuntimeUnavailable, match="builder failed"):
+    with pytest.raises(FastRuntimeUnavailable, match="builder failed") as failed:
         build_onnx(broken, tmp_path / "model")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+    assert str(tmp_path) not in failed.value.public                  # what the page shows has no paths
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["weights"]
 
 
 @pytest.fixture
@@ -130,3 +131,14 @@ def test_a_damaged_fast_model_is_rebuilt_and_used(workspace):
     assert any("damaged: rebuilding" in line for line in said)
     assert isinstance(get_runtime(workspace), FastModel) and is_built(dest)
     assert json.loads((dest / "genai_config.json").read_text())["model"]["type"] == "llama"
+
+
+def test_a_long_thread_is_trimmed_to_what_the_chat_template_really_costs(weights):
+    # Thousands of one-word messages: the per-message estimate undercounts the template here.
+    words = [Message("user" if n % 2 == 0 else "assistant", f"word{n % 10}") for n in range(4001)]
+    provider = LocalProvider(MODEL_DIR, max_new_tokens=24)
+    thread = Thread(owner="ada", assistant_id="a", provider="local", messages=words)
+    messages = provider.build_messages(thread, AssistantSpec(name="t"))
+    ids = get_runtime(MODEL_DIR).prompt_ids(messages)
+    assert len(ids) + 24 <= local_model.CONTEXT_WINDOW and len(ids) > local_model.CONTEXT_WINDOW - 200
+    assert messages[-1]["content"] == "word0"                              # the new message is kept

@@ -4,6 +4,7 @@ beating is noticed; a cancelled job stops at once."""
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def check_the_fast_copy(adapter: str) -> None:
     import numpy as np
     import onnxruntime_genai as og
 
+    from studio import local_model
     from studio.fast_model import FastModel, is_built, onnx_dir
     from studio.local_model import get_runtime, on_model_thread
     assert is_built(onnx_dir(adapter))
@@ -106,6 +108,27 @@ def check_the_fast_copy(adapter: str) -> None:
     assert np.array_equal(first[0], first[2]) and np.array_equal(first[1], first[3])
     assert get_runtime(MODEL_DIR, adapter) is tuned               # kept loaded, not built again
     assert (onnx_dir(adapter) / "studio-build.json").stat().st_mtime == built_at
+    # A tuned model without its copy (made before the fast runtime, or its build failed) gets
+    # one on first use, with progress.
+    local_model._runtimes.pop((str(MODEL_DIR.resolve()), adapter))
+    shutil.rmtree(onnx_dir(adapter))
+    said: list[str] = []
+    assert isinstance(get_runtime(MODEL_DIR, adapter, said.append), FastModel) and is_built(onnx_dir(adapter))
+    assert any("no fast copy yet" in line for line in said)
+
+
+def test_a_failed_fast_copy_still_succeeds_the_job_and_says_so(workspace, monkeypatch):
+    from studio import fast_model
+
+    def disk_full(*args):
+        raise RuntimeError("No space left on device (os error 28)")   # as safetensors words it
+    monkeypatch.setattr(fast_model, "merge_adapter", disk_full)
+    store, version, data_dir = workspace
+    job = local_jobs.create_local_job(store, version.id, TINY, "", ADA)
+    done = local_jobs.run_job(job.id, store, data_dir, MODEL_DIR, say=lambda _line: None)
+    assert done.status == SUCCEEDED and done.result_model, done.error_message
+    [warning] = [e for e in JobStore(store.engine).list_events(job.id, ADA) if e.level == "warning"]
+    assert "fast copy could not be built (the disk is full)" in warning.message
 
 
 def test_a_job_cancelled_before_it_starts_ends_cancelled(workspace):
