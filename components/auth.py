@@ -17,6 +17,7 @@ import threading
 from datetime import datetime, timezone
 
 import streamlit as st
+import streamlit.components.v1 as components
 import streamlit_authenticator as stauth
 from streamlit.runtime.backend_operation_handler import connection_locality
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -186,6 +187,14 @@ def logout_button() -> None:
     st.stop()
 
 
+def _delete_cookie_in_browser() -> None:
+    """Delete the login cookie in this browser, again on each login-form run after a logout.
+    The library's own deletion runs in a component that a quick rerun can unmount before it
+    acts (seen under load); this script needs no download and cannot trigger a rerun."""
+    components.html(f"<script>document.cookie = '{COOKIE_NAME}=; Max-Age=0; path=/';"
+                    "</script>", height=0)
+
+
 def _clear_session() -> None:
     # The next person to sign in on this tab must not inherit this user's thread or the API key
     # they typed in the sidebar.
@@ -253,6 +262,8 @@ def require_login(from_page: bool = False) -> None:
             elif status is False:
                 st.error("Wrong username or password.")
             if not status:
+                if st.session_state.get("logout"):
+                    _delete_cookie_in_browser()
                 st.stop()
             exp_date = auth.cookie_controller.cookie_model.exp_date   # the cookie just set
             if exp_date:
