@@ -165,6 +165,13 @@ def _share_apptest_runtime(monkeypatch) -> None:
         return last["runtime"]
 
     monkeypatch.setattr(Runtime, "instance", classmethod(instance))
+    # Each run also patches config.get_option to say "global.appTest" is on and puts back the
+    # function it found when it ends; a run ending in one thread can put back the plain one
+    # under a run in another, which then records no widget details and fails its next run with
+    # a KeyError. Install one that says so for the whole test, so every run puts back a "yes".
+    from streamlit import config
+    plain = config.get_option
+    monkeypatch.setattr(config, "get_option", lambda name: True if name == "global.appTest" else plain(name))
 
 
 def test_failed_logins_and_page_runs_at_once_lose_no_account(workspace, monkeypatch):
