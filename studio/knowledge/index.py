@@ -1,0 +1,93 @@
+"""Hybrid search over one set of chunks: MiniLM vectors and BM25 keywords, fused by rank.
+
+The vectors are one float32 matrix (unit rows, so a dot product is the cosine); BM25 is bm25s
+(a sparse matrix of precomputed term scores, so a query costs a few column sums). The two
+rankings are merged by reciprocal rank fusion, which needs no score calibration between them.
+An index is built once per knowledge-base state and searched in memory (see studio.knowledge.base).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RRF_K = 60           # the usual constant of reciprocal rank fusion (Cormack et al., 2009)
+CANDIDATES = 50      # each ranking contributes its top this-many to the fusion
+# A passage counts as relevant when its cosine similarity reaches MIN_SIMILARITY, or reaches
+# MIN_SIMILARITY_WITH_KEYWORDS while also sharing keywords with the query (measured on the
+# sample question set and off-topic questions: bench/retrieval.py).
+MIN_SIMILARITY = 0.35
+MIN_SIMILARITY_WITH_KEYWORDS = 0.2
+
+
+@dataclass
+class Hit:
+    """One ranked chunk: its position in the index and its three scores."""
+    row: int
+    vector: float         # cosine similarity to the query
+    keyword: float        # BM25 score (0 when no query word occurs in it)
+    fused: float          # reciprocal-rank-fusion score
+
+    @property
+    def relevant(self) -> bool:
+        return self.vector >= MIN_SIMILARITY or (self.keyword > 0 and self.vector >= MIN_SIMILARITY_WITH_KEYWORDS)
+
+
+def words(texts: list[str]) -> list[list[str]]:
+    """Lower-case word tokens without English stop words (bm25s' tokenizer)."""
+    import bm25s
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+class SearchIndex:
+    """Vectors and keywords of `texts` (row i of `vectors` belongs to texts[i])."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray):
+        import bm25s
+        if len(texts) != len(vectors):
+            raise ValueError("one vector per text")
+        self.size = len(texts)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._bm25 = None
+        if self.size:
+            self._bm25 = bm25s.BM25()
+            self._bm25.index(words(texts), show_progress=False)
+            self._vocab = self._bm25.vocab_dict
+
+    def keyword_scores(self, query: str) -> np.ndarray:
+        ids = [self._vocab[w] for w in words([query])[0] if w in self._vocab] if self._bm25 else []
+        if not ids:
+            return np.zeros(self.size, dtype=np.float32)
+        return self._bm25.get_scores(ids)
+
+    def search(self, query: str, query_vector: np.ndarray, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        """The top `k` chunks for `query`; `mode` is "hybrid", "vector" or "keyword"."""
+        if not self.size:
+            return []
+        similarity = self.vectors @ query_vector.astype(np.float32, copy=False)
+        keyword = self.keyword_scores(query)
+        n = min(CANDIDATES, self.size)
+        by_vector = _top(similarity, n)
+        by_keyword = _top(keyword, n)
+        by_keyword = by_keyword[keyword[by_keyword] > 0]          # no shared word: no keyword rank
+        if mode == "vector":
+            rows = by_vector[:k]
+            fused = {int(r): 1.0 / (RRF_K + i + 1) for i, r in enumerate(rows)}
+        elif mode == "keyword":
+            rows = by_keyword[:k]
+            fused = {int(r): 1.0 / (RRF_K + i + 1) for i, r in enumerate(rows)}
+        else:
+            fused = {}
+            for ranking in (by_vector, by_keyword):
+                for rank, row in enumerate(ranking):
+                    fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
+        best = sorted(fused, key=lambda r: (-fused[r], r))[:k]
+        return [Hit(r, float(similarity[r]), float(keyword[r]), fused[r]) for r in best]
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Rows of the `n` highest scores, best first."""
+    if n >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, n - 1)[:n]
+    return part[np.argsort(-scores[part], kind="stable")]
