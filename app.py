@@ -15,6 +15,7 @@ with error_boundary():
     pages = [
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
         st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),
+        st.Page("pages/knowledge.py", title="Knowledge", icon="📚", url_path="knowledge"),
         st.Page("pages/finetune.py", title="Fine-tuning", icon="🎯", url_path="finetune"),
     ]
     if session.is_admin():   # the role as the database has it on this run (require_login read it)

@@ -65,9 +65,9 @@ def kind_of(filename: str) -> str:
     return SUPPORTED[suffix]
 
 
-def extract(filename: str, data: bytes, progress: Callable[[int, int], None] | None = None) -> list[Page]:
-    """The pages of text in `data`. `progress(done, total)` is called per page of a PDF.
-    Raises ExtractionError for an empty, oversized, damaged, encrypted or textless file."""
+def check_upload(filename: str, data: bytes) -> str:
+    """The file's type label, or ExtractionError for a type not supported, an empty file or
+    one over the size limit (checked before anything is kept)."""
     kind = kind_of(filename)
     limit = max_file_bytes()
     if len(data) > limit:
@@ -75,6 +75,13 @@ def extract(filename: str, data: bytes, progress: Callable[[int, int], None] | N
                               "(STUDIO_KNOWLEDGE_MAX_MB).")
     if not data.strip():
         raise ExtractionError("The file is empty.")
+    return kind
+
+
+def extract(filename: str, data: bytes, progress: Callable[[int, int], None] | None = None) -> list[Page]:
+    """The pages of text in `data`. `progress(done, total)` is called per page of a PDF.
+    Raises ExtractionError for an empty, oversized, damaged, encrypted or textless file."""
+    kind = check_upload(filename, data)
     reader = {"PDF": _pdf, "Word": _docx, "HTML": _html, "CSV": _csv}.get(kind, _text)
     pages = reader(data, progress) if kind == "PDF" else reader(data)
     pages = [Page(p.number, _tidy(p.text)) for p in pages]

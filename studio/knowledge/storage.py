@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from studio.datasets.reading import file_sha256
 from studio.knowledge.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunk, check_sizes
-from studio.knowledge.extract import clean_name, kind_of
+from studio.knowledge.extract import check_upload, clean_name
 from studio.knowledge.types import WORKING, KnowledgeBase, KnowledgeFile
 from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded, create_tables_once
 from studio.types import new_id, utcnow
@@ -197,10 +197,11 @@ class KnowledgeStore:
     @_guarded("add the file")
     def add_file(self, base_id: str, filename: str, data: bytes, actor: Actor) -> tuple[KnowledgeFile, bool]:
         """Keep `data` and queue it for indexing. Returns (file, True) when the same content is
-        already in this base (nothing is added). Raises ExtractionError for an unsupported type."""
+        already in this base (nothing is added). Raises ExtractionError for an unsupported type,
+        an empty file or one over the size limit."""
         self._owned(base_id, actor)
         name = clean_name(filename)
-        kind = kind_of(name)
+        kind = check_upload(name, data)
         sha = file_sha256(data)
         with self.engine.connect() as db:
             row = db.execute(select(knowledge_files).where(knowledge_files.c.base_id == base_id,

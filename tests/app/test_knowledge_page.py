@@ -1,0 +1,139 @@
+"""The knowledge page: create a base, upload several files (good and bad), watch them index,
+search them in the retrieval inspector, change the chunk settings, delete."""
+import time
+from pathlib import Path
+
+from components.knowledge import knowledge_store
+from studio.knowledge.storage import KnowledgeStore
+from studio.store import Actor, Store
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "knowledge"
+
+
+def shown(element) -> str:
+    """An element's text as the reader sees it (Markdown escapes removed)."""
+    return element.value.replace("\\", "")
+
+
+def open_page(at):
+    at.switch_page("pages/knowledge.py")
+    return at.run()
+
+
+def create(at, name: str):
+    next(t for t in at.text_input if t.label == "Name").input(name)
+    next(b for b in at.button if b.label == "Create").click()
+    return at.run()
+
+
+def kstore(workspace) -> KnowledgeStore:
+    return KnowledgeStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine, workspace / "knowledge")
+
+
+def wait_until_indexed(workspace, base_id: str, timeout: float = 120) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = kstore(workspace).list_files(base_id, Actor("ada"))
+        if files and not any(f.working for f in files):
+            return files
+        time.sleep(0.3)
+    raise AssertionError(f"still indexing: {files}")
+
+
+def test_uploads_index_in_the_background_and_bad_files_say_why(signed_in, workspace):
+    at = open_page(signed_in)
+    assert any("No knowledge base yet" in i.value for i in at.info)
+    at = create(at, "Channel articles")
+    assert not at.exception
+    assert at.selectbox(key="knowledge_base").value is not None
+    uploader = next(u for u in at.get("file_uploader"))
+    uploader.set_value([
+        ("fine-tuning-basics.md", (SAMPLES / "fine-tuning-basics.md").read_bytes(), "text/markdown"),
+        ("retrieval-augmented-generation.pdf", (SAMPLES / "retrieval-augmented-generation.pdf").read_bytes(),
+         "application/pdf"),
+        ("notes.txt", b"\x00\x01\x02binary\x00" * 50, "text/plain"),
+        ("empty.md", b"", "text/markdown"),
+    ])
+    at = at.run()
+    next(b for b in at.button if b.label == "Add 4 files").click()
+    at = at.run()
+    assert not at.exception
+    assert any("empty.md: The file is empty." in shown(e) for e in at.error)
+    assert sum("added, indexing" in shown(s) for s in at.success) == 3
+    base_id = at.selectbox(key="knowledge_base").value
+    files = {f.name: f for f in wait_until_indexed(workspace, base_id)}
+    assert files["fine-tuning-basics.md"].status == "ready" and files["fine-tuning-basics.md"].chunks >= 2
+    assert files["retrieval-augmented-generation.pdf"].pages == 5
+    assert files["notes.txt"].status == "failed" and "binary data" in files["notes.txt"].error
+    at = at.run()
+    page_text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "binary data" in page_text and "ready" in " ".join(m.value for m in at.markdown)
+
+    # The same file again is recognised by its content.
+    uploader = next(u for u in at.get("file_uploader"))
+    uploader.set_value([("copy.md", (SAMPLES / "fine-tuning-basics.md").read_bytes(), "text/markdown")])
+    at = at.run()
+    next(b for b in at.button if b.label == "Add 1 file").click()
+    at = at.run()
+    assert any("copy.md: already in this knowledge base" in shown(i) for i in at.info)
+
+
+def test_the_inspector_ranks_passages_with_their_scores_file_and_page(signed_in, workspace):
+    at = create(open_page(signed_in), "RAG")
+    base_id = at.selectbox(key="knowledge_base").value
+    store = kstore(workspace)
+    data = (SAMPLES / "retrieval-augmented-generation.pdf").read_bytes()
+    store.add_file(base_id, "retrieval-augmented-generation.pdf", data, Actor("ada"))
+    wait_until_indexed(workspace, base_id)
+    at = at.run()
+    next(t for t in at.text_input if t.label == "Query").input("How many dimensions does MiniLM produce?")
+    next(b for b in at.button if b.label == "Search").click()
+    at = at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns[:6]) == ["rank", "file", "page", "vector", "keyword", "fused"]
+    top = table.iloc[0]
+    assert top["file"] == "retrieval-augmented-generation.pdf" and top["page"] == 4
+    assert "384 numbers" in top["passage"] and top["relevant"]
+
+    next(t for t in at.text_input if t.label == "Query").input("Who won the football world cup in 2014?")
+    next(b for b in at.button if b.label == "Search").click()
+    at = at.run()
+    assert any("None of these passages looks relevant" in w.value for w in at.warning)
+
+
+def test_new_chunk_settings_index_every_file_again(signed_in, workspace):
+    at = create(open_page(signed_in), "Splits")
+    base_id = at.selectbox(key="knowledge_base").value
+    store = kstore(workspace)
+    store.add_file(base_id, "train-test-splits.txt", (SAMPLES / "train-test-splits.txt").read_bytes(), Actor("ada"))
+    before = wait_until_indexed(workspace, base_id)[0].chunks
+    next(n for n in at.number_input if n.label == "Chunk size (tokens)").set_value(64)
+    next(n for n in at.number_input if n.label == "Overlap (tokens)").set_value(16)
+    next(b for b in at.button if b.label == "Save").click()
+    at = at.run()
+    assert not at.exception
+    assert any("1 files are being indexed again" in s.value for s in at.success)
+    after = wait_until_indexed(workspace, base_id)[0]
+    assert after.status == "ready" and after.chunks > before
+
+
+def test_another_users_base_is_not_listed_and_delete_removes_files(signed_in, workspace):
+    store = kstore(workspace)
+    theirs = store.create_base("Bob's notes", Actor("bob"))
+    at = create(open_page(signed_in), "Mine")
+    options = at.selectbox(key="knowledge_base").options
+    assert "Bob's notes" not in options
+    mine = at.selectbox(key="knowledge_base").value
+    store.add_file(mine, "faq.html", (SAMPLES / "channel-faq.html").read_bytes(), Actor("ada"))
+    wait_until_indexed(workspace, mine)
+    assert any((workspace / "knowledge" / mine).iterdir())
+    next(c for c in at.checkbox if c.label.startswith("Delete this knowledge base")).check()
+    at = at.run()
+    next(b for b in at.button if b.label == "Delete knowledge base").click()
+    at = at.run()
+    assert not at.exception
+    assert store.list_bases(Actor("ada")) == []
+    assert not (workspace / "knowledge" / mine).exists()
+    assert store.get_base(theirs.id, Actor("bob")) is not None
+    assert knowledge_store is not None
