@@ -100,7 +100,7 @@ def latency(texts: list[str], vectors: np.ndarray, queries: int) -> dict:
     for _ in range(2):       # warm both, then interleave so noise hits both alike
         index.search(asked[0], qvecs[0], 5)
         plain(qvecs[0])
-    for q, qv in zip(asked, qvecs):
+    for q, qv in zip(asked, qvecs, strict=True):
         t = time.perf_counter()
         plain(qv)
         base.append((time.perf_counter() - t) * 1000)

@@ -21,11 +21,12 @@ def _tool_label(name: str) -> str:
     return name
 
 
-def assistant_form(spec: AssistantSpec, models: dict[str, str] | None = None) -> AssistantSpec | None:
+def assistant_form(spec: AssistantSpec, models: dict[str, str] | None = None,
+                   bases: dict[str, str] | None = None) -> AssistantSpec | None:
     """Draw the editor for `spec`; return the edited copy when Save is pressed.
 
     `models`: model ids to offer (e.g. the user's fine-tuned ones) -> how to describe them; any
-    other id can still be typed."""
+    other id can still be typed. `bases`: the user's knowledge bases, id -> name."""
     key = spec.id
     with st.form(f"assistant_{key}"):
         name = st.text_input("Name", value=spec.name, max_chars=NAME_LENGTH)
@@ -57,6 +58,14 @@ def assistant_form(spec: AssistantSpec, models: dict[str, str] | None = None) ->
                                format_func=_tool_label,
                                help="Function tools run on OpenAI and compatible servers; "
                                     "the embedded model cannot call tools.")
+        bases = dict(bases or {})
+        for gone in spec.knowledge_bases:   # attached, then deleted (or not readable): show it to remove it
+            bases.setdefault(gone, "(deleted knowledge base)")
+        knowledge = st.multiselect("Knowledge bases", list(bases), default=spec.knowledge_bases,
+                                   format_func=lambda i: bases[i], key=f"knowledge_{key}",
+                                   placeholder="none" if bases else "none yet: create one on the Knowledge page",
+                                   help="Each turn searches these documents and gives the best passages to "
+                                        "the model, which cites them.")
         saved = st.form_submit_button("Save", type="primary")
     examples = [FewShotExample(str(r.prompt), str(r.response))
                 for r in edited.fillna("").itertuples() if str(r.prompt).strip() or str(r.response).strip()]
@@ -66,7 +75,7 @@ def assistant_form(spec: AssistantSpec, models: dict[str, str] | None = None) ->
     edited_spec = AssistantSpec(
         id=spec.id, owner=spec.owner, name=name.strip(), description=description.strip(),
         instructions=instructions, examples=examples, provider=provider, model=model,
-        tools=tools, knowledge_base=spec.knowledge_base,
+        tools=tools, knowledge_bases=knowledge,
         example_label_prompt=prompt_label.strip() or "Prompt",
         example_label_response=response_label.strip() or "Reply")
     with st.expander("What the model receives (compiled instructions)"):

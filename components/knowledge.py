@@ -15,7 +15,7 @@ from studio.knowledge.indexer import indexer_for
 from studio.knowledge.search import search
 from studio.knowledge.storage import KnowledgeStore
 from studio.knowledge.types import KnowledgeBase, KnowledgeFile
-from studio.store import StoreError
+from studio.store import Actor, StoreError
 
 CHOSEN = "knowledge_base"        # session_state: the base shown
 NOTES = "knowledge_notes"        # session_state: what the last upload did, file by file
@@ -35,6 +35,11 @@ def _knowledge_store(database_url: str, data_dir: str) -> KnowledgeStore:
     store = KnowledgeStore(session.store().engine, Path(data_dir) / "knowledge")
     indexer_for(store)     # files a stopped process left queued are picked up again
     return store
+
+
+def knowledge_bases_of(owner: str) -> dict[str, str]:
+    """`owner`'s knowledge bases, id -> name (what an assistant of theirs may attach)."""
+    return {b.id: b.name for b in knowledge_store().list_bases(Actor(owner))}
 
 
 def base_picker(store: KnowledgeStore) -> KnowledgeBase | None:

@@ -44,9 +44,23 @@ def tool_call_block(call: ToolCall, running: bool = False) -> None:
 
 
 def citations_footer(message: Message) -> None:
-    if message.citations:
-        st.caption("  \n".join(f"\\[{n}\\] {plain(c.title)}" + (f" — “{plain(c.quote)}”" if c.quote else "")
-                               for n, c in enumerate(message.citations, 1)))
+    """The reply's sources, numbered as the reply cites them; each opens on its passage."""
+    if not message.citations:
+        return
+    st.caption("Sources")
+    for n, c in enumerate(message.citations, 1):
+        number = c.number or n
+        with st.expander(plain(f"[{number}] {c.source or c.title}")):
+            details = [f"file {c.title}"] + ([f"page {c.page}"] if c.page else [])
+            if c.score is not None:
+                details.append(f"fused score {c.score:.4f}")
+            if c.similarity is not None:
+                details.append(f"similarity {c.similarity:.3f}")
+            if c.how == "matched":
+                details.append("the reply wrote no marker; its wording matches this passage")
+            st.caption(plain(" · ".join(details)))
+            if c.quote:
+                st.text(c.quote)
 
 
 def show_message(message: Message) -> None:
@@ -97,7 +111,7 @@ def _reply_text(events: Iterable[Event], tools_area, failed: list[ErrorEvent]) -
                 tool_call_block(event.call)
         elif isinstance(event, CitationFound):
             with tools_area:
-                st.caption(f"Source: {plain(event.citation.title)}")
+                st.caption(f"Source: {plain(event.citation.source or event.citation.title)}")
         elif isinstance(event, ErrorEvent):
             failed.append(event)
             return

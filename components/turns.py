@@ -13,6 +13,7 @@ from components.model_loading import ensure_local_model
 from components.safe_text import safe_markdown
 from components.threads import remember_in_url
 from components.transcript import stream_turn
+from components.knowledge import knowledge_store
 from studio.chat import (CONTINUE_PROMPT, add_user_message, can_continue, continue_turn, needs_retry,
                          run_turn)
 from studio.providers import Provider
@@ -102,8 +103,10 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
     if error is None:
         if provider.name == "local":
             ensure_local_model(session.settings().model_dir)   # a failed load: the turn says so, Retry
-        events = (continue_turn(store, provider, thread, spec, actor) if text is None and action == "continue"
-                  else run_turn(store, provider, thread, spec, None, actor))
+        knowledge = knowledge_store() if spec.knowledge_bases else None
+        events = (continue_turn(store, provider, thread, spec, actor, knowledge)
+                  if text is None and action == "continue"
+                  else run_turn(store, provider, thread, spec, None, actor, knowledge))
         error = stream_turn(events)
     if error is not None:
         turn_errors()[thread.id] = error

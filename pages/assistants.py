@@ -7,6 +7,7 @@ from components.assistant_files import export_button, import_from_file
 from components.assistant_form import assistant_form
 from components.errors import shows_store_errors
 from components.finetune_jobs import tuned_models
+from components.knowledge import knowledge_bases_of
 from components.safe_text import plain
 from studio.types import AssistantSpec
 
@@ -57,7 +58,7 @@ spec_id = st.selectbox("Assistant", list(by_id), key="editing",
                        + (f"  ·  {by_id[i].owner}" if by_id[i].owner != user else ""))
 spec = by_id[spec_id]
 
-saved = assistant_form(spec, models=tuned_models())
+saved = assistant_form(spec, models=tuned_models(), bases=knowledge_bases_of(spec.owner))
 if saved is not None:
     store.save_assistant(saved, session.actor())   # a StoreError keeps the form as typed
     st.session_state["saved_notice"] = saved.name

@@ -64,7 +64,7 @@ def main() -> int:
                 pdf.multi_cell(0, 10, line[2:], new_x="LMARGIN", new_y="NEXT")
             else:
                 break
-        body = " ".join(l for l in block.splitlines() if not l.startswith("#"))
+        body = " ".join(line for line in block.splitlines() if not line.startswith("#"))
         if body:
             pdf.set_font("Helvetica", "", 11)
             pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")

@@ -23,11 +23,12 @@ from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_by
 from studio.accounts import OPERATOR, Accounts, AccountsUnavailable, UserError
 from studio.chat import new_thread, run_turn
 from studio.cli_finetune import finetune_parser, run_finetune
+from studio.cli_knowledge import kb_parser, knowledge_store, run_kb
 from studio.finetune.jobs import LOCAL_BASE
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Actor, Store, StoreError
-from studio.types import Done, ErrorEvent, TextDelta, ToolCallFinished
+from studio.types import CitationFound, Done, ErrorEvent, TextDelta, ToolCallFinished
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     _assistants_parser(commands)
     _dataset_parser(commands)
     finetune_parser(commands)
+    kb_parser(commands)
 
     args = parser.parse_args(argv)
     _log_briefly()
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = settings.with_overrides(model=args.model)
         settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users,
-                "assistants": _assistants, "dataset": _dataset, "finetune": _finetune}[args.command](args, settings)
+                "assistants": _assistants, "dataset": _dataset, "finetune": _finetune,
+                "kb": _kb}[args.command](args, settings)
     except (ProviderError, UserError, AccountsUnavailable, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -150,13 +153,18 @@ def _chat(args, settings: Settings) -> int:
                              progress=lambda msg: print(msg, file=sys.stderr))
     thread = thread or new_thread(user, spec, provider)
     status = 0
-    for event in run_turn(store, provider, thread, spec, args.message, actor):
+    knowledge = knowledge_store(settings) if spec.knowledge_bases else None
+    for event in run_turn(store, provider, thread, spec, args.message, actor, knowledge):
         if isinstance(event, TextDelta):
             sys.stdout.write(event.text)
             sys.stdout.flush()
         elif isinstance(event, ToolCallFinished):
             call = event.call
             print(f"\n[{call.name}({json.dumps(call.arguments)}) -> {call.result}]", file=sys.stderr)
+        elif isinstance(event, CitationFound):
+            cited = event.citation
+            print(f"\n[{cited.number}] {cited.source}" + (" (matched by wording)" if cited.how == "matched" else ""),
+                  file=sys.stderr)
         elif isinstance(event, ErrorEvent):
             print(f"\nerror: {event.message}", file=sys.stderr)
             status = 1
@@ -269,6 +277,10 @@ def _read_password(name: str) -> str:
 
 def _first_admin(settings: Settings) -> str | None:
     return next((a.username for a in _accounts(settings).list_users() if a.admin), None)
+
+
+def _kb(args, settings: Settings) -> int:
+    return run_kb(args, settings, _first_admin(settings))
 
 
 def _finetune(args, settings: Settings) -> int:

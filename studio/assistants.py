@@ -49,6 +49,8 @@ def spec_from_dict(data: dict) -> AssistantSpec:
     """The assistant `spec_to_dict` gave; keys it does not know are dropped."""
     data = dict(data)
     data["examples"] = [FewShotExample(**e) for e in data.get("examples", [])]
+    if data.get("knowledge_base") and "knowledge_bases" not in data:   # stored before several were allowed
+        data["knowledge_bases"] = [data["knowledge_base"]]
     known = AssistantSpec.__dataclass_fields__
     return AssistantSpec(**{k: v for k, v in data.items() if k in known})
 
@@ -80,7 +82,9 @@ MODEL_LENGTH = 200
 MAX_FILE_BYTES = 5_000_000
 FILE_FIELDS = ("name", "description", "instructions", "examples", "provider", "model", "tools",
                "example_label_prompt", "example_label_response")
-IGNORED_FIELDS = ("id", "owner", "knowledge_base")   # belong to the workspace that wrote the file
+# These belong to the workspace that wrote the file ("knowledge_base": files written before several
+# knowledge bases could be attached).
+IGNORED_FIELDS = ("id", "owner", "knowledge_base", "knowledge_bases")
 CODE_INTERPRETER = "code_interpreter"
 
 
@@ -363,12 +367,12 @@ def import_assistant(store, spec: AssistantSpec, actor, on_clash: str = "fail") 
         raise ValueError(f"on_clash must be fail, replace or keep_both, not {on_clash!r}")
     mine = store.list_assistants(actor)
     existing = next((a for a in mine if same_name(a.name, spec.name)), None)
-    fresh = replace(spec, owner=actor.name, id=new_id("asst"), knowledge_base=None)
+    fresh = replace(spec, owner=actor.name, id=new_id("asst"), knowledge_bases=[])
     if existing is not None:
         if on_clash == "fail":
             raise AssistantClash(existing)
         if on_clash == "replace":
-            fresh = replace(fresh, id=existing.id, knowledge_base=existing.knowledge_base)
+            fresh = replace(fresh, id=existing.id, knowledge_bases=existing.knowledge_bases)
         else:
             fresh = replace(fresh, name=free_name(spec.name, [a.name for a in mine]))
     return store.save_assistant(fresh, actor)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from studio.knowledge.embedding import EmbeddingUnavailable
+from studio.knowledge.grounding import citations, ground
+from studio.knowledge.storage import KnowledgeStore
 from studio.providers.base import Provider, ProviderError
 from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted
 from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, TextDelta,
@@ -67,10 +70,12 @@ def _not_saved(exc: StoreError) -> ErrorEvent:
 
 
 def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
-             text: str | None, actor: Actor) -> Iterator[Event]:
+             text: str | None, actor: Actor, knowledge: KnowledgeStore | None = None) -> Iterator[Event]:
     """Send `text` (or, with text=None, answer the last unanswered message) and stream events.
 
-    `actor` is the signed-in user: the store checks they own the thread. Always ends with
+    `actor` is the signed-in user: the store checks they own the thread. `knowledge`: where the
+    assistant's knowledge bases are; their best passages go into this turn's instructions and
+    the sources the reply cites come as CitationFound events before Done. Always ends with
     either Done or ErrorEvent.
     """
     if text is not None:
@@ -88,6 +93,14 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             yield _not_saved(exc)
             return
 
+    grounding = None
+    if spec.knowledge_bases and knowledge is not None:
+        try:
+            grounding = ground(knowledge, spec, thread, actor)
+        except (StoreError, EmbeddingUnavailable) as exc:
+            yield ErrorEvent(f"The knowledge base could not be searched: {exc}", retryable=True, code="knowledge")
+            return
+        spec = grounding.spec
     reply = Message(role="assistant", content="")
     parts: list[str] = []
     for event in provider.stream_reply(thread, spec):
@@ -100,6 +113,10 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         elif isinstance(event, Done):
             reply.content = "".join(parts)
             reply.cut_off = event.cut_off
+            if grounding is not None:   # the sources this reply used, shown under it
+                for found in citations(reply.content, grounding.passages):
+                    reply.citations.append(found)
+                    yield CitationFound(found)
             try:
                 if event.provider_ref and event.provider_ref != thread.provider_ref:
                     store.set_provider_ref(thread, event.provider_ref, actor)
@@ -123,7 +140,7 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
 
 
 def continue_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
-                  actor: Actor) -> Iterator[Event]:
+                  actor: Actor, knowledge: KnowledgeStore | None = None) -> Iterator[Event]:
     """Ask for the rest of a reply that was cut off (see `can_continue`); streams like run_turn.
 
     The request is saved as a user message (CONTINUE_PROMPT) and the rest comes as a new reply.
@@ -132,7 +149,7 @@ def continue_turn(store: Store, provider: Provider, thread: Thread, spec: Assist
         yield ErrorEvent("The last reply was not cut off: there is nothing to continue.", retryable=False,
                          code="nothing_to_continue")
         return
-    yield from run_turn(store, provider, thread, spec, CONTINUE_PROMPT, actor)
+    yield from run_turn(store, provider, thread, spec, CONTINUE_PROMPT, actor, knowledge)
 
 
 def delete_thread(store: Store, thread: Thread, actor: Actor, provider: Provider | None,

@@ -37,7 +37,7 @@ class AssistantSpec:
     provider: str = ""          # "" = the workspace default provider
     model: str = ""             # "" = the provider's default model
     tools: list[str] = field(default_factory=list)   # built-in tool names, or "code_interpreter"
-    knowledge_base: str | None = None
+    knowledge_bases: list[str] = field(default_factory=list)   # ids of the owner's knowledge bases
     example_label_prompt: str = "Viewer comment"
     example_label_response: str = "Reply"
     id: str = field(default_factory=lambda: new_id("asst"))
@@ -57,10 +57,20 @@ class ToolCall:
 
 @dataclass
 class Citation:
-    """A source a reply cites: its title, the quoted text, where it is from."""
+    """A source a reply cites: its title (the file), the quoted passage, where it is from.
+
+    Knowledge-base citations also carry the passage's number in the prompt, its page, scores,
+    file id, and `how` it was found: "cited" (the reply wrote [n]) or "matched" (the reply's
+    wording comes from it, but it wrote no marker)."""
     title: str
     quote: str = ""
     source: str = ""
+    number: int = 0
+    page: int | None = None
+    score: float | None = None
+    similarity: float | None = None
+    file_id: str = ""
+    how: str = ""
 
 
 @dataclass

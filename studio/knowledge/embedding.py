@@ -51,6 +51,8 @@ def _load():
     if _model is None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()    # its "Loading weights" bar would end up in CLI output
         try:
             _model = SentenceTransformer(str(model_path()), device="cpu", local_files_only=True)
         except EmbeddingUnavailable:

@@ -162,7 +162,7 @@ def _csv(data: bytes) -> list[Page]:
     except DatasetError as exc:
         raise ExtractionError(str(exc)) from None
     columns = table.columns
-    rows = ["; ".join(f"{c}: {v}" for c, v in zip(columns, row) if str(v).strip())
+    rows = ["; ".join(f"{c}: {v}" for c, v in zip(columns, row, strict=False) if str(v).strip())
             for row in table.frame.itertuples(index=False)]
     return [Page(None, "\n\n".join(rows))]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import logging
+
 import numpy as np
 
 RRF_K = 60           # the usual constant of reciprocal rank fusion (Cormack et al., 2009)
@@ -33,17 +35,23 @@ class Hit:
         return self.vector >= MIN_SIMILARITY or (self.keyword > 0 and self.vector >= MIN_SIMILARITY_WITH_KEYWORDS)
 
 
+def _bm25s():
+    import bm25s
+    # bm25s sets its logger to DEBUG when imported; its "Building index" notes are not for users.
+    logging.getLogger("bm25s").setLevel(logging.ERROR)
+    return bm25s
+
+
 def words(texts: list[str]) -> list[list[str]]:
     """Lower-case word tokens without English stop words (bm25s' tokenizer)."""
-    import bm25s
-    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    return _bm25s().tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
 
 
 class SearchIndex:
     """Vectors and keywords of `texts` (row i of `vectors` belongs to texts[i])."""
 
     def __init__(self, texts: list[str], vectors: np.ndarray):
-        import bm25s
+        bm25s = _bm25s()
         if len(texts) != len(vectors):
             raise ValueError("one vector per text")
         self.size = len(texts)

@@ -20,7 +20,7 @@ def full_spec() -> AssistantSpec:
         instructions="You sort tickets.\nBe brief.\tAlways.",
         examples=[FewShotExample("Printer is on fire", "urgent"), FewShotExample("Café menu?", "low — 日本語")],
         provider="compatible", model="qwen2.5:7b", tools=["calculator", "code_interpreter"],
-        knowledge_base="kb_from_bobs_workspace",
+        knowledge_bases=["kb_from_bobs_workspace"],
         example_label_prompt="Ticket", example_label_response="Priority")
 
 
@@ -35,11 +35,11 @@ def test_export_then_import_gives_the_same_spec_with_a_new_id_and_the_importers_
     original = full_spec()
     raw = assistant_file_bytes(original)
     data = json.loads(raw)
-    assert "id" not in data and "owner" not in data and "knowledge_base" not in data
+    assert "id" not in data and "owner" not in data and "knowledge_bases" not in data
     assert data["tools"] == ["calculator", "code_interpreter"] and data["provider"] == "compatible"
     back = read_assistant_file(raw, owner="ada")
-    assert back.owner == "ada" and back.id != original.id and back.knowledge_base is None
-    assert replace(back, id=original.id, owner=original.owner, knowledge_base=original.knowledge_base) == original
+    assert back.owner == "ada" and back.id != original.id and back.knowledge_bases == []
+    assert replace(back, id=original.id, owner=original.owner, knowledge_bases=original.knowledge_bases) == original
     assert assistant_file_name(original) == "ticket-triage.json"
 
 
@@ -55,10 +55,10 @@ def test_a_hand_written_file_may_leave_out_everything_but_the_name():
 
 def test_ids_and_owners_in_the_file_are_never_taken(store):
     raw = json.dumps({"name": "Sneaky", "id": "asst_victim", "owner": "admin",
-                      "knowledge_base": "kb_private"}).encode()
+                      "knowledge_base": "kb_private", "knowledge_bases": ["kb_private"]}).encode()
     store.save_assistant(AssistantSpec(name="Victim's", owner="admin", id="asst_victim"), Actor("admin"))
     saved = import_assistant(store, read_assistant_file(raw, owner="ada"), ADA)
-    assert saved.owner == "ada" and saved.id != "asst_victim" and saved.knowledge_base is None
+    assert saved.owner == "ada" and saved.id != "asst_victim" and saved.knowledge_bases == []
     assert store.get_assistant("asst_victim", Actor("admin")).name == "Victim's"
     assert [a.name for a in store.list_assistants(ADA)] == ["Sneaky"]
 

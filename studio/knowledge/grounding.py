@@ -1,0 +1,96 @@
+"""Retrieval by prompt: a turn's best passages go into the instructions, numbered, and the
+reply's [n] markers become its citations.
+
+For providers that keep threads in the app (the embedded model, compatible servers). Only
+passages that look relevant are given; with none, the model is told to say the documents do
+not cover the question. Only sources the reply cites are kept. A small model that answers
+from a passage without writing its marker still gets that source listed when the reply's
+wording plainly comes from it (word overlap, see `_echoes`); such a citation says so.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from studio.knowledge.search import search
+from studio.knowledge.storage import KnowledgeStore
+from studio.knowledge.types import Passage
+from studio.store import Actor, StoreError
+from studio.types import AssistantSpec, Citation, Thread
+
+TOP_K = 3            # a small model reads three passages better than more
+SHORT_QUERY_WORDS = 8        # a shorter message is searched together with the user's previous one
+MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
+WORD = re.compile(r"\w{4,}")
+ECHO_SHARE = 0.5             # share of the reply's longer words found in one passage
+ECHO_MIN_WORDS = 6
+
+CITE_RULES = ("Answer from the numbered passages below when they answer the question, and cite each "
+              "passage you use by its number in square brackets, like [1]. If they do not answer it, "
+              "say that your documents do not cover it. Never invent a source.")
+NOTHING_FOUND = ("Your documents (knowledge base) have nothing on this question. Say so plainly in one "
+                 "sentence, then answer only if you are sure, and cite no source.")
+
+
+@dataclass
+class Grounding:
+    """What a turn was given: the passages (numbered from 1) and the instructions it ran with."""
+    passages: list[Passage]
+    spec: AssistantSpec
+    missing: list[str]            # attached bases that are gone or not readable
+
+
+def ground(store: KnowledgeStore, spec: AssistantSpec, thread: Thread, actor: Actor) -> Grounding:
+    """Search the assistant's knowledge bases for the thread's last user message."""
+    readable, missing = [], []
+    for base_id in spec.knowledge_bases:
+        try:
+            base = store.get_base(base_id, actor)      # the person chatting must be able to read it
+        except StoreError:
+            base = None
+        (readable if base is not None else missing).append(base_id)
+    query = _query(thread)
+    passages = [p for p in search(store, readable, query, k=TOP_K) if p.relevant] if readable and query else []
+    if passages:
+        sources = "\n\n".join(f"[{n}] ({p.where})\n{p.text}" for n, p in enumerate(passages, 1))
+        extra = f"{CITE_RULES}\n\n{sources}"
+    else:
+        extra = NOTHING_FOUND
+    instructions = f"{spec.instructions.rstrip()}\n\n## Knowledge\n{extra}".strip()
+    return Grounding(passages, replace(spec, instructions=instructions), missing)
+
+
+def _query(thread: Thread) -> str:
+    asked = [m.content for m in thread.messages if m.role == "user"]
+    if not asked:
+        return ""
+    last = asked[-1]
+    if len(last.split()) < SHORT_QUERY_WORDS and len(asked) > 1:
+        return f"{asked[-2]} {last}"      # "and for PDFs?" needs the question before it
+    return last
+
+
+def citations(reply: str, passages: list[Passage]) -> list[Citation]:
+    """The sources `reply` used, in the order first cited: by [n] marker, else by echoed wording."""
+    numbers: list[int] = []
+    for match in MARKER.finditer(reply):
+        for part in re.split(r"[,;]", match.group(1)):
+            n = int(part)
+            if 1 <= n <= len(passages) and n not in numbers:
+                numbers.append(n)
+    if numbers:
+        return [_citation(passages[n - 1], n, "cited") for n in numbers]
+    return [_citation(p, n, "matched") for n, p in enumerate(passages, 1) if _echoes(reply, p.text)]
+
+
+def _echoes(reply: str, passage: str) -> bool:
+    said = {w.lower() for w in WORD.findall(reply)}
+    if len(said) < ECHO_MIN_WORDS:
+        return False
+    source = {w.lower() for w in WORD.findall(passage)}
+    return len(said & source) / len(said) >= ECHO_SHARE
+
+
+def _citation(p: Passage, number: int, how: str) -> Citation:
+    return Citation(title=p.file_name, quote=p.text, source=p.where, number=number, page=p.page,
+                    score=round(p.fused, 4), similarity=round(p.vector, 3), file_id=p.file_id, how=how)
