@@ -4,6 +4,7 @@ import streamlit as st
 from components import session
 from components.auth import require_login
 from components.errors import error_boundary
+from components.knowledge import knowledge_store
 from components.user_admin import to_chat_instead
 
 st.set_page_config(page_title="Assistant Studio", page_icon="🤖", layout="wide")
@@ -12,6 +13,7 @@ st.set_page_config(page_title="Assistant Studio", page_icon="🤖", layout="wide
 # (the traceback goes to the server log); st.stop and st.rerun pass through it.
 with error_boundary():
     require_login()
+    knowledge_store()   # starts the indexer, which resumes files a stopped app left queued
     pages = [
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
         st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),

@@ -137,3 +137,42 @@ def test_another_users_base_is_not_listed_and_delete_removes_files(signed_in, wo
     assert not (workspace / "knowledge" / mine).exists()
     assert store.get_base(theirs.id, Actor("bob")) is not None
     assert knowledge_store is not None
+
+
+def test_the_assistant_editor_attaches_a_base_and_the_chat_shows_the_cited_passage(
+        workspace, fake_server, monkeypatch):
+    """On a compatible server (the fake, which says what [[say ...]] tells it): the turn's request
+    carries the numbered passages, and the reply's [1] becomes a source with its file and page."""
+    from studio.accounts import OPERATOR
+    from tests.app.conftest import accounts, login, new_app
+    fake_server.reset()
+    monkeypatch.setenv("STUDIO_PROVIDER", "compatible")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
+    at = login(new_app().run(), "ada", "correct-horse")
+    store = kstore(workspace)
+    base = store.create_base("RAG notes", Actor("ada"))
+    record, _ = store.add_file(base.id, "retrieval-augmented-generation.pdf",
+                               (SAMPLES / "retrieval-augmented-generation.pdf").read_bytes(), Actor("ada"))
+    wait_until_indexed(workspace, base.id)     # the app's indexer, started with the app
+
+    at.switch_page("pages/assistants.py")
+    at = at.run()
+    picker = next(m for m in at.multiselect if m.label == "Knowledge bases")
+    assert picker.options == ["RAG notes"]
+    picker.select(base.id)
+    next(b for b in at.button if b.label == "Save").click()
+    at = at.run()
+    assert not at.exception
+
+    at.switch_page("pages/chat.py")
+    at = at.run()
+    at.chat_input[0].set_value("[[say It gives 384 numbers per chunk [1].]] How many dimensions does MiniLM make?")
+    at = at.run()
+    assert not at.exception, at.exception
+    sent = " ".join(fake_server.last("/v1/chat/completions").body["messages"][0]["content"].split())
+    assert "[1] (retrieval-augmented-generation.pdf, page 4)" in sent and "384 numbers per chunk" in sent
+    sources = [e for e in at.expander if e.label.replace("\\", "").startswith("[1]")]
+    assert [e.label.replace("\\", "") for e in sources] == ["[1] retrieval-augmented-generation.pdf, page 4"]
+    assert "384 numbers per chunk" in " ".join(sources[0].text[0].value.split())
+    assert "page 4" in sources[0].caption[0].value and "fused score" in sources[0].caption[0].value

@@ -5,7 +5,8 @@ Directives in the last user message drive it (they are stripped from the echoed 
     [[call NAME {json arguments}]]   a function call, if a function tool NAME is offered;
                                      several directives = parallel calls in one response
     [[code SOURCE]]                  a code_interpreter call, if that tool is offered
-    [[say TEXT]]                     text the model says before its function calls
+    [[say TEXT]]                     text the model says before its function calls; with
+                                     no call, the whole reply (e.g. one that cites "[1]")
 
 With no directive the reply is "You said: <text>". When the request carries tool
 results (function_call_output items / role "tool" messages) the reply is
@@ -64,7 +65,7 @@ def plan_reply(user_text: str, function_names: set[str], code_interpreter: bool,
     if plan.code:
         plan.text = "The code printed: " + " ".join(c.logs.strip() for c in plan.code)
         return plan
-    plan.text = "You said: " + DIRECTIVE.sub("", user_text).strip()
+    plan.text = " ".join(preamble) if preamble else "You said: " + DIRECTIVE.sub("", user_text).strip()
     return plan
 
 
