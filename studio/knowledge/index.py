@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import logging
+import re
+from functools import lru_cache
 
 import numpy as np
 
@@ -35,6 +37,10 @@ class Hit:
         return self.vector >= MIN_SIMILARITY or (self.keyword > 0 and self.vector >= MIN_SIMILARITY_WITH_KEYWORDS)
 
 
+TOKEN = re.compile(r"(?u)\b\w\w+\b")     # bm25s' default token pattern
+
+
+@lru_cache(maxsize=1)
 def _bm25s():
     import bm25s
     # bm25s sets its logger to DEBUG when imported; its "Building index" notes are not for users.
@@ -42,9 +48,21 @@ def _bm25s():
     return bm25s
 
 
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+    return frozenset(STOPWORDS_EN)
+
+
 def words(texts: list[str]) -> list[list[str]]:
-    """Lower-case word tokens without English stop words (bm25s' tokenizer)."""
+    """Lower-case word tokens without English stop words (bm25s' tokenizer, for documents)."""
     return _bm25s().tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+def query_words(text: str) -> list[str]:
+    """The same tokens as `words` gives, for one query, without bm25s' per-call overhead."""
+    stop = _stopwords()
+    return [w for w in TOKEN.findall(text.lower()) if w not in stop]
 
 
 class SearchIndex:
@@ -58,15 +76,21 @@ class SearchIndex:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._bm25 = None
         if self.size:
-            self._bm25 = bm25s.BM25()
+            self._bm25 = bm25s.BM25()     # the "lucene" variant: no score for absent words
             self._bm25.index(words(texts), show_progress=False)
             self._vocab = self._bm25.vocab_dict
 
     def keyword_scores(self, query: str) -> np.ndarray:
-        ids = [self._vocab[w] for w in words([query])[0] if w in self._vocab] if self._bm25 else []
+        """BM25 score of every chunk: the query words' columns of bm25s' precomputed score
+        matrix, summed with one bincount (bm25s' own np.add.at per word is several times slower)."""
+        ids = [self._vocab[w] for w in query_words(query) if w in self._vocab] if self._bm25 else []
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
-        return self._bm25.get_scores(ids)
+        scores = self._bm25.scores
+        starts, ends = scores["indptr"][ids], scores["indptr"][np.asarray(ids) + 1]
+        rows = np.concatenate([scores["indices"][a:b] for a, b in zip(starts, ends, strict=True)])
+        weights = np.concatenate([scores["data"][a:b] for a, b in zip(starts, ends, strict=True)])
+        return np.bincount(rows, weights=weights, minlength=self.size).astype(np.float32, copy=False)
 
     def search(self, query: str, query_vector: np.ndarray, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The top `k` chunks for `query`; `mode` is "hybrid", "vector" or "keyword"."""
@@ -78,19 +102,13 @@ class SearchIndex:
         by_vector = _top(similarity, n)
         by_keyword = _top(keyword, n)
         by_keyword = by_keyword[keyword[by_keyword] > 0]          # no shared word: no keyword rank
-        if mode == "vector":
-            rows = by_vector[:k]
-            fused = {int(r): 1.0 / (RRF_K + i + 1) for i, r in enumerate(rows)}
-        elif mode == "keyword":
-            rows = by_keyword[:k]
-            fused = {int(r): 1.0 / (RRF_K + i + 1) for i, r in enumerate(rows)}
-        else:
-            fused = {}
-            for ranking in (by_vector, by_keyword):
-                for rank, row in enumerate(ranking):
-                    fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = sorted(fused, key=lambda r: (-fused[r], r))[:k]
-        return [Hit(r, float(similarity[r]), float(keyword[r]), fused[r]) for r in best]
+        rankings = {"vector": [by_vector[:k]], "keyword": [by_keyword[:k]]}.get(mode, [by_vector, by_keyword])
+        fused = np.zeros(self.size)
+        for ranking in rankings:          # reciprocal rank fusion: 1/(RRF_K + rank) from each list
+            fused[ranking] += 1.0 / (RRF_K + 1 + np.arange(len(ranking)))
+        candidates = np.unique(np.concatenate(rankings))
+        best = candidates[np.lexsort((candidates, -fused[candidates]))][:k]   # ties: earlier chunk first
+        return [Hit(int(r), float(similarity[r]), float(keyword[r]), float(fused[r])) for r in best]
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:

@@ -53,14 +53,16 @@ def app_url(workspace):
 
 
 @contextmanager
-def running_app(workspace: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free port, on `workspace` with the embedded model; its base URL.
+def running_app(workspace: Path, **settings: str) -> Iterator[str]:
+    """`streamlit run app.py` on a free port, on `workspace` with the embedded model (or the
+    `settings` given, e.g. STUDIO_PROVIDER and OPENAI_BASE_URL); its base URL.
     Its log is printed when it stops (pytest shows it only for a failed test)."""
     port = _free_port()
     env = dict(os.environ)   # carries STUDIO_MODEL_CACHE and STUDIO_LOCAL_MAX_TOKENS from tests/conftest.py
     env.update(STUDIO_DATA_DIR=str(workspace), STUDIO_PROVIDER="local")
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "STUDIO_MODEL", "STUDIO_DATABASE_URL"):
         env.pop(name, None)
+    env.update(settings)
     log_path = workspace.parent / f"{workspace.name}-streamlit.log"
     log = open(log_path, "w")
     server = subprocess.Popen(
