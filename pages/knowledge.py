@@ -7,7 +7,8 @@ from components.layout import shared_sidebar
 shared_sidebar()
 st.title("Knowledge")
 st.caption("Upload documents; an assistant with this knowledge base answers from them and cites the "
-           "passages it used. Search runs on this machine: MiniLM embeddings plus keyword (BM25) ranking.")
+           "passages it used. Search runs on this machine for every provider (MiniLM embeddings plus "
+           "keyword ranking); OpenAI's hosted file search is not used yet.")
 store = knowledge_store()
 base = base_picker(store)
 if base is not None:
