@@ -95,14 +95,34 @@ def upload_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
         getattr(st, level)(plain(note))
 
 
-@st.fragment(run_every=1.5)
 def files_view(store: KnowledgeStore, base: KnowledgeBase) -> None:
-    """The files and their status; redraws itself while any is being indexed."""
+    """The files and their status; while any is being indexed, a part that redraws itself."""
+    files = _files(store, base)
+    if files is not None and any(f.working for f in files):
+        _live_files(store, base)
+    elif files is not None:
+        _draw_files(store, files)
+
+
+@st.fragment(run_every=1.5)
+def _live_files(store: KnowledgeStore, base: KnowledgeBase) -> None:
+    files = _files(store, base)
+    if files is None:
+        return
+    _draw_files(store, files)
+    if not any(f.working for f in files):
+        st.rerun()          # all done: draw the page once more, without the timer
+
+
+def _files(store: KnowledgeStore, base: KnowledgeBase) -> list[KnowledgeFile] | None:
     try:
-        files = store.list_files(base.id, session.actor())
+        return store.list_files(base.id, session.actor())
     except StoreError as exc:
         st.error(str(exc))
-        return
+        return None
+
+
+def _draw_files(store: KnowledgeStore, files: list[KnowledgeFile]) -> None:
     if not files:
         st.caption("No documents yet.")
         return

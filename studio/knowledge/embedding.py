@@ -63,19 +63,24 @@ def _load():
 
 
 def encode(texts: list[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Unit-length float32 vectors, one row per text. `progress(done, total)` after each batch."""
+    """Unit-length float32 vectors, one row per text. `progress(done, total)` after each batch.
+
+    Texts go through longest first, as sentence-transformers orders one big call (batches of
+    like lengths waste less padding), but in batches of our own so progress can be shown and a
+    chat turn's query waits for one batch at most."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
-    rows = []
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
     for start in range(0, len(texts), BATCH):
-        batch = texts[start:start + BATCH]
+        rows = order[start:start + BATCH]
         with _lock:
             model = _load()
-            rows.append(model.encode(batch, batch_size=BATCH, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False))
+            out[rows] = model.encode([texts[i] for i in rows], batch_size=BATCH, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
         if progress:
             progress(min(start + BATCH, len(texts)), len(texts))
-    return np.vstack(rows).astype(np.float32, copy=False)
+    return out
 
 
 def encode_query(text: str) -> np.ndarray:
