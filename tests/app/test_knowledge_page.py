@@ -176,3 +176,31 @@ def test_the_assistant_editor_attaches_a_base_and_the_chat_shows_the_cited_passa
     assert [e.label.replace("\\", "") for e in sources] == ["[1] retrieval-augmented-generation.pdf, page 4"]
     assert "384 numbers per chunk" in " ".join(sources[0].text[0].value.split())
     assert "page 4" in sources[0].caption[0].value and "fused score" in sources[0].caption[0].value
+
+
+def test_a_2000_page_pdf_shows_its_progress_and_the_page_stays_usable(signed_in, workspace):
+    from fpdf import FPDF
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for n in range(2000):
+        pdf.add_page()
+        pdf.cell(0, 8, f"Page {n + 1} of the long manual: chapter {n // 50}, notes on splits and seeds.")
+    at = create(open_page(signed_in), "Manuals")
+    base_id = at.selectbox(key="knowledge_base").value
+    store = kstore(workspace)
+    record, _ = store.add_file(base_id, "manual.pdf", bytes(pdf.output()), Actor("ada"))
+    from studio.knowledge.indexer import indexer_for
+    indexer_for(store).wake()                       # the app's indexer (one per workspace)
+    deadline = time.monotonic() + 60
+    while store.get_file(record.id).done < 50 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = time.monotonic()
+    at = at.run()                                   # the page draws while the file is being read
+    assert time.monotonic() - started < 5 and not at.exception
+    bar = next(p for p in at.get("progress") if "extracting" in str(p.proto.text))
+    done, total = str(bar.proto.text).split()[-1].split("/")
+    assert total == "2000" and 0 < int(done) <= 2000
+    store.delete_file(record.id, Actor("ada"))      # the indexer stops at its next progress note
+    time.sleep(1)
+    assert store.get_file(record.id) is None and store.chunks(base_id)[0] == []
+    assert not (workspace / "knowledge" / base_id / record.sha256).exists()
