@@ -425,7 +425,7 @@ class Accounts:
     @_guarded
     def remove_user(self, username: str, *, actor: Actor, store: Store) -> UserData:
         """Delete the account and, in the same transaction, everything it kept in `store` (the
-        workspace's Store): threads, assistants, datasets, fine-tuning jobs and flags, so nobody
+        workspace's Store): threads, assistants, datasets, fine-tuning jobs, knowledge bases and flags, so nobody
         given the name later inherits them. `actor`: an admin, or OPERATOR. Removing the last admin is refused
         (UserError); the account's cookies stop signing in at once. Returns what was deleted.
         """
@@ -433,8 +433,10 @@ class Accounts:
             raise ValueError("remove_user needs the Store of the same database as the accounts")
         from studio.datasets.storage import DatasetStore   # pandas-heavy: only when removing
         from studio.finetune.jobs import JobStore
+        from studio.knowledge.storage import KnowledgeStore
         datasets = DatasetStore(store.engine)   # makes sure its tables exist before the transaction
         jobs = JobStore(store.engine)
+        KnowledgeStore.create_tables(store.engine)
         username = normalize_username(username)
         with self._writer.begin() as db:
             self._check_admin(db, actor)
@@ -446,6 +448,7 @@ class Accounts:
             db.execute(delete(login_cookies).where(login_cookies.c.username == username))
             datasets.delete_owned(db, username)
             jobs.delete_owned(db, username)
+            KnowledgeStore.delete_owned(db, username)     # their files go when the app next tidies up
             return store.delete_user_data(username, actor, within=db)
 
     @_guarded

@@ -92,6 +92,10 @@ class Indexer:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self.store.remove_orphan_files()
+        except Exception:
+            LOG.exception("knowledge indexer: tidying the knowledge folder failed")
         while True:
             try:
                 for file_id in self.store.waiting_files():

@@ -101,9 +101,13 @@ class KnowledgeStore:
         self._writer = engine.execution_options(studio_write=True)
         self._create_tables()
 
-    @_guarded("set up the knowledge tables")
     def _create_tables(self) -> None:
-        create_tables_once(self.engine, metadata)
+        self.create_tables(self.engine)
+
+    @staticmethod
+    @_guarded("set up the knowledge tables")
+    def create_tables(engine: Engine) -> None:
+        create_tables_once(engine, metadata)
 
     # --- bases -----------------------------------------------------------------
 
@@ -367,14 +371,35 @@ class KnowledgeStore:
         matrix = np.vstack(vectors) if vectors else np.zeros((0, 384), dtype=np.float32)
         return rows, matrix
 
-    @_guarded("count the user's knowledge")
-    def delete_owned(self, username: str) -> int:
-        """Remove every base of `username` (their account is being removed). Returns how many."""
+    @staticmethod
+    def delete_owned(db, owner: str) -> int:
+        """Inside an open write transaction: delete every base of `owner` (their account is being
+        removed). Returns how many; their files on disk go at the next `remove_orphan_files`."""
+        owned = select(knowledge_bases.c.id).where(knowledge_bases.c.owner == owner)
+        db.execute(delete(knowledge_chunks).where(knowledge_chunks.c.base_id.in_(owned)))
+        db.execute(delete(knowledge_files).where(knowledge_files.c.base_id.in_(owned)))
+        return db.execute(delete(knowledge_bases).where(knowledge_bases.c.owner == owner)).rowcount
+
+    @_guarded("tidy the knowledge folder")
+    def remove_orphan_files(self) -> int:
+        """Delete kept files whose base or file row is gone (a removed user, a crash between the
+        database and the disk). Returns how many files went."""
+        if not self.files_dir.is_dir():
+            return 0
         with self.engine.connect() as db:
-            ids = [r.id for r in db.execute(select(knowledge_bases.c.id).where(knowledge_bases.c.owner == username))]
-        for base_id in ids:
-            self.delete_base(base_id, Actor(username))
-        return len(ids)
+            kept = {(r.base_id, r.sha256) for r in db.execute(select(knowledge_files.c.base_id,
+                                                                     knowledge_files.c.sha256))}
+        gone = 0
+        for folder in self.files_dir.iterdir():
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if (folder.name, path.name) not in kept and ".partial-" not in path.name:
+                    path.unlink(missing_ok=True)
+                    gone += 1
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        return gone
 
 
 def _check_sizes(size: int, overlap: int) -> None:

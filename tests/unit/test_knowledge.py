@@ -306,3 +306,19 @@ def test_a_deleted_or_foreign_knowledge_base_is_skipped_not_fatal(store, kstore)
     thread = new_thread("ada", spec, provider)
     events = list(run_turn(store, provider, thread, spec, "hello there, what do the documents say?", ADA, kstore))
     assert isinstance(events[-1], Done)
+
+
+def test_removing_a_user_removes_their_knowledge_and_the_next_tidy_their_files(store, kstore):
+    from studio.accounts import OPERATOR, Accounts
+    people = Accounts(store.engine)
+    people.add_user("root", "root-password-1", actor=OPERATOR, admin=True)
+    people.add_user("bob", "bob-password-12", actor=OPERATOR)
+    mine = kstore.create_base("Mine", ADA)
+    kept, _ = kstore.add_file(mine.id, "a.md", b"# kept", ADA)
+    theirs = kstore.create_base("Bob's", BOB)
+    gone, _ = kstore.add_file(theirs.id, "b.md", b"# bob's", BOB)
+    people.remove_user("bob", actor=OPERATOR, store=store)
+    assert kstore.list_bases(BOB) == [] and kstore.get_file(gone.id) is None
+    assert kstore.remove_orphan_files() == 1
+    assert not kstore.path_of(theirs.id, gone.sha256).exists()
+    assert kstore.path_of(mine.id, kept.sha256).exists()
