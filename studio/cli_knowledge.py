@@ -101,11 +101,13 @@ def _add(store: KnowledgeStore, base_id: str, files: list[str], actor: Actor) ->
             print(f"{name}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        if known:
+        if known and record.status == "failed":
+            store.retry(record.id, actor)            # added again: try again (e.g. after a fix or a crash)
+        elif known and record.status == "ready":
             print(f"{name}: already in this knowledge base as {record.name}")
             continue
-        if not store.claim(record.id):
-            print(f"{name}: being indexed by the app; see kb list")
+        if not store.claim(record.id):             # queued or stale files are taken; live ones are not
+            print(f"{name}: being indexed by the app right now; see kb list")
             continue
 
         def progress(stage: str, done: int, total: int, shown=path.name) -> None:

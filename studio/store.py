@@ -257,6 +257,8 @@ class Store:
             raise StoreError("This assistant no longer exists.")
         copy = spec_from_dict({**spec_to_dict(original), "id": new_id("asst")})
         copy.name = f"{original.name[: NAME_LENGTH - len(' (copy)')]} (copy)"
+        if copy.owner != actor.name:   # knowledge bases are their owner's: a copy for someone else has none
+            copy.knowledge_bases = []
         copy.owner = actor.name
         return self.save_assistant(copy, actor)
 

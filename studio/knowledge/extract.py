@@ -16,6 +16,12 @@ from pathlib import PurePath
 from typing import Callable
 
 DEFAULT_MAX_MB = 25
+# What one file may unpack to: a small PDF or .docx can hold far more text than its size says
+# (compressed streams). 10 million characters is about 3,000 dense pages; more would keep the
+# indexer (and its memory) busy for long, so such a file is refused with a clear reason.
+MAX_CHARACTERS = 10_000_000
+MAX_PAGES = 10_000
+UNZIPPED_FACTOR = 10
 SUPPORTED = {".pdf": "PDF", ".docx": "Word", ".md": "Markdown", ".markdown": "Markdown", ".txt": "text",
              ".html": "HTML", ".htm": "HTML", ".csv": "CSV"}
 NAME_LENGTH = 200
@@ -84,6 +90,8 @@ def extract(filename: str, data: bytes, progress: Callable[[int, int], None] | N
     kind = check_upload(filename, data)
     reader = {"PDF": _pdf, "Word": _docx, "HTML": _html, "CSV": _csv}.get(kind, _text)
     pages = reader(data, progress) if kind == "PDF" else reader(data)
+    if sum(len(p.text) for p in pages) > MAX_CHARACTERS:
+        raise _too_much_text()
     pages = [Page(p.number, _tidy(p.text)) for p in pages]
     if not any(p.text for p in pages):
         if kind == "PDF":
@@ -91,6 +99,11 @@ def extract(filename: str, data: bytes, progress: Callable[[int, int], None] | N
                                   "here: upload a PDF with selectable text, or the text itself.")
         raise ExtractionError("The file holds no text.")
     return [p for p in pages if p.text]
+
+
+def _too_much_text() -> ExtractionError:
+    return ExtractionError(f"The file holds more than {MAX_CHARACTERS:,} characters of text; split it into "
+                           "smaller files.")
 
 
 def _tidy(text: str) -> str:
@@ -110,9 +123,14 @@ def _pdf(data: bytes, progress) -> list[Page]:
         if reader.is_encrypted and not reader.decrypt(""):
             raise ExtractionError("This PDF is password-protected. Remove the password and upload it again.")
         total = len(reader.pages)
-        pages = []
+        if total > MAX_PAGES:
+            raise ExtractionError(f"The PDF has {total:,} pages; at most {MAX_PAGES:,} are read. Split it.")
+        pages, characters = [], 0
         for number, page in enumerate(reader.pages, start=1):
             pages.append(Page(number, page.extract_text() or ""))
+            characters += len(pages[-1].text)
+            if characters > MAX_CHARACTERS:
+                raise _too_much_text()
             if progress:
                 progress(number, total)
         return pages
@@ -134,8 +152,15 @@ def _docx(data: bytes) -> list[Page]:
 
     from docx import Document
     try:
+        unpacked = sum(item.file_size for item in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        unpacked = 0      # python-docx says what is wrong below
+    if unpacked > UNZIPPED_FACTOR * max_file_bytes():
+        raise ExtractionError(f"This Word file unpacks to {unpacked / 1e6:,.0f} MB, more than "
+                              f"{UNZIPPED_FACTOR} times the upload limit; it cannot be read here.")
+    try:
         document = Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except Exception as exc:    # a bad zip, a missing part, broken XML (lxml's own errors)
         raise ExtractionError(f"This is not a valid Word (.docx) document ({type(exc).__name__}). "
                               "Old .doc files must be saved as .docx first.") from None
     parts = [p.text for p in document.paragraphs]
@@ -174,11 +199,13 @@ def _text(data: bytes) -> list[Page]:
 def _decoded(data: bytes) -> str:
     from studio.datasets.reading import decode_text
     from studio.datasets.types import DatasetError
-    head = data[:8192]
-    controls = sum(b < 32 and b not in (9, 10, 12, 13) for b in head)
-    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
-    if not utf16 and (b"\x00" in head or controls > len(head) * 0.05):
-        raise ExtractionError("This file holds binary data, not text: check that it is the file you meant.")
+    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+    middle = len(data) // 2
+    for sample in (data[:8192], data[middle:middle + 8192], data[-8192:]):   # binary after a text header too
+        controls = sum(b < 32 and b not in (9, 10, 12, 13) for b in sample)
+        if not utf16 and (b"\x00" in sample or controls > len(sample) * 0.05):
+            raise ExtractionError("This file holds binary data, not text: check that it is the file you meant "
+                                  "(text must be UTF-8, Windows-1252, or UTF-16 with its byte-order mark).")
     try:
         return decode_text(data)[0]
     except DatasetError as exc:

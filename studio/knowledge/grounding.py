@@ -20,7 +20,8 @@ from studio.types import AssistantSpec, Citation, Thread
 
 TOP_K = 3            # a small model reads three passages better than more
 SHORT_QUERY_WORDS = 8        # a shorter message is searched together with the user's previous one
-MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
+MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;\-–]\s*\d{1,2})*)\]")
+CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)       # `items[2]` is code, not a citation
 WORD = re.compile(r"\w{4,}")
 ECHO_SHARE = 0.5             # share of the reply's longer words found in one passage
 ECHO_MIN_WORDS = 6
@@ -48,9 +49,11 @@ def ground(store: KnowledgeStore, spec: AssistantSpec, thread: Thread, actor: Ac
             base = store.get_base(base_id, actor)      # the person chatting must be able to read it
         except StoreError:
             base = None
-        (readable if base is not None else missing).append(base_id)
+        # ...and it must be the assistant owner's own: a copied id never opens another user's base
+        usable = base is not None and base.owner == (spec.owner or actor.name)
+        (readable if usable else missing).append(base_id)
     query = _query(thread)
-    passages = [p for p in search(store, readable, query, k=TOP_K) if p.relevant] if readable and query else []
+    passages = search(store, readable, query, k=TOP_K, relevant_only=True) if readable and query else []
     if passages:
         sources = "\n\n".join(f"[{n}] ({p.where})\n{p.text}" for n, p in enumerate(passages, 1))
         extra = f"{CITE_RULES}\n\n{sources}"
@@ -61,7 +64,8 @@ def ground(store: KnowledgeStore, spec: AssistantSpec, thread: Thread, actor: Ac
 
 
 def _query(thread: Thread) -> str:
-    asked = [m.content for m in thread.messages if m.role == "user"]
+    from studio.chat import CONTINUE_PROMPT     # "Continue" searches for the question it continues
+    asked = [m.content for m in thread.messages if m.role == "user" and m.content != CONTINUE_PROMPT]
     if not asked:
         return ""
     last = asked[-1]
@@ -73,14 +77,23 @@ def _query(thread: Thread) -> str:
 def citations(reply: str, passages: list[Passage]) -> list[Citation]:
     """The sources `reply` used, in the order first cited: by [n] marker, else by echoed wording."""
     numbers: list[int] = []
-    for match in MARKER.finditer(reply):
-        for part in re.split(r"[,;]", match.group(1)):
-            n = int(part)
+    for match in MARKER.finditer(CODE.sub(" ", reply)):
+        for n in _marked(match.group(1)):
             if 1 <= n <= len(passages) and n not in numbers:
                 numbers.append(n)
     if numbers:
         return [_citation(passages[n - 1], n, "cited") for n in numbers]
     return [_citation(p, n, "matched") for n, p in enumerate(passages, 1) if _echoes(reply, p.text)]
+
+
+def _marked(inside: str) -> list[int]:
+    """The numbers one marker names: "1", "1, 3", "1-3" (a range of at most 10)."""
+    out = []
+    for part in re.split(r"[,;]", inside):
+        low, _, high = part.replace("–", "-").replace(" ", "").partition("-")
+        first, last = int(low), int(high or low)
+        out.extend(range(first, last + 1) if 0 <= last - first < 10 else [])
+    return out
 
 
 def _echoes(reply: str, passage: str) -> bool:

@@ -63,7 +63,8 @@ knowledge_files = Table(
     Column("pages", Integer, nullable=False, default=0),
     Column("chunks", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),       # any change, progress included
+    Column("indexed_at", DateTime(timezone=True)),                       # its chunks last replaced or removed
     Index("ux_knowledge_files_base_sha", "base_id", "sha256", unique=True),
 )
 knowledge_chunks = Table(
@@ -167,15 +168,16 @@ class KnowledgeStore:
     @_guarded("change the chunk settings")
     def set_chunking(self, base_id: str, chunk_size: int, chunk_overlap: int, actor: Actor) -> int:
         """New chunk settings; every file is queued to be indexed again. Returns how many.
-        Searches meanwhile see the files already indexed with the new settings."""
+        Searches meanwhile use each file's old chunks until its new ones replace them."""
         _check_sizes(chunk_size, chunk_overlap)
         self._owned(base_id, actor)
         now = utcnow()
         with self._writer.begin() as db:
             db.execute(update(knowledge_bases).where(knowledge_bases.c.id == base_id).values(
                 chunk_size=chunk_size, chunk_overlap=chunk_overlap, updated_at=now))
+            # A file being indexed is queued again too: its run stops at its next progress note.
             result = db.execute(update(knowledge_files).where(
-                knowledge_files.c.base_id == base_id, knowledge_files.c.status.in_(("ready", "queued"))
+                knowledge_files.c.base_id == base_id, knowledge_files.c.status.in_(("ready",) + WORKING)
             ).values(status="queued", done=0, total=0, error="", updated_at=now))
         return result.rowcount
 
@@ -321,7 +323,7 @@ class KnowledgeStore:
                     for i, c in enumerate(chunks)])
             db.execute(update(knowledge_files).where(knowledge_files.c.id == file_id).values(
                 status="ready", done=len(chunks), total=len(chunks), pages=pages, chunks=len(chunks), error="",
-                updated_at=utcnow()))
+                updated_at=utcnow(), indexed_at=utcnow()))
         return True
 
     @_guarded("record the failure")
@@ -330,7 +332,7 @@ class KnowledgeStore:
         with self._writer.begin() as db:
             db.execute(delete(knowledge_chunks).where(knowledge_chunks.c.file_id == file_id))
             db.execute(update(knowledge_files).where(knowledge_files.c.id == file_id).values(
-                status="failed", error=message[:2000], chunks=0, updated_at=utcnow()))
+                status="failed", error=message[:2000], chunks=0, updated_at=utcnow(), indexed_at=utcnow()))
 
     @_guarded("retry the file")
     def retry(self, file_id: str, actor: Actor) -> None:
@@ -346,19 +348,23 @@ class KnowledgeStore:
 
     @_guarded("read the knowledge base")
     def state(self, base_id: str) -> tuple:
-        """Changes whenever the base's searchable chunks change (a cache key)."""
+        """Changes whenever the base's searchable chunks change (a cache key): a file indexed,
+        failed or deleted. Progress notes do not change it."""
         with self.engine.connect() as db:
-            row = db.execute(select(func.count(), func.max(knowledge_files.c.updated_at))
-                             .where(knowledge_files.c.base_id == base_id, knowledge_files.c.status == "ready")).first()
-        return (row[0], str(row[1]))
+            row = db.execute(select(func.count(), func.sum(knowledge_files.c.chunks),
+                                    func.max(knowledge_files.c.indexed_at))
+                             .where(knowledge_files.c.base_id == base_id,
+                                    knowledge_files.c.indexed_at.is_not(None))).first()
+        return (row[0], row[1], str(row[2]))
 
     @_guarded("read the knowledge base")
     def chunks(self, base_id: str) -> tuple[list[dict], np.ndarray]:
-        """Every chunk of the base's ready files (id, file, page, text) and their vectors."""
+        """Every chunk of the base (id, file, page, text) and their vectors. A file being indexed
+        again keeps its old chunks until `finish` replaces them in one transaction."""
         query = (select(knowledge_chunks.c.id, knowledge_chunks.c.file_id, knowledge_chunks.c.page,
                         knowledge_chunks.c.text, knowledge_chunks.c.vector, knowledge_files.c.name)
                  .join(knowledge_files, knowledge_files.c.id == knowledge_chunks.c.file_id)
-                 .where(knowledge_chunks.c.base_id == base_id, knowledge_files.c.status == "ready")
+                 .where(knowledge_chunks.c.base_id == base_id)
                  .order_by(knowledge_files.c.created_at, knowledge_chunks.c.file_id, knowledge_chunks.c.seq))
         rows, vectors = [], []
         with self.engine.connect() as db:

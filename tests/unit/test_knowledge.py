@@ -322,3 +322,60 @@ def test_removing_a_user_removes_their_knowledge_and_the_next_tidy_their_files(s
     assert kstore.remove_orphan_files() == 1
     assert not kstore.path_of(theirs.id, gone.sha256).exists()
     assert kstore.path_of(mine.id, kept.sha256).exists()
+
+
+def test_review_fixes_new_settings_requeue_working_files_and_old_chunks_serve_meanwhile(kstore):
+    base = kstore.create_base("B", ADA)
+    ready = add_and_index(kstore, base.id, SAMPLES / "train-test-splits.txt")
+    working, _ = kstore.add_file(base.id, "faq.html", (SAMPLES / "channel-faq.html").read_bytes(), ADA)
+    kstore.claim(working.id)
+    kstore.set_progress(working.id, "embedding", 1, 2)
+    assert kstore.set_chunking(base.id, 64, 16, ADA) == 2         # the working one too
+    assert not kstore.set_progress(working.id, "embedding", 2, 2)  # ...whose run now stops
+    assert {r["file_id"] for r in kstore.chunks(base.id)[0]} == {ready.id}   # old chunks still served
+    assert kstore.claim(ready.id) and index_file(kstore, ready.id) == "ready"
+    assert kstore.get_file(ready.id).chunks > ready.chunks
+
+
+def test_review_fixes_several_bases_merge_by_similarity_and_irrelevant_ones_are_left_out(kstore):
+    docs = kstore.create_base("Docs", ADA)
+    add_and_index(kstore, docs.id, SAMPLES / "fine-tuning-basics.md")
+    cooking = kstore.create_base("Cooking", ADA)
+    bread, _ = kstore.add_file(cooking.id, "bread.md", b"# Bread\n\nKnead the dough for ten minutes, then let it "
+                                                      b"rise for an hour before baking at 220 degrees.", ADA)
+    kstore.claim(bread.id)
+    index_file(kstore, bread.id)
+    found = search(kstore, [cooking.id, docs.id], "How many examples do I need to fine-tune?", k=3,
+                   relevant_only=True)
+    assert found and all(p.file_name == "fine-tuning-basics.md" for p in found)
+
+
+def test_review_fixes_a_copied_assistant_never_opens_another_users_base(store, kstore):
+    private = kstore.create_base("HR", ADA)
+    add_and_index(kstore, private.id, SAMPLES / "channel-faq.html")
+    original = store.save_assistant(AssistantSpec(name="HR bot", owner="ada", knowledge_bases=[private.id]), ADA)
+    root = Actor("root", admin=True)
+    copy = store.duplicate_assistant(original.id, root)
+    assert copy.knowledge_bases == []
+    from dataclasses import replace as copy_of
+
+    from studio.knowledge.grounding import ground
+    from studio.types import Message, Thread
+    forged = copy_of(copy, knowledge_bases=[private.id])          # an id typed into the spec by hand
+    thread = Thread(owner="root", assistant_id=copy.id, provider="fake",
+                    messages=[Message(role="user", content="When do new videos come out?")])
+    grounding = ground(kstore, forged, thread, root)
+    assert grounding.passages == [] and grounding.missing == [private.id]
+
+
+def test_review_fixes_a_small_docx_that_unpacks_to_gigabytes_is_refused(monkeypatch):
+    import zipfile
+    monkeypatch.setenv("STUDIO_KNOWLEDGE_MAX_MB", "1")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", b"<w:t>" + b"a" * 20_000_000 + b"</w:t>")
+    with pytest.raises(ExtractionError, match="unpacks to 20 MB"):
+        extract("bomb.docx", buffer.getvalue())
+    text = b"plain words " * 2000
+    with pytest.raises(ExtractionError, match="binary data"):
+        extract("mixed.txt", text + bytes(range(256)) * 100 + text)
