@@ -23,7 +23,8 @@ SHORT_QUERY_WORDS = 8        # a shorter message is searched together with the u
 MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;\-–]\s*\d{1,2})*)\]")
 CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)       # `items[2]` is code, not a citation
 WORD = re.compile(r"\w{4,}")
-ECHO_SHARE = 0.5             # share of the reply's longer words found in one passage
+SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+ECHO_SHARE = 0.6             # share of a reply sentence's longer words found in one passage
 ECHO_MIN_WORDS = 6
 
 CITE_RULES = ("Answer from the numbered passages below when they answer the question, and cite each "
@@ -97,11 +98,15 @@ def _marked(inside: str) -> list[int]:
 
 
 def _echoes(reply: str, passage: str) -> bool:
-    said = {w.lower() for w in WORD.findall(reply)}
-    if len(said) < ECHO_MIN_WORDS:
-        return False
+    """Whether some sentence of `reply` plainly comes from `passage`: most of its longer words
+    (ECHO_SHARE of at least ECHO_MIN_WORDS) occur in it. Per sentence, so a long reply that
+    starts from a passage and then wanders still lists it."""
     source = {w.lower() for w in WORD.findall(passage)}
-    return len(said & source) / len(said) >= ECHO_SHARE
+    for sentence in SENTENCE.split(reply):
+        said = {w.lower() for w in WORD.findall(sentence)}
+        if len(said) >= ECHO_MIN_WORDS and len(said & source) / len(said) >= ECHO_SHARE:
+            return True
+    return False
 
 
 def _citation(p: Passage, number: int, how: str) -> Citation:
