@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import re
+import unicodedata
 import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -111,6 +112,19 @@ class UserData:
         def count(n: int, thing: str) -> str:
             return f"{n} {thing}{'' if n == 1 else 's'}"
         return f"{count(self.threads, 'thread')} and {count(self.assistants, 'assistant')}"
+
+
+def check_name(name: str, kind: str, limit: int) -> str:
+    """A user-given name of a `kind` of object ("dataset", "knowledge base") as stored:
+    trimmed, one line, no control characters, 1-`limit` characters; StoreError otherwise."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise StoreError(f"Give the {kind} a name.")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise StoreError(f"A {kind} name cannot contain control characters.")
+    if len(name) > limit:
+        raise StoreError(f"A {kind} name can be at most {limit} characters; this one has {len(name)}.")
+    return name
 
 
 def title_from(text: str) -> str:

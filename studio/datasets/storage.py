@@ -12,8 +12,6 @@ new version; the owner or an admin deletes. Failures are `StoreError`s worded fo
 """
 from __future__ import annotations
 
-import unicodedata
-
 from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
                         Table, delete, func, insert, select, update)
 from sqlalchemy.engine import Engine
@@ -22,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from studio.datasets.types import (CostEstimate, Counts, Dataset, DatasetVersion, Example,
                                    PrepareOptions, PreparedDataset, TokenSummary, ValidationIssue)
 from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded, create_tables_once
+from studio.store import check_name as check_object_name
 from studio.types import new_id, utcnow
 
 NAME_LENGTH = 100
@@ -67,14 +66,7 @@ dataset_sources = Table(
 
 def check_name(name: str) -> str:
     """A dataset name as stored: trimmed, one line, 1-100 characters."""
-    name = " ".join((name or "").split())
-    if not name:
-        raise StoreError("Give the dataset a name before saving.")
-    if any(unicodedata.category(c) == "Cc" for c in name):
-        raise StoreError("A dataset name cannot contain control characters.")
-    if len(name) > NAME_LENGTH:
-        raise StoreError(f"A dataset name can be at most {NAME_LENGTH} characters; this one has {len(name)}.")
-    return name
+    return check_object_name(name, "dataset", NAME_LENGTH)
 
 
 class DatasetStore:

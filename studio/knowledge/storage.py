@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from studio.knowledge.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunk, chec
 from studio.knowledge.extract import check_upload, clean_name
 from studio.knowledge.types import WORKING, KnowledgeBase, KnowledgeFile
 from studio.store import USER_LENGTH, Actor, NotAllowed, StoreError, _aware, _guarded, create_tables_once
+from studio.store import check_name as check_object_name
 from studio.types import new_id, utcnow
 
 NAME_LENGTH = 100
@@ -83,14 +83,7 @@ knowledge_chunks = Table(
 
 def check_name(name: str) -> str:
     """A knowledge base name as stored: trimmed, one line, 1-100 characters."""
-    name = " ".join((name or "").split())
-    if not name:
-        raise StoreError("Give the knowledge base a name.")
-    if any(unicodedata.category(c) == "Cc" for c in name):
-        raise StoreError("A knowledge base name cannot contain control characters.")
-    if len(name) > NAME_LENGTH:
-        raise StoreError(f"A knowledge base name can be at most {NAME_LENGTH} characters; this one has {len(name)}.")
-    return name
+    return check_object_name(name, "knowledge base", NAME_LENGTH)
 
 
 class KnowledgeStore:
