@@ -11,10 +11,12 @@ from components.safe_text import plain
 from studio.knowledge.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, MIN_SIZE
 from studio.knowledge.embedding import MAX_TOKENS, EmbeddingUnavailable
 from studio.knowledge.extract import SUPPORTED, ExtractionError, max_file_bytes
+from studio.knowledge.hosted import Mirror, SyncState, start_sync, static_chunking, sync_state
 from studio.knowledge.indexer import indexer_for
 from studio.knowledge.search import search
 from studio.knowledge.storage import KnowledgeStore
 from studio.knowledge.types import KnowledgeBase, KnowledgeFile
+from studio.providers import ProviderError
 from studio.store import Actor, StoreError
 
 CHOSEN = "knowledge_base"        # session_state: the base shown
@@ -35,6 +37,18 @@ def _knowledge_store(database_url: str, data_dir: str) -> KnowledgeStore:
     store = KnowledgeStore(session.store().engine, Path(data_dir) / "knowledge")
     indexer_for(store)     # files a stopped process left queued are picked up again
     return store
+
+
+def openai_mirror(store: KnowledgeStore) -> Mirror | None:
+    """The copy on OpenAI when this session talks to OpenAI with a key; else None."""
+    s = session.settings()
+    if s.provider != "openai" or not s.api_key:
+        return None
+    try:
+        provider = session.provider_for(None)
+        return Mirror(store, provider) if provider.capabilities.hosted_retrieval else None
+    except (ProviderError, StoreError):
+        return None
 
 
 def knowledge_bases_of(owner: str) -> dict[str, str]:
@@ -188,6 +202,14 @@ def settings_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
     confirm = st.checkbox("Delete this knowledge base, its files and chunks", key=f"kb_confirm_{base.id}")
     if st.button("Delete knowledge base", disabled=not confirm, key=f"kb_delete_{base.id}"):
         try:
+            store.get_base(base.id, session.actor())     # NotAllowed before anything on OpenAI goes
+            mirror = openai_mirror(store)
+            if mirror is not None and base.owner == session.actor().name:
+                try:
+                    mirror.delete_base(base.id)
+                except ProviderError as exc:
+                    st.session_state[NOTES] = [("warning", f"The OpenAI copy (vector store) could not be "
+                                                           f"deleted: {exc} Delete it in OpenAI's dashboard.")]
             store.delete_base(base.id, session.actor())
             st.session_state.pop(CHOSEN, None)
             st.rerun()
@@ -195,16 +217,26 @@ def settings_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
             st.error(str(exc))
 
 
-def inspector(store: KnowledgeStore, base: KnowledgeBase) -> None:
-    """Type a query, see the ranked chunks with their three scores."""
+def inspector(store: KnowledgeStore, base: KnowledgeBase, mirror: Mirror | None = None) -> None:
+    """Type a query, see the ranked chunks with their scores: the local index's three, or, on
+    OpenAI, what its vector store search returns."""
     with st.form(f"kb_inspect_{base.id}"):
         query = st.text_input("Query", placeholder="e.g. How many examples do I need to fine-tune?")
         left, right = st.columns(2)
+        where = "local"
+        if mirror is not None:
+            where = left.radio("Index", ["OpenAI vector store", "local"], horizontal=True,
+                               help="Turns on OpenAI use its vector store; the local index serves the "
+                                    "embedded model and compatible servers.")
         mode = left.radio("Search", ["hybrid", "vector", "keyword"], horizontal=True,
-                          help="hybrid: vector and keyword rankings merged by reciprocal rank fusion")
+                          help="hybrid: vector and keyword rankings merged by reciprocal rank fusion "
+                               "(the local index only)")
         k = right.slider("Results", 1, 20, 5)
         asked = st.form_submit_button("Search")
     if not asked or not query.strip():
+        return
+    if where != "local":
+        _hosted_results(mirror, base, query, k)
         return
     try:
         with st.spinner("Searching…"):
@@ -223,3 +255,101 @@ def inspector(store: KnowledgeStore, base: KnowledgeBase) -> None:
         "keyword": round(p.keyword, 2), "fused": round(p.fused, 4), "relevant": p.relevant,
         "passage": p.text} for i, p in enumerate(found)]), hide_index=True, width="stretch",
         column_config={"passage": st.column_config.TextColumn(width="large")})
+
+
+def _hosted_results(mirror: Mirror, base: KnowledgeBase, query: str, k: int) -> None:
+    if mirror.vector_store_of(base.id) is None:
+        st.info("This knowledge base is not on OpenAI yet: see the OpenAI tab.")
+        return
+    try:
+        with st.spinner("Searching the OpenAI vector store…"):
+            found = mirror.search(base.id, query, k)
+    except (ProviderError, StoreError) as exc:
+        st.error(str(exc))
+        return
+    if not found:
+        st.info("OpenAI's search found nothing for this query (or no file is ready there yet).")
+        return
+    st.caption("OpenAI's vector store search gives one relevance score (0–1) per passage; it does not "
+               "report vector and keyword scores apart, nor page numbers.")
+    st.dataframe(pd.DataFrame([{
+        "rank": i + 1, "file": h.file_name, "score": round(h.score, 3), "passage": h.text}
+        for i, h in enumerate(found)]), hide_index=True, width="stretch",
+        column_config={"passage": st.column_config.TextColumn(width="large")})
+
+
+REMOTE = {"uploading": "⏫ uploading", "processing": "⚙️ processing", "ready": "✅ ready", "failed": "❌ failed"}
+
+
+def hosted_view(store: KnowledgeStore, base: KnowledgeBase, mirror: Mirror) -> None:
+    """The knowledge base's copy on OpenAI: each file's state there; syncs start by themselves
+    when files changed (in the background), and on demand."""
+    actor = session.actor()
+    chunking = static_chunking(base)["static"]
+    st.caption(f"Turns on OpenAI search this copy with file search. Chunks there: "
+               f"{chunking['max_chunk_size_tokens']} tokens, overlap {chunking['chunk_overlap_tokens']} "
+               "(OpenAI's smallest chunk is 100 tokens). Files deleted here are deleted there at the next sync.")
+    if base.owner != actor.name:
+        st.info("Only the owner's session copies a knowledge base to OpenAI.")
+        return
+    try:
+        local = store.list_files(base.id, actor)
+        state = sync_state(mirror, base.id)
+        if (state is None or not state.running) and mirror.needs_sync(base, local) and not _failed_last(state):
+            state = start_sync(mirror, base.id, actor)
+    except StoreError as exc:
+        st.error(str(exc))
+        return
+    left, right = st.columns(2)
+    if left.button("Sync now", key=f"kb_sync_{base.id}", disabled=bool(state and state.running)):
+        start_sync(mirror, base.id, actor, retry_failed=True)
+        st.rerun()
+    right.caption("Sync now also retries files that failed.")
+    if state is not None and state.running:
+        _live_sync(store, base, mirror)
+    else:
+        _draw_remote(store, base, mirror, state)
+
+
+def _failed_last(state: SyncState | None) -> bool:
+    return state is not None and bool(state.error)     # a failed sync waits for "Sync now"
+
+
+@st.fragment(run_every=1.0)
+def _live_sync(store: KnowledgeStore, base: KnowledgeBase, mirror: Mirror) -> None:
+    state = sync_state(mirror, base.id)
+    _draw_remote(store, base, mirror, state)
+    if state is None or not state.running:
+        st.rerun()
+
+
+def _draw_remote(store: KnowledgeStore, base: KnowledgeBase, mirror: Mirror, state: SyncState | None) -> None:
+    if state is not None and state.running:
+        stage = {"uploading": "Uploading files", "processing": "OpenAI is processing the batch"}.get(
+            state.stage, "Starting the sync")
+        st.progress(state.done / state.total if state.total else 0.0, text=f"{stage}: {state.done} of {state.total}")
+    elif state is not None and state.error:
+        st.error(plain(state.error))
+    try:
+        local = store.list_files(base.id, session.actor())
+        remote = mirror.files(base.id)
+    except StoreError as exc:
+        st.error(str(exc))
+        return
+    if not local:
+        st.caption("No documents yet.")
+        return
+    ready = sum(r.status == "ready" for r in remote.values())
+    st.caption(f"{ready} of {len(local)} files ready on OpenAI")
+    for record in local:
+        copy = remote.get(record.id)
+        left, right = st.columns([5, 4])
+        left.markdown(f"**{plain(record.name)}**")
+        if record.status == "failed":
+            right.write("— not copied: the app could not read it")
+        elif copy is None:
+            right.write("⏳ waiting for the sync")
+        else:
+            right.write(REMOTE.get(copy.status, copy.status))
+            if copy.error:
+                right.caption(plain(copy.error))

@@ -18,6 +18,13 @@ REVEALED = "revealed_threads"      # session_state key: threads whose earlier me
 def tool_call_block(call: ToolCall, running: bool = False) -> None:
     """A collapsible block showing one tool call: name, arguments and result (or code and output)."""
     icon = "⏳" if running else ("⚠️" if call.error else "🔧")
+    if call.kind == "file_search":
+        queries = call.arguments.get("queries") or [] if isinstance(call.arguments, dict) else []
+        with st.expander(f"{icon} Searched your documents", expanded=False):
+            if queries:
+                st.caption(plain("Queries: " + "; ".join(str(q) for q in queries)))
+            st.caption(plain(call.result or ("Searching…" if running else "")))
+        return
     if call.kind == "code_interpreter":
         with st.expander(f"{icon} Code interpreter", expanded=False):
             st.code(call.arguments.get("code", ""), language="python")
@@ -52,12 +59,16 @@ def citations_footer(message: Message) -> None:
         number = c.number or n
         with st.expander(plain(f"[{number}] {c.source or c.title}")):
             details = [f"file {c.title}"] + ([f"page {c.page}"] if c.page else [])
-            if c.score is not None:
+            if c.score is not None and c.how == "file_search":
+                details.append(f"OpenAI file search score {c.score:.3f}")
+            elif c.score is not None:
                 details.append(f"fused score {c.score:.4f}")
             if c.similarity is not None:
                 details.append(f"similarity {c.similarity:.3f}")
             if c.how == "matched":
                 details.append("the reply wrote no marker; its wording matches this passage")
+            elif c.how == "file_search":
+                details.append("the best passage OpenAI's search returned from this file")
             st.caption(plain(" · ".join(details)))
             if c.quote:
                 st.text(c.quote)

@@ -6,10 +6,12 @@ length limit stopped is saved marked `cut_off`, and `continue_turn` asks for the
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator
 
 from studio.knowledge.embedding import EmbeddingUnavailable
-from studio.knowledge.grounding import citations, ground
+from studio.knowledge.grounding import HOSTED_RULES, citations, ground
+from studio.knowledge.hosted import Mirror, stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
 from studio.providers.base import Provider, ProviderError
 from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted
@@ -93,22 +95,35 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             yield _not_saved(exc)
             return
 
-    grounding = None
+    grounding = hosted = mirror = None
     if spec.knowledge_bases and knowledge is not None:
         try:
-            grounding = ground(knowledge, spec, thread, actor)
+            if provider.capabilities.hosted_retrieval:    # OpenAI searches its copy (file_search)
+                mirror = Mirror(knowledge, provider)
+                hosted = stores_for_turn(mirror, spec.knowledge_bases, spec.owner or actor.name, actor)
+                spec = replace(spec, instructions=f"{spec.instructions.rstrip()}\n\n## Knowledge\n{HOSTED_RULES}".strip())
+            else:
+                grounding = ground(knowledge, spec, thread, actor)
+                spec = grounding.spec
         except (StoreError, EmbeddingUnavailable) as exc:
             yield ErrorEvent(f"The knowledge base could not be searched: {exc}", retryable=True, code="knowledge")
             return
-        spec = grounding.spec
+        if hosted is not None and not hosted.vector_stores and hosted.notes:
+            yield ErrorEvent("The assistant's knowledge is not on OpenAI yet: " + " ".join(hosted.notes),
+                             retryable=True, code="knowledge")
+            return
     reply = Message(role="assistant", content="")
     parts: list[str] = []
-    for event in provider.stream_reply(thread, spec):
+    events = (provider.stream_reply(thread, spec, vector_stores=hosted.vector_stores) if hosted
+              else provider.stream_reply(thread, spec))
+    for event in events:
         if isinstance(event, TextDelta):
             parts.append(event.text)
         elif isinstance(event, ToolCallFinished):
             reply.tool_calls.append(event.call)
         elif isinstance(event, CitationFound):
+            if mirror is not None:     # OpenAI's file id -> the file here, and its name
+                _own_file(mirror, event.citation)
             reply.citations.append(event.citation)
         elif isinstance(event, Done):
             reply.content = "".join(parts)
@@ -137,6 +152,13 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             return
     # A provider that stops without Done has failed; say so rather than save half a reply.
     yield ErrorEvent("The model stopped before finishing its reply.", retryable=True)
+
+
+def _own_file(mirror: Mirror, citation) -> None:
+    mine = mirror.local_file(citation.file_id)
+    if mine is not None:
+        citation.file_id, citation.title = mine
+        citation.source = citation.title
 
 
 def continue_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,

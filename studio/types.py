@@ -52,7 +52,7 @@ class ToolCall:
     id: str = field(default_factory=lambda: new_id("call"))
     result: str | None = None
     error: bool = False
-    kind: Literal["function", "code_interpreter"] = "function"
+    kind: Literal["function", "code_interpreter", "file_search"] = "function"
 
 
 @dataclass
@@ -60,8 +60,9 @@ class Citation:
     """A source a reply cites: its title (the file), the quoted passage, where it is from.
 
     Knowledge-base citations also carry the passage's number in the prompt, its page, scores,
-    file id, and `how` it was found: "cited" (the reply wrote [n]) or "matched" (the reply's
-    wording comes from it, but it wrote no marker)."""
+    file id, and `how` it was found: "cited" (the reply wrote [n]), "matched" (the reply's
+    wording comes from it, but it wrote no marker) or "file_search" (OpenAI's hosted search
+    cited the file; the quote is the best passage it returned from it)."""
     title: str
     quote: str = ""
     source: str = ""

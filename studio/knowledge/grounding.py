@@ -30,6 +30,9 @@ ECHO_MIN_WORDS = 6
 CITE_RULES = ("Answer from the numbered passages below when they answer the question, and cite each "
               "passage you use by its number in square brackets, like [1]. If they do not answer it, "
               "say that your documents do not cover it. Never invent a source.")
+HOSTED_RULES = ("Search the user's documents with file search before you answer a question they may cover, "
+                "and answer from what it finds. If it finds nothing that answers the question, say that "
+                "your documents do not cover it. Never invent a source.")
 NOTHING_FOUND = ("Your documents (knowledge base) have nothing on this question. Say so plainly in one "
                  "sentence, then answer only if you are sure, and cite no source.")
 

@@ -17,6 +17,7 @@ import numpy as np
 
 RRF_K = 60           # the usual constant of reciprocal rank fusion (Cormack et al., 2009)
 CANDIDATES = 50      # each ranking contributes its top this-many to the fusion
+_RRF = 1.0 / (RRF_K + np.arange(1, CANDIDATES + 1))    # the fusion score of ranks 1, 2, ...
 # A passage counts as relevant when its cosine similarity reaches MIN_SIMILARITY, or reaches
 # MIN_SIMILARITY_WITH_KEYWORDS while also sharing keywords with the query (measured on the
 # sample question set and off-topic questions: bench/retrieval.py).
@@ -79,18 +80,21 @@ class SearchIndex:
             self._bm25 = bm25s.BM25()     # the "lucene" variant: no score for absent words
             self._bm25.index(words(texts), show_progress=False)
             self._vocab = self._bm25.vocab_dict
+            scores = self._bm25.scores     # one column per word: its rows and their BM25 scores
+            self._starts, self._scores = scores["indptr"], scores["data"]
+            self._rows = scores["indices"].astype(np.intp)     # the index type numpy would convert to per query
 
     def keyword_scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk: the query words' columns of bm25s' precomputed score
-        matrix, summed with one bincount (bm25s' own np.add.at per word is several times slower)."""
+        matrix, added up (bm25s' own np.add.at per word is several times slower)."""
         ids = [self._vocab[w] for w in query_words(query) if w in self._vocab] if self._bm25 else []
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
-        scores = self._bm25.scores
-        starts, ends = scores["indptr"][ids], scores["indptr"][np.asarray(ids) + 1]
-        rows = np.concatenate([scores["indices"][a:b] for a, b in zip(starts, ends, strict=True)])
-        weights = np.concatenate([scores["data"][a:b] for a, b in zip(starts, ends, strict=True)])
-        return np.bincount(rows, weights=weights, minlength=self.size).astype(np.float32, copy=False)
+        out = np.zeros(self.size, dtype=np.float32)
+        for i in ids:
+            start, end = self._starts[i], self._starts[i + 1]
+            np.add.at(out, self._rows[start:end], self._scores[start:end])
+        return out
 
     def search(self, query: str, query_vector: np.ndarray, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The top `k` chunks for `query`; `mode` is "hybrid", "vector" or "keyword"."""
@@ -103,17 +107,23 @@ class SearchIndex:
         by_keyword = _top(keyword, n)
         by_keyword = by_keyword[keyword[by_keyword] > 0]          # no shared word: no keyword rank
         rankings = {"vector": [by_vector[:k]], "keyword": [by_keyword[:k]]}.get(mode, [by_vector, by_keyword])
+        # Reciprocal rank fusion: 1/(RRF_K + rank) from each list, summed per chunk.
         fused = np.zeros(self.size)
-        for ranking in rankings:          # reciprocal rank fusion: 1/(RRF_K + rank) from each list
-            fused[ranking] += 1.0 / (RRF_K + 1 + np.arange(len(ranking)))
-        candidates = np.unique(np.concatenate(rankings))
-        best = candidates[np.lexsort((candidates, -fused[candidates]))][:k]   # ties: earlier chunk first
-        return [Hit(int(r), float(similarity[r]), float(keyword[r]), float(fused[r])) for r in best]
+        for ranking in rankings:
+            fused[ranking] += _RRF[:len(ranking)]        # a ranking holds each row once
+        rows = np.concatenate(rankings)
+        hits: dict[int, Hit] = {}
+        for row in rows[np.lexsort((rows, -fused[rows]))].tolist():     # ties: earlier chunk first
+            if row not in hits:
+                hits[row] = Hit(row, float(similarity[row]), float(keyword[row]), float(fused[row]))
+                if len(hits) == k:
+                    break
+        return list(hits.values())
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
     """Rows of the `n` highest scores, best first."""
     if n >= len(scores):
         return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, n - 1)[:n]
+    part = np.argpartition(scores, len(scores) - n)[len(scores) - n:]
     return part[np.argsort(-scores[part], kind="stable")]

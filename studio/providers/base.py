@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from studio.types import AssistantSpec, Event, ModelInfo, Thread
 
@@ -15,6 +15,7 @@ class Capabilities:
     code_interpreter: bool
     server_threads: bool      # threads kept by the provider (OpenAI Conversations)
     fine_tuning: bool
+    hosted_retrieval: bool = False   # searches the provider's own vector stores (OpenAI file_search)
 
 
 class ProviderError(Exception):
@@ -36,7 +37,8 @@ class Provider(ABC):
         """Models this provider can chat with. Raises ProviderError on failure."""
 
     @abstractmethod
-    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
+                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
         """Stream the assistant's reply to the last message of `thread` (a user message).
 
         `thread.messages` holds the whole history, the new user message last. Never raises
@@ -44,6 +46,8 @@ class Provider(ABC):
         too-long input): yields an ErrorEvent instead. Function tools named in `spec.tools`
         are run here (see studio.tools) and reported as ToolCallStarted/Finished events.
         Ends with Done (carrying `provider_ref` if the provider created a server thread).
+        `vector_stores`: hosted vector stores the turn searches (providers with hosted_retrieval;
+        the sources the reply cites come as CitationFound events, with the provider's file ids).
         """
 
     def delete_thread(self, thread: Thread) -> None:

@@ -9,7 +9,7 @@ import hashlib
 import json
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from openai import OpenAI
 
@@ -99,7 +99,8 @@ class CompatibleProvider(Provider):
         return models[0].id
 
     # --- a turn --------------------------------------------------------------------
-    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
+                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
         """Stream the reply to the thread's last (user) message; see Provider.stream_reply."""
         if not thread.messages or thread.messages[-1].role != "user":
             yield ErrorEvent("There is no new message to answer.", False, "no_user_message")

@@ -5,7 +5,7 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from studio.assistants import compile_instructions
 from studio.context import ContextTooLong, history_messages
@@ -51,7 +51,8 @@ class LocalProvider(Provider):
                 "switch to OpenAI or a compatible server for tools.",
                 "It runs on this machine's CPU: replies are short and simple, and no key or internet is needed."]
 
-    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
+                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
         """Stream the reply to the thread's last (user) message; see Provider.stream_reply.
 
         The model is loaded on first use; a failed load is an ErrorEvent saying what to do.

@@ -5,10 +5,11 @@ the assistant's compiled instructions and tools; the Conversation keeps the hist
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import openai
 from openai import OpenAI
@@ -20,10 +21,12 @@ from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_argumen
                                     run_calls_events, text_delta)
 from studio.redact import redact, remember_secret
 from studio.tools import Tool, get_tools
-from studio.types import (AssistantSpec, Done, ErrorEvent, Event, Message, ModelInfo, Thread,
-                          ToolCall, ToolCallFinished, ToolCallStarted, Usage)
+from studio.types import (AssistantSpec, Citation, CitationFound, Done, ErrorEvent, Event, Message, ModelInfo,
+                          Thread, ToolCall, ToolCallFinished, ToolCallStarted, Usage)
 
 CODE_INTERPRETER = "code_interpreter"
+FILE_SEARCH = "file_search"
+FILE_SEARCH_RESULTS = 5       # passages file_search gives one turn
 ITEMS_PER_REQUEST = 20        # the Conversations API accepts at most 20 items per call
 # Families /v1/models lists that cannot hold a conversation.
 NOT_CHAT = re.compile(r"embedding|tts|whisper|dall-e|gpt-image|moderation|realtime|transcribe|"
@@ -45,7 +48,7 @@ class OpenAIProvider(Provider):
     name = "openai"
     label = "OpenAI"
     capabilities = Capabilities(function_tools=True, code_interpreter=True, server_threads=True,
-                                fine_tuning=True)
+                                fine_tuning=True, hosted_retrieval=True)
 
     def __init__(self, api_key: str, base_url: str | None = None, default_model: str = "gpt-5-mini",
                  max_retries: int = 2, timeout: float = 60):
@@ -67,6 +70,16 @@ class OpenAIProvider(Provider):
     def default_model(self) -> str:
         return self._default_model
 
+    @property
+    def account(self) -> str:
+        """Which account and server this provider reaches: a fingerprint of the base URL and
+        key (never the key), e.g. to remember which vector stores were made there."""
+        return hashlib.sha256(f"{self.base_url}\n{self._api_key}".encode()).hexdigest()[:16]
+
+    def error_for(self, exc: BaseException) -> ProviderError:
+        """An SDK exception as a ProviderError worded for the user (no secret in it)."""
+        return self._provider_error(exc)
+
     # --- models --------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
         """Chat-capable models from /v1/models, with their shutdown dates. Raises ProviderError."""
@@ -83,7 +96,8 @@ class OpenAIProvider(Provider):
                        for m in models if not NOT_CHAT.search(m.id)), key=lambda m: m.id)
 
     # --- a turn --------------------------------------------------------------------
-    def stream_reply(self, thread: Thread, spec: AssistantSpec) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
+                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
         """Stream the reply to the thread's last (user) message; see Provider.stream_reply."""
         if not self._api_key:
             yield ErrorEvent("No OpenAI API key is set. Set OPENAI_API_KEY in your settings or "
@@ -97,7 +111,7 @@ class OpenAIProvider(Provider):
         conversation = _ConversationUse(id=thread.provider_ref)
         settled = False   # Done or the ErrorEvent has been handed out
         try:
-            for event in self._turn(thread, spec, model, progress, conversation):
+            for event in self._turn(thread, spec, model, progress, conversation, list(vector_stores)):
                 if isinstance(event, ErrorEvent):
                     settled = True
                     yield self._after_failure(event, thread, conversation)
@@ -157,13 +171,13 @@ class OpenAIProvider(Provider):
             raise self._provider_error(exc) from None
 
     def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress,
-              conversation_use: _ConversationUse) -> Iterator[Event]:
+              conversation_use: _ConversationUse, vector_stores: list[str]) -> Iterator[Event]:
         if conversation_use.id is None:
             conversation_use.id = self._new_conversation(thread.messages[:-1])
             conversation_use.created_now = True
         conversation = conversation_use.id
         tools = get_tools(spec.tools)
-        options = self._request_options(spec, tools)
+        options = self._request_options(spec, tools, vector_stores)
         pending: list[dict] = [{"type": "message", "role": "user", "content": thread.messages[-1].content}]
         usage = Usage()
         for round_no in range(MAX_TOOL_ROUNDS + 1):
@@ -196,7 +210,7 @@ class OpenAIProvider(Provider):
                        for c in calls]
         yield Done(usage=usage, provider_ref=conversation, cut_off=progress.cut_off)
 
-    def _request_options(self, spec: AssistantSpec, tools: list[Tool]) -> dict[str, Any]:
+    def _request_options(self, spec: AssistantSpec, tools: list[Tool], vector_stores: list[str]) -> dict[str, Any]:
         options: dict[str, Any] = {}
         instructions = compile_instructions(spec)
         if instructions:
@@ -204,7 +218,12 @@ class OpenAIProvider(Provider):
         schemas = [t.responses_schema() for t in tools]   # each with "strict": false (see there)
         if CODE_INTERPRETER in spec.tools:
             schemas.append({"type": "code_interpreter", "container": {"type": "auto"}})
-            options["include"] = ["code_interpreter_call.outputs"]   # else the logs are not returned
+            options.setdefault("include", []).append("code_interpreter_call.outputs")   # else no logs
+        if vector_stores:
+            schemas.append({"type": FILE_SEARCH, "vector_store_ids": vector_stores,
+                            "max_num_results": FILE_SEARCH_RESULTS})
+            # the passages found; without them a citation names a file but cannot show its text
+            options.setdefault("include", []).append("file_search_call.results")
         if schemas:
             options["tools"] = schemas
         return options
@@ -221,7 +240,9 @@ class OpenAIProvider(Provider):
 
         Returns None when the response completed, or the ErrorEvent that ended it.
         """
-        running: dict[str, ToolCall] = {}   # code interpreter calls by item id
+        running: dict[str, ToolCall] = {}   # code interpreter and file search calls by item id
+        found: dict[str, list] = {}          # file_search results by OpenAI file id
+        cited: list = []                     # file_citation annotations, in reply order
         # The stream is read to its end even after the terminal event: closing it early
         # would discard the keep-alive connection (a new TLS handshake for the next request).
         outcome: ErrorEvent | None = ErrorEvent(
@@ -234,6 +255,9 @@ class OpenAIProvider(Provider):
                 if kind == "response.output_text.delta":
                     if event.delta:
                         yield from text_delta(event.delta, progress)
+                elif kind == "response.file_search_call.in_progress":
+                    call = running[event.item_id] = _search_call(event.item_id)
+                    yield ToolCallStarted(call)
                 elif kind == "response.code_interpreter_call_code.done":
                     call = running[event.item_id] = _code_call(event.item_id, event.code)
                     yield ToolCallStarted(call)
@@ -251,7 +275,19 @@ class OpenAIProvider(Provider):
                         call.result = _code_output(item)
                         call.error = item.status == "failed"
                         yield ToolCallFinished(call)
+                    elif item.type == "file_search_call":
+                        call = running.pop(item.id, None)
+                        if call is None:
+                            call = _search_call(item.id)
+                            yield ToolCallStarted(call)
+                        yield ToolCallFinished(_search_finished(call, item, found))
+                    elif item.type == "message":
+                        cited += [a for part in item.content or [] if part.type == "output_text"
+                                  for a in part.annotations or [] if a.type == "file_citation"]
                 elif kind in ("response.completed", "response.incomplete"):
+                    for citation in _citations(cited, found):
+                        yield CitationFound(citation)
+                    cited = []
                     if event.response.usage:
                         usage.input_tokens += event.response.usage.input_tokens
                         usage.output_tokens += event.response.usage.output_tokens
@@ -286,6 +322,40 @@ class OpenAIProvider(Provider):
 
 def _code_call(item_id: str, code: str) -> ToolCall:
     return ToolCall(name=CODE_INTERPRETER, arguments={"code": code}, id=item_id, kind="code_interpreter")
+
+
+def _search_call(item_id: str) -> ToolCall:
+    return ToolCall(name=FILE_SEARCH, arguments={}, id=item_id, kind="file_search")
+
+
+def _search_finished(call: ToolCall, item, found: dict[str, list]) -> ToolCall:
+    """Fill in a finished file_search call and keep its results (best first) for the citations."""
+    results = item.results or []
+    for r in results:
+        found.setdefault(r.file_id, []).append(r)
+    for hits in found.values():
+        hits.sort(key=lambda r: -(r.score or 0))
+    call.arguments = {"queries": list(item.queries or [])}
+    names = sorted({r.filename or r.file_id for r in results})
+    call.result = (f"{len(results)} passage(s) from {', '.join(names)}" if results
+                   else "no passage found")
+    call.error = item.status in ("failed", "incomplete")
+    return call
+
+
+def _citations(annotations: list, found: dict[str, list]) -> list[Citation]:
+    """One Citation per file the reply cites (first citation first), with the best passage the
+    search returned from that file. The file id is OpenAI's; the caller maps it to its own."""
+    out: list[Citation] = []
+    for a in annotations:
+        if any(c.file_id == a.file_id for c in out):
+            continue
+        best = (found.get(a.file_id) or [None])[0]
+        out.append(Citation(title=a.filename or a.file_id, quote=(best.text or "") if best else "",
+                            source=a.filename or a.file_id, number=len(out) + 1,
+                            score=round(best.score, 4) if best and best.score is not None else None,
+                            file_id=a.file_id, how="file_search"))
+    return out
 
 
 def _code_output(item) -> str:

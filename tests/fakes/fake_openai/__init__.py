@@ -12,7 +12,9 @@ Endpoints: GET /v1/models[/{id}]; /v1/conversations (create with items, retrieve
 delete, list/add items); POST /v1/responses and POST /v1/chat/completions, streamed
 (real event order, `sequence_number`s) or not; /v1/files (multipart upload, fine-tune JSONL
 checked line by line) and /v1/fine_tuning/jobs (create, retrieve, list, events, checkpoints,
-cancel) whose jobs move through their statuses over time (see fine_tuning.py).
+cancel) whose jobs move through their statuses over time (see fine_tuning.py);
+/v1/vector_stores (stores, file batches, attached files, search; see vector_stores.py), and
+the `file_search` tool in responses, with `file_citation` annotations.
 
 How it answers (deterministic, from the input; see brain.py):
   - the last user message echoed: "You said: <text>", streamed word by word;

@@ -2,13 +2,19 @@
 
 The streamed events follow the real order: response.created, response.in_progress, then per
 output item: output_item.added, [content_part.added, output_text.delta..., output_text.done,
-content_part.done | function_call_arguments.delta..., .done | code_interpreter_call.* events],
+output_text.annotation.added..., content_part.done | function_call_arguments.delta..., .done |
+code_interpreter_call.* events | file_search_call.in_progress, .searching, .completed],
 output_item.done; finally response.completed (with usage), response.incomplete (a reply cut
 at its token limit), or response.failed / error.
 
 Like the real API, a response refuses to start while its conversation holds a function call
 whose output was never sent (400 "No tool output found for function call ..."). A response
 that fails part-way leaves its input in the conversation (the server had taken it).
+
+With a `file_search` tool the model first searches its vector stores for the user's message
+(a file_search_call item; its `results` only with include=["file_search_call.results"]), then
+answers from the best passage with a `file_citation` annotation for its file, or says the
+documents do not cover it (see `_answer_from`).
 """
 from __future__ import annotations
 
@@ -22,9 +28,10 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.fake_openai import errors
-from tests.fakes.fake_openai.brain import Plan, estimate_tokens, plan_reply, split_json, split_words
+from tests.fakes.fake_openai.brain import DIRECTIVE, Plan, estimate_tokens, plan_reply, split_json, split_words
 from tests.fakes.fake_openai.errors import FakeAPIError
 from tests.fakes.fake_openai.server import FAIL_MIDSTREAM, FAIL_MIDSTREAM_ERROR, FakeConversation
+from tests.fakes.fake_openai.vector_stores import search_stores
 
 if TYPE_CHECKING:
     from tests.fakes.fake_openai.server import FakeOpenAI
@@ -182,7 +189,8 @@ class _ResponsesAPI:
         self.fake.check_length(len(body.get("instructions") or "")
                                + sum(len(item_text(i)) for i in counted), "input")
         plan = self._plan(body, history + new_items, new_items)
-        builder = _ResponseBuilder(self.fake, body, model, conv.id if conv else None, plan,
+        search = self._file_search(body, history + new_items, new_items)
+        builder = _ResponseBuilder(self.fake, body, model, conv.id if conv else None, plan, search,
                                    input_tokens=sum(estimate_tokens(item_text(i)) for i in history + new_items),
                                    cap=self.fake.cap_for(body.get("max_output_tokens")))
         if body.get("stream"):
@@ -191,6 +199,18 @@ class _ResponsesAPI:
         if conv:
             conv.items.extend(new_items + response["output"])
         return JSONResponse(response)
+
+    def _file_search(self, body: dict, all_items: list[dict], new_items: list[dict]) -> dict | None:
+        """With a file_search tool and a new user message: the search the model runs first
+        (its query is the message without directives) and what it found."""
+        tool = next((t for t in body.get("tools") or [] if t.get("type") == "file_search"), None)
+        if tool is None or any(i["type"] == "function_call_output" for i in new_items):
+            return None
+        users = [item_text(i) for i in all_items if i["type"] == "message" and i["role"] == "user"]
+        query = DIRECTIVE.sub("", users[-1] if users else "").strip()
+        results = search_stores(self.fake, tool.get("vector_store_ids") or [], query,
+                                tool.get("max_num_results") or 10)
+        return {"query": query, "results": results}
 
     def _plan(self, body: dict, all_items: list[dict], new_items: list[dict]) -> Plan:
         tools = body.get("tools") or []
@@ -234,23 +254,46 @@ class _ResponsesAPI:
         yield b.event(f"response.{b.status}", response=response)
 
 
+def _answer_from(results: list[dict], plan: Plan) -> tuple[Plan, list[dict]]:
+    """The reply after a file search: the best passage's first sentence, citing its file (a
+    `[[say X]]` directive's text instead, still citing it); with nothing found, "not covered"."""
+    if plan.calls or plan.code:
+        return plan, []
+    if not results:
+        return Plan(text="Your documents do not cover that."), []
+    best = results[0]
+    said = plan.text if not plan.text.startswith("You said: ") else ""
+    text = said or f"According to {best['filename']}: {best['text'].split('. ')[0][:200].rstrip('.')}."
+    return Plan(text=text), [{"type": "file_citation", "file_id": best["file_id"], "filename": best["filename"],
+                              "index": len(text)}]
+
+
 class _ResponseBuilder:
     """Builds one response's output items, its Response JSON and its SSE events."""
 
     def __init__(self, fake: "FakeOpenAI", body: dict, model: str, conv_id: str | None, plan: Plan,
-                 input_tokens: int, cap: int | None = None):
+                 search: dict | None, input_tokens: int, cap: int | None = None):
         self.fake, self.body, self.model, self.conv_id = fake, body, model, conv_id
         self.id = fake.new_id("resp")
         self.created_at = int(time.time())
         self.seq = 0
         self.input_tokens = input_tokens
         self.status = "completed"
+        annotations: list[dict] = []
+        if search is not None:
+            plan, annotations = _answer_from(search["results"], plan)
         words = split_words(plan.text) if plan.text else []
         if cap is not None and len(words) > cap:   # cut at the token limit: text only, no calls
             plan = Plan(text="".join(words[:cap]), code=plan.code)
             self.status = "incomplete"
         include_logs = "code_interpreter_call.outputs" in (body.get("include") or [])
         self.items: list[dict] = []
+        if search is not None:   # results only come back when asked for with `include`
+            with_results = "file_search_call.results" in (body.get("include") or [])
+            self.items.append({"id": fake.new_id("fs"), "type": "file_search_call", "status": "completed",
+                               "queries": [search["query"]],
+                               "results": [dict(r, attributes={}) for r in search["results"]] if with_results
+                               else None})
         for run in plan.code:   # outputs are only returned when asked for with `include`
             self.items.append({"id": fake.new_id("ci"), "type": "code_interpreter_call", "status": "completed",
                                "code": run.code, "container_id": fake.new_id("cntr"),
@@ -258,7 +301,8 @@ class _ResponseBuilder:
         if plan.text:
             self.items.append({"id": fake.new_id("msg"), "type": "message", "status": self.status,
                                "role": "assistant",
-                               "content": [{"type": "output_text", "text": plan.text, "annotations": [],
+                               "content": [{"type": "output_text", "text": plan.text,
+                                            "annotations": annotations if self.status == "completed" else [],
                                             "logprobs": []}]})
         for call in plan.calls:
             self.items.append({"id": fake.new_id("fc"), "type": "function_call", "status": "completed",
@@ -311,6 +355,9 @@ class _ResponseBuilder:
                     return
                 await self._pause()
                 yield self.event("response.output_text.delta", **ref, content_index=0, delta=word, logprobs=[])
+            for n, annotation in enumerate(item["content"][0]["annotations"]):
+                yield self.event("response.output_text.annotation.added", **ref, content_index=0,
+                                 annotation_index=n, annotation=annotation)
             yield self.event("response.output_text.done", **ref, content_index=0, text=text, logprobs=[])
             yield self.event("response.content_part.done", **ref, content_index=0, part=item["content"][0])
         elif kind == "function_call":
@@ -321,6 +368,11 @@ class _ResponseBuilder:
                 yield self.event("response.function_call_arguments.delta", **ref, delta=piece)
             yield self.event("response.function_call_arguments.done", **ref, name=item["name"],
                              arguments=item["arguments"])
+        elif kind == "file_search_call":
+            yield self.event("response.output_item.added", output_index=index,
+                             item=dict(item, status="in_progress", results=None))
+            for stage in ("in_progress", "searching", "completed"):
+                yield self.event(f"response.file_search_call.{stage}", **ref)
         elif kind == "code_interpreter_call":
             yield self.event("response.output_item.added", output_index=index,
                              item=dict(item, status="in_progress", code="", outputs=None))

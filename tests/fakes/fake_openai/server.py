@@ -90,8 +90,9 @@ class FakeOpenAI:
     serve`), `refuse` (a function of the RecordedRequest returning a FakeAPIError to answer
     with, or None); fine-tuning: `ft_step_s` (seconds per tick of a job's life),
     `ft_metrics_every` (steps between metrics events), `ft_refuse_create` (None,
-    "training_not_available" or "quota"; see fine_tuning.py). State: `requests`,
-    `conversations`, `files`, `jobs`.
+    "training_not_available" or "quota"; see fine_tuning.py); vector stores: `vs_process_s`
+    (seconds an attached file stays in_progress), `vs_fail` ({filename: last_error code}; see
+    vector_stores.py). State: `requests`, `conversations`, `files`, `jobs`, `vector_stores`.
     """
 
     def __init__(self, delta_delay: float = 0.0, max_input_chars: int = 20_000,
@@ -99,12 +100,14 @@ class FakeOpenAI:
         self._defaults = dict(delta_delay=delta_delay, max_input_chars=max_input_chars,
                               retry_after_ms=retry_after_ms, bad_keys=tuple(bad_keys),
                               output_token_limit=None, conversations_api=True, error_style="openai",
-                              refuse=None, ft_step_s=0.02, ft_metrics_every=2, ft_refuse_create=None)
+                              refuse=None, ft_step_s=0.02, ft_metrics_every=2, ft_refuse_create=None,
+                              vs_process_s=0.05, vs_fail={})
         self.refuse: Callable[[RecordedRequest], FakeAPIError | None] | None = None
         self.requests: list[RecordedRequest] = []
         self.conversations: dict[str, FakeConversation] = {}
         self.files: dict = {}   # file id -> fine_tuning.FakeFile
         self.jobs: dict = {}    # job id -> fine_tuning.FakeJob
+        self.vector_stores: dict = {}   # vector store id -> vector_stores.FakeVectorStore
         self.reset()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -165,8 +168,9 @@ class FakeOpenAI:
         self.conversations.clear()
         self.files.clear()
         self.jobs.clear()
+        self.vector_stores.clear()
         for name, value in self._defaults.items():
-            setattr(self, name, value)
+            setattr(self, name, dict(value) if isinstance(value, dict) else value)
         self.models = [dict(m) for m in DEFAULT_MODELS]
 
     # --- inspection ----------------------------------------------------------------
@@ -241,7 +245,7 @@ class FakeOpenAI:
 
     # --- app -----------------------------------------------------------------------
     def _build_app(self) -> Starlette:
-        from tests.fakes.fake_openai import chat, fine_tuning, responses   # they import this module
+        from tests.fakes.fake_openai import chat, fine_tuning, responses, vector_stores   # they import this module
 
         async def list_models(request: Request):
             await self.begin(request)
@@ -257,6 +261,7 @@ class FakeOpenAI:
 
         routes = [Route("/v1/models", list_models, methods=["GET"]),
                   Route("/v1/models/{model:path}", get_model, methods=["GET"]),
-                  *responses.routes(self), *chat.routes(self), *fine_tuning.routes(self)]
+                  *responses.routes(self), *chat.routes(self), *fine_tuning.routes(self),
+                  *vector_stores.routes(self)]
         return Starlette(routes=routes,
                          exception_handlers={FakeAPIError: lambda request, exc: exc.response(self.error_style)})

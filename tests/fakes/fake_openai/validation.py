@@ -15,6 +15,8 @@ from openai.types.chat import CompletionCreateParams
 from openai.types.conversations import ConversationCreateParams, ConversationUpdateParams, ItemCreateParams
 from openai.types.fine_tuning import JobCreateParams
 from openai.types.responses import ResponseCreateParams
+from openai.types import VectorStoreCreateParams, VectorStoreSearchParams
+from openai.types.vector_stores import FileBatchCreateParams
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from tests.fakes.fake_openai.errors import FakeAPIError
@@ -27,6 +29,9 @@ REQUEST_TYPES: list[tuple[str, re.Pattern, Any]] = [
     ("POST", re.compile(r"/v1/conversations/[^/]+$"), ConversationUpdateParams),
     ("POST", re.compile(r"/v1/conversations/[^/]+/items$"), ItemCreateParams),
     ("POST", re.compile(r"/v1/fine_tuning/jobs$"), JobCreateParams),
+    ("POST", re.compile(r"/v1/vector_stores$"), VectorStoreCreateParams),
+    ("POST", re.compile(r"/v1/vector_stores/[^/]+/file_batches$"), FileBatchCreateParams),
+    ("POST", re.compile(r"/v1/vector_stores/[^/]+/search$"), VectorStoreSearchParams),
 ]
 # Fields of the SDK's types that travel in the query string, not in the body.
 QUERY_FIELDS = {ItemCreateParams: {"include"}}

@@ -1,0 +1,455 @@
+"""OpenAI's hosted retrieval: a knowledge base mirrored to a vector store, searched by `file_search`.
+
+The workspace keeps the files (the source of truth). For an OpenAI account the app keeps a
+copy: each file uploaded to the Files API and attached, in file batches, to one vector store
+per knowledge base, chunked with the base's own settings. Two tables record the copy per
+account (a fingerprint of the base URL and key, never the key):
+
+- `knowledge_remote_stores`: base -> vector store id, and the chunking it was made with;
+- `knowledge_remote_files`: file -> OpenAI file id, status (uploading, processing, ready,
+  failed) and the reason for a failure (OpenAI's `unsupported_file`, `invalid_file`, ...).
+
+`Mirror.sync` brings the copy up to date: new files uploaded and attached in one batch whose
+status is polled, files deleted here deleted there, a changed chunking or a vector store
+deleted on the dashboard rebuilt. Syncs run in one background thread per (account, base);
+a turn waits for its bases' sync (see `stores_for_turn`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import openai
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, insert, select, update
+
+from studio.knowledge.extract import ExtractionError, extract
+from studio.knowledge.storage import KnowledgeStore
+from studio.knowledge.types import KnowledgeBase, KnowledgeFile
+from studio.store import Actor, StoreError, _guarded, create_tables_once
+from studio.types import utcnow
+
+log = logging.getLogger(__name__)
+
+MIN_CHUNK, MAX_CHUNK = 100, 4096       # OpenAI's limits for a static chunking strategy
+BATCH_LIMIT = 2000                     # files per file batch
+SEARCH_LIMIT = 50                      # max_num_results of a vector store search
+TURN_RESULTS = 5                       # passages file_search gives one turn
+SYNC_TIMEOUT_S = 600                   # a batch still processing after this is polled by the next sync
+TURN_WAIT_S = 120                      # how long a turn waits for its bases to be copied
+# Uploaded as UTF-8 text rather than as they came: OpenAI cannot search CSV files, and a text
+# file in another encoding would fail there; the app's own reading of them is what it indexes.
+AS_TEXT = {"CSV": ".txt", "text": ".txt", "Markdown": ".md"}
+LAST_ERROR = {
+    "unsupported_file": "OpenAI cannot search this type of file",
+    "invalid_file": "OpenAI could not read this file",
+    "server_error": "OpenAI had an error processing this file; sync again to retry",
+}
+
+metadata = MetaData()
+remote_stores = Table(
+    "knowledge_remote_stores", metadata,
+    Column("base_id", String(64), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column("vector_store_id", String(128), nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("chunk_overlap", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+remote_files = Table(
+    "knowledge_remote_files", metadata,
+    Column("file_id", String(64), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column("base_id", String(64), nullable=False, index=True),
+    Column("remote_id", String(128), nullable=False, default=""),     # the OpenAI file id
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=False, default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def account_of(base_url: str, api_key: str) -> str:
+    """Which OpenAI account (and server) a copy lives in: a fingerprint, not the key."""
+    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:16]
+
+
+def static_chunking(base: KnowledgeBase) -> dict:
+    """The base's chunk settings as OpenAI's static strategy (its minimum chunk is 100 tokens)."""
+    size = min(max(base.chunk_size, MIN_CHUNK), MAX_CHUNK)
+    return {"type": "static", "static": {"max_chunk_size_tokens": size,
+                                         "chunk_overlap_tokens": min(base.chunk_overlap, size // 2)}}
+
+
+@dataclass
+class RemoteFile:
+    """Where a file's copy on OpenAI stands."""
+    file_id: str
+    remote_id: str
+    status: str           # uploading | processing | ready | failed
+    error: str = ""
+
+
+@dataclass
+class RemoteHit:
+    """A passage the vector store search returned."""
+    file_id: str          # the app's file id ("" when the file is no longer here)
+    file_name: str
+    remote_id: str
+    text: str
+    score: float
+
+
+class SyncProblem(Exception):
+    """A sync that could not run at all (e.g. a wrong key); the text is for the user."""
+
+
+class Mirror:
+    """The copy of knowledge bases on one OpenAI account, reached through `provider`
+    (an OpenAIProvider: its SDK client, base URL and key)."""
+
+    poll_s = 1.0
+
+    def __init__(self, store: KnowledgeStore, provider):
+        self.store = store
+        self.provider = provider
+        self.client = provider.client
+        self.account = provider.account
+        self._writer = store.engine.execution_options(studio_write=True)
+        self._create_tables()
+
+    @_guarded("set up the OpenAI copy tables")
+    def _create_tables(self) -> None:
+        create_tables_once(self.store.engine, metadata)
+
+    def _error(self, exc: BaseException) -> str:
+        return str(self.provider.error_for(exc))
+
+    # --- what is there ---------------------------------------------------------------
+
+    @_guarded("read the OpenAI copy")
+    def files(self, base_id: str) -> dict[str, RemoteFile]:
+        """The copy's state of each file of the base, by the app's file id."""
+        with self.store.engine.connect() as db:
+            rows = db.execute(select(remote_files).where(remote_files.c.base_id == base_id,
+                                                         remote_files.c.account == self.account))
+            return {r.file_id: RemoteFile(r.file_id, r.remote_id, r.status, r.error) for r in rows}
+
+    @_guarded("read the OpenAI copy")
+    def vector_store_of(self, base_id: str) -> str | None:
+        with self.store.engine.connect() as db:
+            return db.execute(select(remote_stores.c.vector_store_id).where(
+                remote_stores.c.base_id == base_id, remote_stores.c.account == self.account)).scalar()
+
+    def needs_sync(self, base: KnowledgeBase, local: list[KnowledgeFile]) -> bool:
+        """Whether a file is new or gone, a copy is unfinished, or the chunking changed."""
+        remote = self.files(base.id)
+        here = {f.id for f in local if f.status != "failed"}
+        if here ^ set(remote) or any(r.status in ("uploading", "processing") for r in remote.values()):
+            return True
+        return bool(here) and self._chunking_changed(base)
+
+    def _chunking_changed(self, base: KnowledgeBase) -> bool:
+        with self.store.engine.connect() as db:
+            row = db.execute(select(remote_stores).where(remote_stores.c.base_id == base.id,
+                                                         remote_stores.c.account == self.account)).first()
+        return row is None or (row.chunk_size, row.chunk_overlap) != (base.chunk_size, base.chunk_overlap)
+
+    # --- sync --------------------------------------------------------------------------
+
+    def sync(self, base_id: str, actor: Actor, retry_failed: bool = False,
+             progress: Callable[[str, int, int], None] | None = None) -> dict[str, RemoteFile]:
+        """Bring the base's copy up to date; returns each file's state. Per-file failures are
+        recorded on the file (the others go on); SyncProblem when nothing could be done."""
+        base = self.store.get_base(base_id, actor)
+        if base is None:
+            raise SyncProblem("The knowledge base no longer exists.")
+        local = [f for f in self.store.list_files(base_id, actor) if f.status != "failed"]
+        report = progress or (lambda stage, done, total: None)
+        try:
+            store_id = self._ensure_store(base)
+            self._remove_gone(base, store_id, {f.id for f in local})
+            remote = self.files(base.id)
+            todo = [f for f in local if f.id not in remote
+                    or (retry_failed and remote[f.id].status == "failed")
+                    or remote[f.id].status == "uploading"]
+            for n, record in enumerate(todo, 1):
+                report("uploading", n - 1, len(todo))
+                self._upload(base, record)
+            report("uploading", len(todo), len(todo))
+            pending = [r for r in self.files(base.id).values() if r.status == "processing"]
+            if pending:
+                self._attach(base, store_id, pending, report)
+        except openai.NotFoundError:
+            self._forget_store(base.id)     # deleted on the dashboard meanwhile: rebuilt next time
+            raise SyncProblem("The OpenAI vector store disappeared during the sync; sync again to rebuild it.") from None
+        except (openai.APIError, openai.OpenAIError) as exc:
+            raise SyncProblem(f"The knowledge base could not be copied to OpenAI: {self._error(exc)}") from None
+        return self.files(base.id)
+
+    def _ensure_store(self, base: KnowledgeBase) -> str:
+        """The base's vector store, made (or remade, after a chunking change or a deletion on
+        the dashboard) when needed. Remaking it re-attaches the uploaded files, new chunking."""
+        store_id = self.vector_store_of(base.id)
+        if store_id is not None and not self._chunking_changed(base):
+            try:
+                self.client.vector_stores.retrieve(store_id)
+                return store_id
+            except openai.NotFoundError:
+                pass
+        if store_id is not None:
+            try:
+                self.client.vector_stores.delete(store_id)
+            except openai.NotFoundError:
+                pass
+        created = self.client.vector_stores.create(name=base.name[:100], metadata={"studio_base": base.id})
+        with self._writer.begin() as db:
+            db.execute(delete(remote_stores).where(remote_stores.c.base_id == base.id,
+                                                   remote_stores.c.account == self.account))
+            db.execute(insert(remote_stores).values(base_id=base.id, account=self.account,
+                                                    vector_store_id=created.id, chunk_size=base.chunk_size,
+                                                    chunk_overlap=base.chunk_overlap, created_at=utcnow()))
+            # uploaded files are attached again (no new upload); failed ones stay failed
+            db.execute(update(remote_files).where(remote_files.c.base_id == base.id,
+                                                  remote_files.c.account == self.account,
+                                                  remote_files.c.status == "ready")
+                       .values(status="processing", updated_at=utcnow()))
+        return created.id
+
+    def _forget_store(self, base_id: str) -> None:
+        with self._writer.begin() as db:
+            db.execute(delete(remote_stores).where(remote_stores.c.base_id == base_id,
+                                                   remote_stores.c.account == self.account))
+
+    def _set(self, file_id: str, base_id: str, status: str, remote_id: str | None = None, error: str = "") -> None:
+        values = {"status": status, "error": error, "updated_at": utcnow()}
+        if remote_id is not None:
+            values["remote_id"] = remote_id
+        with self._writer.begin() as db:
+            done = db.execute(update(remote_files).where(remote_files.c.file_id == file_id,
+                                                         remote_files.c.account == self.account).values(**values))
+            if not done.rowcount:
+                db.execute(insert(remote_files).values(file_id=file_id, account=self.account, base_id=base_id,
+                                                       **{"remote_id": "", **values}))
+
+    def _upload(self, base: KnowledgeBase, record: KnowledgeFile) -> None:
+        """Upload one file; its failure is recorded on it and the others go on."""
+        self._set(record.id, base.id, "uploading")
+        try:
+            name, data = self._payload(base, record)
+            uploaded = self.client.files.create(file=(name, data), purpose="assistants")
+        except (ExtractionError, OSError) as exc:
+            self._set(record.id, base.id, "failed", error=f"The file could not be read here: {exc}")
+            return
+        except openai.AuthenticationError:
+            raise
+        except (openai.APIError, openai.OpenAIError) as exc:
+            self._set(record.id, base.id, "failed", error=f"Upload failed: {self._error(exc)}")
+            return
+        self._set(record.id, base.id, "processing", remote_id=uploaded.id)
+
+    def _payload(self, base: KnowledgeBase, record: KnowledgeFile) -> tuple[str, bytes]:
+        data = self.store.path_of(base.id, record.sha256).read_bytes()
+        suffix = AS_TEXT.get(record.kind)
+        if suffix is None:
+            return record.name, data
+        text = "\n\n".join(page.text for page in extract(record.name, data))
+        stem = record.name if record.kind == "CSV" else record.name.rsplit(".", 1)[0]
+        return stem + suffix, text.encode("utf-8")
+
+    def _attach(self, base: KnowledgeBase, store_id: str, pending: list[RemoteFile],
+                report: Callable[[str, int, int], None]) -> None:
+        """Attach uploaded files in file batches, poll each to its end, record every file's outcome."""
+        by_remote = {r.remote_id: r for r in pending}
+        ids = list(by_remote)
+        for start in range(0, len(ids), BATCH_LIMIT):
+            batch = self.client.vector_stores.file_batches.create(
+                store_id, file_ids=ids[start:start + BATCH_LIMIT], chunking_strategy=static_chunking(base))
+            deadline = time.monotonic() + SYNC_TIMEOUT_S
+            while batch.status == "in_progress" and time.monotonic() < deadline:
+                counts = batch.file_counts
+                report("processing", counts.completed + counts.failed + counts.cancelled, counts.total)
+                time.sleep(self.poll_s)
+                batch = self.client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store_id)
+            counts = batch.file_counts
+            report("processing", counts.completed + counts.failed + counts.cancelled, counts.total)
+            for item in self.client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store_id,
+                                                                          limit=100):
+                mine = by_remote.get(item.id)
+                if mine is None:
+                    continue
+                if item.status == "completed":
+                    self._set(mine.file_id, base.id, "ready")
+                elif item.status in ("failed", "cancelled"):
+                    error = item.last_error
+                    reason = LAST_ERROR.get(error.code, error.message) if error else f"OpenAI {item.status} it"
+                    detail = f" ({error.message})" if error and error.message and reason != error.message else ""
+                    self._set(mine.file_id, base.id, "failed", error=f"{reason}{detail}.")
+
+    def _remove_gone(self, base: KnowledgeBase, store_id: str, wanted: set[str]) -> None:
+        """Delete the copies of files deleted here (and of files the app failed to read)."""
+        for row in self.files(base.id).values():
+            if row.file_id in wanted:
+                continue
+            if row.remote_id:
+                self._delete_remote(store_id, row.remote_id)
+            with self._writer.begin() as db:
+                db.execute(delete(remote_files).where(remote_files.c.file_id == row.file_id,
+                                                      remote_files.c.account == self.account))
+
+    def _delete_remote(self, store_id: str | None, remote_id: str) -> None:
+        if store_id:
+            try:
+                self.client.vector_stores.files.delete(remote_id, vector_store_id=store_id)
+            except openai.NotFoundError:
+                pass
+        try:
+            self.client.files.delete(remote_id)
+        except openai.NotFoundError:
+            pass
+
+    def delete_base(self, base_id: str) -> None:
+        """Delete the base's copy (vector store and uploaded files). Raises ProviderError."""
+        store_id = self.vector_store_of(base_id)
+        try:
+            for row in self.files(base_id).values():
+                if row.remote_id:
+                    self._delete_remote(None, row.remote_id)
+            if store_id:
+                try:
+                    self.client.vector_stores.delete(store_id)
+                except openai.NotFoundError:
+                    pass
+        except (openai.APIError, openai.OpenAIError) as exc:
+            raise self.provider.error_for(exc) from None
+        with self._writer.begin() as db:
+            db.execute(delete(remote_files).where(remote_files.c.base_id == base_id,
+                                                  remote_files.c.account == self.account))
+            db.execute(delete(remote_stores).where(remote_stores.c.base_id == base_id,
+                                                   remote_stores.c.account == self.account))
+
+    # --- search ------------------------------------------------------------------------
+
+    def local_file(self, remote_id: str) -> tuple[str, str] | None:
+        """(the app's file id, its name) of an OpenAI file id, if it is one of ours."""
+        with self.store.engine.connect() as db:
+            file_id = db.execute(select(remote_files.c.file_id).where(
+                remote_files.c.remote_id == remote_id, remote_files.c.account == self.account)).scalar()
+        record = self.store.get_file(file_id) if file_id else None
+        return None if record is None else (record.id, record.name)
+
+    def search(self, base_id: str, query: str, k: int = 5) -> list[RemoteHit]:
+        """The vector store search endpoint: the top `k` passages (OpenAI's own ranking and score)."""
+        store_id = self.vector_store_of(base_id)
+        if store_id is None or not query.strip():
+            return []
+        try:
+            page = self.client.vector_stores.search(store_id, query=query, max_num_results=min(max(k, 1), SEARCH_LIMIT))
+        except (openai.APIError, openai.OpenAIError) as exc:
+            raise self.provider.error_for(exc) from None
+        hits = []
+        for item in page.data:
+            mine = self.local_file(item.file_id)
+            text = "\n".join(part.text for part in item.content if part.type == "text")
+            hits.append(RemoteHit(mine[0] if mine else "", mine[1] if mine else item.filename, item.file_id,
+                                  text, float(item.score)))
+        return hits
+
+
+# --- background syncs: one thread per (account, base) ------------------------------------
+
+@dataclass
+class SyncState:
+    """A running or finished sync, for the page: its stage and progress, or why it stopped."""
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    error: str = ""
+    running: bool = True
+
+
+_syncs: dict[tuple[str, str], tuple[threading.Thread, SyncState]] = {}
+_syncs_lock = threading.Lock()
+
+
+def start_sync(mirror: Mirror, base_id: str, actor: Actor, retry_failed: bool = False) -> SyncState:
+    """Sync the base in a background thread, unless one is already syncing it; returns its state."""
+    key = (mirror.account, base_id)
+    with _syncs_lock:
+        running = _syncs.get(key)
+        if running is not None and running[0].is_alive():
+            return running[1]
+        state = SyncState()
+
+        def progress(stage: str, done: int, total: int) -> None:
+            state.stage, state.done, state.total = stage, done, total
+
+        def work() -> None:
+            try:
+                mirror.sync(base_id, actor, retry_failed=retry_failed, progress=progress)
+            except (SyncProblem, StoreError) as exc:
+                state.error = str(exc)
+            except Exception as exc:     # a thread's error must reach the page, not vanish
+                log.exception("sync of knowledge base %s failed", base_id)
+                state.error = f"The sync stopped on an unexpected error ({type(exc).__name__})."
+            finally:
+                state.running = False
+
+        thread = threading.Thread(target=work, name=f"kb-sync-{base_id}", daemon=True)
+        _syncs[key] = (thread, state)
+        thread.start()
+        return state
+
+
+def sync_state(mirror: Mirror, base_id: str) -> SyncState | None:
+    found = _syncs.get((mirror.account, base_id))
+    return None if found is None else found[1]
+
+
+def wait_for_sync(mirror: Mirror, base_id: str, timeout: float) -> SyncState | None:
+    found = _syncs.get((mirror.account, base_id))
+    if found is not None:
+        found[0].join(timeout)
+        return found[1]
+    return None
+
+
+@dataclass
+class HostedKnowledge:
+    """What a turn on OpenAI searches: vector stores, and notes about bases not (fully) there."""
+    vector_stores: list[str]
+    notes: list[str]
+
+
+def stores_for_turn(mirror: Mirror, base_ids: list[str], owner: str, actor: Actor,
+                    wait_s: float = TURN_WAIT_S) -> HostedKnowledge:
+    """The vector stores of the assistant's bases, synced first when files changed (a turn waits
+    up to `wait_s`). Only the assistant owner's bases count, as for local retrieval."""
+    stores, notes = [], []
+    for base_id in base_ids:
+        try:
+            base = mirror.store.get_base(base_id, actor)
+        except StoreError:
+            base = None
+        if base is None or base.owner != owner:
+            continue
+        local = mirror.store.list_files(base.id, actor)
+        if mirror.needs_sync(base, local):
+            start_sync(mirror, base.id, actor)
+            state = wait_for_sync(mirror, base.id, wait_s)
+            if state is not None and state.error:
+                notes.append(f"{base.name}: {state.error}")
+        remote = mirror.files(base.id)
+        ready = [r for r in remote.values() if r.status == "ready"]
+        failed = [r for r in remote.values() if r.status == "failed"]
+        store_id = mirror.vector_store_of(base.id)
+        if ready and store_id:
+            stores.append(store_id)
+        if failed:
+            notes.append(f"{base.name}: {len(failed)} file(s) could not be copied to OpenAI "
+                         "(see the Knowledge page).")
+        elif local and not ready:
+            notes.append(f"{base.name}: its files are not on OpenAI yet.")
+    return HostedKnowledge(stores, notes)
