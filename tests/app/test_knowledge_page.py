@@ -204,3 +204,56 @@ def test_a_2000_page_pdf_shows_its_progress_and_the_page_stays_usable(signed_in,
     time.sleep(1)
     assert store.get_file(record.id) is None and store.chunks(base_id)[0] == []
     assert not (workspace / "knowledge" / base_id / record.sha256).exists()
+
+
+def test_on_openai_the_base_is_copied_to_a_vector_store_searched_there_and_cited(on_openai, workspace,
+                                                                               fake_server):
+    """The OpenAI tab copies the base by itself (one file failing there says why), the inspector
+    can search the vector store, and a chat turn's file_search citation names the file here."""
+    from studio.knowledge.hosted import Mirror
+    from studio.providers.openai_provider import OpenAIProvider
+    store = kstore(workspace)
+    base = store.create_base("RAG notes", Actor("ada"))
+    for name in ("retrieval-augmented-generation.pdf", "channel-faq.html"):
+        store.add_file(base.id, name, (SAMPLES / name).read_bytes(), Actor("ada"))
+    fake_server.vs_fail = {"channel-faq.html": "unsupported_file"}
+    at = open_page(on_openai)
+    assert not at.exception
+    assert [t.label for t in at.tabs] == ["Documents", "Retrieval inspector", "Settings", "OpenAI copy"]
+    mirror = Mirror(store, OpenAIProvider("sk-test-app-0123456789", base_url=fake_server.base_url))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and {r.status for r in mirror.files(base.id).values()} != {"ready", "failed"}:
+        time.sleep(0.2)
+    time.sleep(0.3)
+    at = at.run()
+    tab = at.tabs[3]
+    text = " ".join(m.value for m in tab.markdown) + " ".join(c.value for c in tab.caption)
+    assert "1 of 2 files ready on OpenAI" in text and "OpenAI cannot search this type of file" in text
+    assert fake_server.count("/file_batches", "POST") == 1
+
+    next(r for r in at.radio if r.label == "Index").set_value("OpenAI vector store")
+    next(t for t in at.text_input if t.label == "Query").input("How many dimensions does MiniLM produce?")
+    next(b for b in at.button if b.label == "Search").click()
+    at = at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["rank", "file", "score", "passage"]
+    assert table.iloc[0]["file"] == "retrieval-augmented-generation.pdf" and "384" in table.iloc[0]["passage"]
+
+    at.switch_page("pages/assistants.py")
+    at = at.run()
+    next(m for m in at.multiselect if m.label == "Knowledge bases").select(base.id)
+    next(b for b in at.button if b.label == "Save").click()
+    at = at.run()
+    at.switch_page("pages/chat.py")
+    at = at.run()
+    at.chat_input[0].set_value("How many dimensions does MiniLM produce?")
+    at = at.run()
+    assert not at.exception, at.exception
+    tool = next(t for t in fake_server.last("/v1/responses").body["tools"] if t["type"] == "file_search")
+    assert tool["vector_store_ids"] == [mirror.vector_store_of(base.id)]
+    sources = [e for e in at.expander if e.label.replace("\\", "").startswith("[1]")]
+    assert [e.label.replace("\\", "") for e in sources] == ["[1] retrieval-augmented-generation.pdf"]
+    assert "OpenAI file search score" in sources[0].caption[0].value
+    assert "384" in sources[0].text[0].value
+    assert any("Searched your documents" in e.label for e in at.expander)

@@ -180,7 +180,7 @@ class _VectorStoresAPI:
         return {"id": store.id, "object": "vector_store", "created_at": store.created_at, "name": store.name,
                 "usage_bytes": sum(len(c) for f in store.files.values() for c in f.chunks),
                 "file_counts": counts, "status": "in_progress" if counts["in_progress"] else "completed",
-                "expires_after": None, "expires_at": None, "last_active_at": store.created_at,
+                "expires_at": None, "last_active_at": store.created_at,
                 "metadata": store.metadata}
 
     def _file_json(self, store: FakeVectorStore, f: AttachedFile) -> dict:
