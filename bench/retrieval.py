@@ -9,7 +9,7 @@
 3. Indexing throughput on the same chunks: studio's indexing path (embed + store + build the
    index) vs raw sentence-transformers `encode` of the same texts.
 
-    .venv/bin/python bench/retrieval.py [--chunks 10000] [--queries 300]
+    .venv/bin/python bench/retrieval.py [--chunks 10000] [--queries 1000]
 
 Goals: hybrid p95 <= 1.5x plain search and under 30 ms; recall@3 >= 0.9; indexing/raw >= 0.9.
 """
@@ -143,7 +143,7 @@ def throughput(store: KnowledgeStore, texts: list[str]) -> tuple[dict, np.ndarra
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=10_000)
-    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--queries", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = KnowledgeStore(Store(f"sqlite:///{tmp}/bench.db").engine, Path(tmp) / "knowledge")

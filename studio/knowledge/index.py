@@ -81,8 +81,9 @@ class SearchIndex:
             self._bm25.index(words(texts), show_progress=False)
             self._vocab = self._bm25.vocab_dict
             scores = self._bm25.scores     # one column per word: its rows and their BM25 scores
-            self._starts, self._scores = scores["indptr"], scores["data"]
-            self._rows = scores["indices"].astype(np.intp)     # the index type numpy would convert to per query
+            # as the types np.add.at works in without converting per query
+            self._starts, self._scores = scores["indptr"], scores["data"].astype(np.float64)
+            self._rows = scores["indices"].astype(np.intp)
 
     def keyword_scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk: the query words' columns of bm25s' precomputed score
@@ -90,15 +91,15 @@ class SearchIndex:
         ids = [self._vocab[w] for w in query_words(query) if w in self._vocab] if self._bm25 else []
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
-        out = np.zeros(self.size, dtype=np.float32)
+        out = np.zeros(self.size)      # summed in float64: equal sums stay equal, whatever the order
         for i in ids:
             start, end = self._starts[i], self._starts[i + 1]
             np.add.at(out, self._rows[start:end], self._scores[start:end])
-        return out
+        return out.astype(np.float32)
 
     def search(self, query: str, query_vector: np.ndarray, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The top `k` chunks for `query`; `mode` is "hybrid", "vector" or "keyword"."""
-        if not self.size:
+        if not self.size or k <= 0:
             return []
         similarity = self.vectors @ query_vector.astype(np.float32, copy=False)
         keyword = self.keyword_scores(query)
@@ -125,5 +126,5 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     """Rows of the `n` highest scores, best first."""
     if n >= len(scores):
         return np.argsort(-scores, kind="stable")
-    part = np.argpartition(scores, len(scores) - n)[len(scores) - n:]
+    part = np.argpartition(-scores, n - 1)[:n]
     return part[np.argsort(-scores[part], kind="stable")]
