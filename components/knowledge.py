@@ -204,7 +204,7 @@ def settings_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
         try:
             store.get_base(base.id, session.actor())     # NotAllowed before anything on OpenAI goes
             mirror = openai_mirror(store)
-            if mirror is not None and base.owner == session.actor().name:
+            if mirror is not None:
                 try:
                     mirror.delete_base(base.id)
                 except ProviderError as exc:
@@ -258,10 +258,10 @@ def inspector(store: KnowledgeStore, base: KnowledgeBase, mirror: Mirror | None 
 
 
 def _hosted_results(mirror: Mirror, base: KnowledgeBase, query: str, k: int) -> None:
-    if mirror.vector_store_of(base.id) is None:
-        st.info("This knowledge base is not on OpenAI yet: see the OpenAI tab.")
-        return
     try:
+        if mirror.vector_store_of(base.id) is None:
+            st.info("This knowledge base is not on OpenAI yet: see the OpenAI copy tab.")
+            return
         with st.spinner("Searching the OpenAI vector store…"):
             found = mirror.search(base.id, query, k)
     except (ProviderError, StoreError) as exc:

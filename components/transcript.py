@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Sequence
 import streamlit as st
 
 from components.safe_text import inline_code, plain, safe_markdown, safe_stream
-from studio.types import (CitationFound, ErrorEvent, Event, Message, TextDelta, ToolCall,
+from studio.types import (CitationFound, ErrorEvent, Event, Message, Notice, TextDelta, ToolCall,
                           ToolCallFinished, ToolCallStarted)
 
 CURSOR = "▌"
@@ -123,6 +123,9 @@ def _reply_text(events: Iterable[Event], tools_area, failed: list[ErrorEvent]) -
         elif isinstance(event, CitationFound):
             with tools_area:
                 st.caption(f"Source: {plain(event.citation.source or event.citation.title)}")
+        elif isinstance(event, Notice):
+            with tools_area:
+                st.warning(plain(event.text))
         elif isinstance(event, ErrorEvent):
             failed.append(event)
             return

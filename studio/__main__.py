@@ -28,7 +28,7 @@ from studio.finetune.jobs import LOCAL_BASE
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Actor, Store, StoreError
-from studio.types import CitationFound, Done, ErrorEvent, TextDelta, ToolCallFinished
+from studio.types import CitationFound, Done, ErrorEvent, Notice, TextDelta, ToolCallFinished
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +165,8 @@ def _chat(args, settings: Settings) -> int:
             cited = event.citation
             print(f"\n[{cited.number}] {cited.source}" + (" (matched by wording)" if cited.how == "matched" else ""),
                   file=sys.stderr)
+        elif isinstance(event, Notice):
+            print(f"note: {event.text}", file=sys.stderr)
         elif isinstance(event, ErrorEvent):
             print(f"\nerror: {event.message}", file=sys.stderr)
             status = 1

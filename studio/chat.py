@@ -10,12 +10,12 @@ from dataclasses import replace
 from typing import Iterator
 
 from studio.knowledge.embedding import EmbeddingUnavailable
-from studio.knowledge.grounding import HOSTED_RULES, citations, ground
+from studio.knowledge.grounding import HOSTED_RULES, NOTHING_FOUND, citations, ground
 from studio.knowledge.hosted import Mirror, stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
 from studio.providers.base import Provider, ProviderError
 from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted
-from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, TextDelta,
+from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, Notice, TextDelta,
                           Thread, ToolCallFinished)
 
 # What "Continue" sends: a plain user message, so every provider (and the thread's export)
@@ -101,17 +101,16 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             if provider.capabilities.hosted_retrieval:    # OpenAI searches its copy (file_search)
                 mirror = Mirror(knowledge, provider)
                 hosted = stores_for_turn(mirror, spec.knowledge_bases, spec.owner or actor.name, actor)
-                spec = replace(spec, instructions=f"{spec.instructions.rstrip()}\n\n## Knowledge\n{HOSTED_RULES}".strip())
+                rules = HOSTED_RULES if hosted.vector_stores else NOTHING_FOUND
+                spec = replace(spec, instructions=f"{spec.instructions.rstrip()}\n\n## Knowledge\n{rules}".strip())
             else:
                 grounding = ground(knowledge, spec, thread, actor)
                 spec = grounding.spec
         except (StoreError, EmbeddingUnavailable) as exc:
             yield ErrorEvent(f"The knowledge base could not be searched: {exc}", retryable=True, code="knowledge")
             return
-        if hosted is not None and not hosted.vector_stores and hosted.notes:
-            yield ErrorEvent("The assistant's knowledge is not on OpenAI yet: " + " ".join(hosted.notes),
-                             retryable=True, code="knowledge")
-            return
+        for note in hosted.notes if hosted else []:
+            yield Notice(note)
     reply = Message(role="assistant", content="")
     parts: list[str] = []
     events = (provider.stream_reply(thread, spec, vector_stores=hosted.vector_stores) if hosted
@@ -122,8 +121,8 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         elif isinstance(event, ToolCallFinished):
             reply.tool_calls.append(event.call)
         elif isinstance(event, CitationFound):
-            if mirror is not None:     # OpenAI's file id -> the file here, and its name
-                _own_file(mirror, event.citation)
+            if mirror is not None and not _own_file(mirror, event.citation):
+                continue               # a file deleted here, not yet there: no source to show
             reply.citations.append(event.citation)
         elif isinstance(event, Done):
             reply.content = "".join(parts)
@@ -154,11 +153,17 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
     yield ErrorEvent("The model stopped before finishing its reply.", retryable=True)
 
 
-def _own_file(mirror: Mirror, citation) -> None:
-    mine = mirror.local_file(citation.file_id)
-    if mine is not None:
-        citation.file_id, citation.title = mine
-        citation.source = citation.title
+def _own_file(mirror: Mirror, citation) -> bool:
+    """Point a file_search citation (OpenAI's file id) at the file here; False if it is gone."""
+    try:
+        mine = mirror.local_file(citation.file_id)
+    except StoreError:
+        return True        # keep OpenAI's file name rather than lose the source
+    if mine is None:
+        return False
+    citation.file_id, citation.title = mine
+    citation.source = citation.title
+    return True
 
 
 def continue_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,

@@ -150,6 +150,13 @@ class CitationFound:
 
 
 @dataclass
+class Notice:
+    """Something the user should know about this turn that is not an error (e.g. a knowledge
+    base that could not be searched); shown with the reply, not stored."""
+    text: str
+
+
+@dataclass
 class Done:
     """The turn finished. `cut_off`: the reply stopped at a length limit, not where the model
     chose to end it."""
@@ -171,4 +178,4 @@ class ErrorEvent:
     forget_provider_ref: bool = False
 
 
-Event = Union[TextDelta, ToolCallStarted, ToolCallFinished, CitationFound, Done, ErrorEvent]
+Event = Union[TextDelta, ToolCallStarted, ToolCallFinished, CitationFound, Notice, Done, ErrorEvent]

@@ -11,20 +11,24 @@ account (a fingerprint of the base URL and key, never the key):
 
 `Mirror.sync` brings the copy up to date: new files uploaded and attached in one batch whose
 status is polled, files deleted here deleted there, a changed chunking or a vector store
-deleted on the dashboard rebuilt. Syncs run in one background thread per (account, base);
-a turn waits for its bases' sync (see `stores_for_turn`).
+deleted on the dashboard rebuilt. Syncs run in one background thread per (account, base), and
+one process at a time (a lease row in `knowledge_remote_syncs`); a turn searches the current
+store while a sync runs, and waits only when there is none yet (see `stores_for_turn`).
+Copies of bases deleted elsewhere (by an admin, the CLI, with their owner's account) are
+deleted by the next sync on the same account.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable
 
 import openai
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from studio.knowledge.extract import ExtractionError, extract
 from studio.knowledge.storage import KnowledgeStore
@@ -40,9 +44,14 @@ SEARCH_LIMIT = 50                      # max_num_results of a vector store searc
 TURN_RESULTS = 5                       # passages file_search gives one turn
 SYNC_TIMEOUT_S = 600                   # a batch still processing after this is polled by the next sync
 TURN_WAIT_S = 120                      # how long a turn waits for its bases to be copied
+TURN_STORES = 2        # vector stores one file_search call may search (a limit reported of the API)
+CHECK_EVERY_S = 60     # a turn checks that a vector store still exists at most this often
+UPLOAD_TIMEOUT_S = 300
 # Uploaded as UTF-8 text rather than as they came: OpenAI cannot search CSV files, and a text
 # file in another encoding would fail there; the app's own reading of them is what it indexes.
 AS_TEXT = {"CSV": ".txt", "text": ".txt", "Markdown": ".md"}
+# Errors worth another try later (the file itself is fine): the sync stops and resumes next time.
+PASSING = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 LAST_ERROR = {
     "unsupported_file": "OpenAI cannot search this type of file",
     "invalid_file": "OpenAI could not read this file",
@@ -70,10 +79,13 @@ remote_files = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-
-def account_of(base_url: str, api_key: str) -> str:
-    """Which OpenAI account (and server) a copy lives in: a fingerprint, not the key."""
-    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:16]
+# One sync of a base per account at a time, across app processes (replicas share the database).
+remote_syncs = Table(
+    "knowledge_remote_syncs", metadata,
+    Column("base_id", String(64), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column("until", DateTime(timezone=True), nullable=False),
+)
 
 
 def static_chunking(base: KnowledgeBase) -> dict:
@@ -143,86 +155,145 @@ class Mirror:
             return db.execute(select(remote_stores.c.vector_store_id).where(
                 remote_stores.c.base_id == base_id, remote_stores.c.account == self.account)).scalar()
 
+    @_guarded("read the OpenAI copy")
     def needs_sync(self, base: KnowledgeBase, local: list[KnowledgeFile]) -> bool:
         """Whether a file is new or gone, a copy is unfinished, or the chunking changed."""
         remote = self.files(base.id)
         here = {f.id for f in local if f.status != "failed"}
         if here ^ set(remote) or any(r.status in ("uploading", "processing") for r in remote.values()):
             return True
-        return bool(here) and self._chunking_changed(base)
+        return bool(here) and (self.vector_store_of(base.id) is None or self._chunking_changed(base))
 
+    @_guarded("read the OpenAI copy")
     def _chunking_changed(self, base: KnowledgeBase) -> bool:
         with self.store.engine.connect() as db:
             row = db.execute(select(remote_stores).where(remote_stores.c.base_id == base.id,
                                                          remote_stores.c.account == self.account)).first()
-        return row is None or (row.chunk_size, row.chunk_overlap) != (base.chunk_size, base.chunk_overlap)
+        return row is not None and (row.chunk_size, row.chunk_overlap) != (base.chunk_size, base.chunk_overlap)
 
     # --- sync --------------------------------------------------------------------------
 
     def sync(self, base_id: str, actor: Actor, retry_failed: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, RemoteFile]:
         """Bring the base's copy up to date; returns each file's state. Per-file failures are
-        recorded on the file (the others go on); SyncProblem when nothing could be done."""
-        base = self.store.get_base(base_id, actor)
-        if base is None:
+        recorded on the file (the others go on); SyncProblem when the sync could not finish
+        (a wrong key, the network: what is done stays done, the next sync goes on from there)."""
+        if self.store.get_base(base_id, actor) is None:
             raise SyncProblem("The knowledge base no longer exists.")
-        local = [f for f in self.store.list_files(base_id, actor) if f.status != "failed"]
+        if not self._claim(base_id):
+            raise SyncProblem("Another app process is copying this knowledge base to OpenAI; try again shortly.")
         report = progress or (lambda stage, done, total: None)
         try:
-            store_id = self._ensure_store(base)
-            self._remove_gone(base, store_id, {f.id for f in local})
-            remote = self.files(base.id)
-            todo = [f for f in local if f.id not in remote
-                    or (retry_failed and remote[f.id].status == "failed")
-                    or remote[f.id].status == "uploading"]
-            for n, record in enumerate(todo, 1):
-                report("uploading", n - 1, len(todo))
-                self._upload(base, record)
-            report("uploading", len(todo), len(todo))
-            pending = [r for r in self.files(base.id).values() if r.status == "processing"]
-            if pending:
-                self._attach(base, store_id, pending, report)
-        except openai.NotFoundError:
-            self._forget_store(base.id)     # deleted on the dashboard meanwhile: rebuilt next time
-            raise SyncProblem("The OpenAI vector store disappeared during the sync; sync again to rebuild it.") from None
-        except (openai.APIError, openai.OpenAIError) as exc:
+            self.remove_deleted_bases()
+            for attempt in range(2):   # a second pass after OpenAI lost something (see _Again)
+                try:
+                    self._sync(base_id, actor, retry_failed, report)
+                    break
+                except _Again:
+                    if attempt:
+                        raise SyncProblem("OpenAI kept losing uploaded files during the sync; sync again.") from None
+        except openai.AuthenticationError as exc:
             raise SyncProblem(f"The knowledge base could not be copied to OpenAI: {self._error(exc)}") from None
-        return self.files(base.id)
+        except (openai.APIError, openai.OpenAIError) as exc:
+            raise SyncProblem(f"The copy to OpenAI stopped: {self._error(exc)} What is done stays done; "
+                              "the next sync goes on from there.") from None
+        finally:
+            self._release(base_id)
+        return self.files(base_id)
 
-    def _ensure_store(self, base: KnowledgeBase) -> str:
-        """The base's vector store, made (or remade, after a chunking change or a deletion on
-        the dashboard) when needed. Remaking it re-attaches the uploaded files, new chunking."""
+    def _sync(self, base_id: str, actor: Actor, retry_failed: bool, report) -> None:
+        base = self._still_there(base_id, actor)
+        local = [f for f in self.store.list_files(base_id, actor) if f.status != "failed"]
+        store_id = self._ensure_store(base, report)
+        self._remove_gone(base, store_id, {f.id for f in local})
+        remote = self.files(base.id)
+        todo = [f for f in local if f.id not in remote or remote[f.id].status == "uploading"
+                or (retry_failed and remote[f.id].status == "failed")]
+        for n, record in enumerate(todo, 1):
+            report("uploading", n - 1, len(todo))
+            self._still_there(base_id, actor)        # deleted meanwhile: stop uploading its files
+            self._upload(base, record, store_id, remote.get(record.id))
+        report("uploading", len(todo), len(todo))
+        pending = [r for r in self.files(base.id).values() if r.status == "processing"]
+        if pending:
+            self._still_there(base_id, actor)
+            self._attach(base, store_id, pending, report)
+
+    def _still_there(self, base_id: str, actor: Actor) -> KnowledgeBase:
+        base = self.store.get_base(base_id, actor)
+        if base is None:
+            self.delete_base(base_id)
+            raise SyncProblem("The knowledge base was deleted; its copy on OpenAI was deleted too.")
+        return base
+
+    @_guarded("claim the knowledge base's sync")
+    def _claim(self, base_id: str) -> bool:
+        now = utcnow()
+        until = now + timedelta(seconds=SYNC_TIMEOUT_S + 120)
+        key = (remote_syncs.c.base_id == base_id) & (remote_syncs.c.account == self.account)
+        try:
+            with self._writer.begin() as db:
+                if db.execute(update(remote_syncs).where(key, remote_syncs.c.until < now).values(until=until)).rowcount:
+                    return True
+                if db.execute(select(remote_syncs.c.until).where(key)).first() is not None:
+                    return False           # another process's sync, not over yet
+                db.execute(insert(remote_syncs).values(base_id=base_id, account=self.account, until=until))
+            return True
+        except IntegrityError:             # another process claimed it just now
+            return False
+
+    @_guarded("end the knowledge base's sync")
+    def _release(self, base_id: str) -> None:
+        with self._writer.begin() as db:
+            db.execute(delete(remote_syncs).where(remote_syncs.c.base_id == base_id,
+                                                  remote_syncs.c.account == self.account))
+
+    def _ensure_store(self, base: KnowledgeBase, report) -> str:
+        """The base's vector store: made when there is none or it was deleted on the dashboard;
+        after a chunking change, a new one is filled first and the old one serves until then."""
         store_id = self.vector_store_of(base.id)
-        if store_id is not None and not self._chunking_changed(base):
-            try:
-                self.client.vector_stores.retrieve(store_id)
-                return store_id
-            except openai.NotFoundError:
-                pass
         if store_id is not None:
             try:
-                self.client.vector_stores.delete(store_id)
+                self.client.vector_stores.retrieve(store_id)
             except openai.NotFoundError:
-                pass
+                store_id = None
+                self.forget_store(base)
+        if store_id is not None and not self._chunking_changed(base):
+            return store_id
         created = self.client.vector_stores.create(name=base.name[:100], metadata={"studio_base": base.id})
+        if store_id is not None:       # new chunking: attach the uploaded files to the new store first
+            ready = [r for r in self.files(base.id).values() if r.status in ("ready", "processing") and r.remote_id]
+            if ready:
+                self._attach(base, created.id, ready, report)
+            self._delete_store(store_id)
+        else:                          # a new store gets every file uploaded before
+            self._set_all(base.id, "ready", "processing")
+        self._set_store(base, created.id)
+        return created.id
+
+    def forget_store(self, base: KnowledgeBase) -> None:
+        """The base's vector store is gone from OpenAI: the next sync makes a new one."""
+        self._set_store(base, None)
+
+    @_guarded("save the OpenAI copy")
+    def _set_store(self, base: KnowledgeBase, store_id: str | None) -> None:
         with self._writer.begin() as db:
             db.execute(delete(remote_stores).where(remote_stores.c.base_id == base.id,
                                                    remote_stores.c.account == self.account))
-            db.execute(insert(remote_stores).values(base_id=base.id, account=self.account,
-                                                    vector_store_id=created.id, chunk_size=base.chunk_size,
-                                                    chunk_overlap=base.chunk_overlap, created_at=utcnow()))
-            # uploaded files are attached again (no new upload); failed ones stay failed
-            db.execute(update(remote_files).where(remote_files.c.base_id == base.id,
-                                                  remote_files.c.account == self.account,
-                                                  remote_files.c.status == "ready")
-                       .values(status="processing", updated_at=utcnow()))
-        return created.id
+            if store_id is not None:
+                db.execute(insert(remote_stores).values(base_id=base.id, account=self.account, vector_store_id=store_id,
+                                                        chunk_size=base.chunk_size, chunk_overlap=base.chunk_overlap,
+                                                        created_at=utcnow()))
 
-    def _forget_store(self, base_id: str) -> None:
+    @_guarded("save the OpenAI copy")
+    def _set_all(self, base_id: str, status: str, new_status: str) -> None:
         with self._writer.begin() as db:
-            db.execute(delete(remote_stores).where(remote_stores.c.base_id == base_id,
-                                                   remote_stores.c.account == self.account))
+            db.execute(update(remote_files).where(remote_files.c.base_id == base_id,
+                                                  remote_files.c.account == self.account,
+                                                  remote_files.c.status == status)
+                       .values(status=new_status, updated_at=utcnow()))
 
+    @_guarded("save the OpenAI copy")
     def _set(self, file_id: str, base_id: str, status: str, remote_id: str | None = None, error: str = "") -> None:
         values = {"status": status, "error": error, "updated_at": utcnow()}
         if remote_id is not None:
@@ -234,18 +305,22 @@ class Mirror:
                 db.execute(insert(remote_files).values(file_id=file_id, account=self.account, base_id=base_id,
                                                        **{"remote_id": "", **values}))
 
-    def _upload(self, base: KnowledgeBase, record: KnowledgeFile) -> None:
-        """Upload one file; its failure is recorded on it and the others go on."""
-        self._set(record.id, base.id, "uploading")
+    def _upload(self, base: KnowledgeBase, record: KnowledgeFile, store_id: str, old: RemoteFile | None) -> None:
+        """Upload one file. A file OpenAI refuses is recorded as failed (the others go on); a
+        network error or an overloaded server stops the sync, the file is uploaded next time."""
+        if old is not None and old.remote_id:      # a retry: the earlier copy goes first
+            self._delete_remote(store_id, old.remote_id)
+        self._set(record.id, base.id, "uploading", remote_id="")
         try:
             name, data = self._payload(base, record)
-            uploaded = self.client.files.create(file=(name, data), purpose="assistants")
+            uploaded = self.client.with_options(timeout=UPLOAD_TIMEOUT_S).files.create(
+                file=(name, data), purpose="assistants")
         except (ExtractionError, OSError) as exc:
             self._set(record.id, base.id, "failed", error=f"The file could not be read here: {exc}")
             return
-        except openai.AuthenticationError:
+        except (openai.AuthenticationError, openai.PermissionDeniedError, *PASSING):
             raise
-        except (openai.APIError, openai.OpenAIError) as exc:
+        except openai.APIStatusError as exc:
             self._set(record.id, base.id, "failed", error=f"Upload failed: {self._error(exc)}")
             return
         self._set(record.id, base.id, "processing", remote_id=uploaded.id)
@@ -254,6 +329,8 @@ class Mirror:
         data = self.store.path_of(base.id, record.sha256).read_bytes()
         suffix = AS_TEXT.get(record.kind)
         if suffix is None:
+            if record.kind == "HTML" and not record.name.lower().endswith(".html"):
+                return record.name.rsplit(".", 1)[0] + ".html", data       # OpenAI knows .html, not .htm
             return record.name, data
         text = "\n\n".join(page.text for page in extract(record.name, data))
         stem = record.name if record.kind == "CSV" else record.name.rsplit(".", 1)[0]
@@ -265,8 +342,11 @@ class Mirror:
         by_remote = {r.remote_id: r for r in pending}
         ids = list(by_remote)
         for start in range(0, len(ids), BATCH_LIMIT):
-            batch = self.client.vector_stores.file_batches.create(
-                store_id, file_ids=ids[start:start + BATCH_LIMIT], chunking_strategy=static_chunking(base))
+            try:
+                batch = self.client.vector_stores.file_batches.create(
+                    store_id, file_ids=ids[start:start + BATCH_LIMIT], chunking_strategy=static_chunking(base))
+            except openai.NotFoundError:
+                self._lost(base, store_id, [by_remote[i] for i in ids[start:start + BATCH_LIMIT]])
             deadline = time.monotonic() + SYNC_TIMEOUT_S
             while batch.status == "in_progress" and time.monotonic() < deadline:
                 counts = batch.file_counts
@@ -288,16 +368,35 @@ class Mirror:
                     detail = f" ({error.message})" if error and error.message and reason != error.message else ""
                     self._set(mine.file_id, base.id, "failed", error=f"{reason}{detail}.")
 
-    def _remove_gone(self, base: KnowledgeBase, store_id: str, wanted: set[str]) -> None:
+    def _lost(self, base: KnowledgeBase, store_id: str, rows: list[RemoteFile]) -> None:
+        """A batch was refused with 404: the store or some uploaded files were deleted on
+        OpenAI's side. Forget what is gone (it is made or uploaded again) and go round again."""
+        try:
+            self.client.vector_stores.retrieve(store_id)
+        except openai.NotFoundError:
+            self._set_store(base, None)
+            raise _Again() from None
+        for row in rows:
+            try:
+                self.client.files.retrieve(row.remote_id)
+            except openai.NotFoundError:
+                self._set(row.file_id, base.id, "uploading", remote_id="")
+        raise _Again()
+
+    def _remove_gone(self, base: KnowledgeBase, store_id: str | None, wanted: set[str]) -> None:
         """Delete the copies of files deleted here (and of files the app failed to read)."""
         for row in self.files(base.id).values():
             if row.file_id in wanted:
                 continue
             if row.remote_id:
                 self._delete_remote(store_id, row.remote_id)
-            with self._writer.begin() as db:
-                db.execute(delete(remote_files).where(remote_files.c.file_id == row.file_id,
-                                                      remote_files.c.account == self.account))
+            self._drop_row(row.file_id)
+
+    @_guarded("save the OpenAI copy")
+    def _drop_row(self, file_id: str) -> None:
+        with self._writer.begin() as db:
+            db.execute(delete(remote_files).where(remote_files.c.file_id == file_id,
+                                                  remote_files.c.account == self.account))
 
     def _delete_remote(self, store_id: str | None, remote_id: str) -> None:
         if store_id:
@@ -310,6 +409,12 @@ class Mirror:
         except openai.NotFoundError:
             pass
 
+    def _delete_store(self, store_id: str) -> None:
+        try:
+            self.client.vector_stores.delete(store_id)
+        except openai.NotFoundError:
+            pass
+
     def delete_base(self, base_id: str) -> None:
         """Delete the base's copy (vector store and uploaded files). Raises ProviderError."""
         store_id = self.vector_store_of(base_id)
@@ -318,22 +423,44 @@ class Mirror:
                 if row.remote_id:
                     self._delete_remote(None, row.remote_id)
             if store_id:
-                try:
-                    self.client.vector_stores.delete(store_id)
-                except openai.NotFoundError:
-                    pass
+                self._delete_store(store_id)
         except (openai.APIError, openai.OpenAIError) as exc:
             raise self.provider.error_for(exc) from None
+        self._drop_base(base_id)
+
+    @_guarded("save the OpenAI copy")
+    def _drop_base(self, base_id: str) -> None:
         with self._writer.begin() as db:
-            db.execute(delete(remote_files).where(remote_files.c.base_id == base_id,
-                                                  remote_files.c.account == self.account))
-            db.execute(delete(remote_stores).where(remote_stores.c.base_id == base_id,
-                                                   remote_stores.c.account == self.account))
+            for table in (remote_files, remote_stores):
+                db.execute(delete(table).where(table.c.base_id == base_id, table.c.account == self.account))
+
+    @_guarded("read the OpenAI copy")
+    def deleted_bases(self) -> list[str]:
+        """Bases deleted while their copy stayed on this account (deleted by an admin, the CLI, a
+        session on another provider, or with their owner's account)."""
+        from studio.knowledge.storage import knowledge_bases
+        with self.store.engine.connect() as db:
+            ids = set(db.execute(select(remote_stores.c.base_id).where(remote_stores.c.account == self.account))
+                      .scalars())
+            ids |= set(db.execute(select(remote_files.c.base_id).where(remote_files.c.account == self.account))
+                       .scalars())
+            there = set(db.execute(select(knowledge_bases.c.id).where(knowledge_bases.c.id.in_(ids))).scalars()) \
+                if ids else set()
+        return sorted(ids - there)
+
+    def remove_deleted_bases(self) -> None:
+        """Delete the copies of deleted bases (best effort: what fails is tried again next time)."""
+        for base_id in self.deleted_bases():
+            try:
+                self.delete_base(base_id)
+            except Exception as exc:  # noqa: BLE001 - another base's leftovers must not stop this sync
+                log.warning("could not delete the OpenAI copy of deleted knowledge base %s: %s", base_id, exc)
 
     # --- search ------------------------------------------------------------------------
 
+    @_guarded("read the OpenAI copy")
     def local_file(self, remote_id: str) -> tuple[str, str] | None:
-        """(the app's file id, its name) of an OpenAI file id, if it is one of ours."""
+        """(the app's file id, its name) of an OpenAI file id, if it is one of ours still here."""
         with self.store.engine.connect() as db:
             file_id = db.execute(select(remote_files.c.file_id).where(
                 remote_files.c.remote_id == remote_id, remote_files.c.account == self.account)).scalar()
@@ -341,7 +468,8 @@ class Mirror:
         return None if record is None else (record.id, record.name)
 
     def search(self, base_id: str, query: str, k: int = 5) -> list[RemoteHit]:
-        """The vector store search endpoint: the top `k` passages (OpenAI's own ranking and score)."""
+        """The vector store search endpoint: the top `k` passages (OpenAI's own ranking and score).
+        Passages of files deleted here (not yet deleted there) are left out."""
         store_id = self.vector_store_of(base_id)
         if store_id is None or not query.strip():
             return []
@@ -352,10 +480,33 @@ class Mirror:
         hits = []
         for item in page.data:
             mine = self.local_file(item.file_id)
+            if mine is None:
+                continue
             text = "\n".join(part.text for part in item.content if part.type == "text")
-            hits.append(RemoteHit(mine[0] if mine else "", mine[1] if mine else item.filename, item.file_id,
-                                  text, float(item.score)))
+            hits.append(RemoteHit(mine[0], mine[1], item.file_id, text, float(item.score)))
         return hits
+
+    def store_exists(self, store_id: str) -> bool:
+        """Whether the vector store is still on OpenAI (asked at most every CHECK_EVERY_S)."""
+        checked = _checked.get(store_id)
+        if checked is not None and time.monotonic() - checked < CHECK_EVERY_S:
+            return True
+        try:
+            self.client.vector_stores.retrieve(store_id)
+        except openai.NotFoundError:
+            _checked.pop(store_id, None)
+            return False
+        except (openai.APIError, openai.OpenAIError):
+            return True       # unknown: the turn will say what is wrong
+        _checked[store_id] = time.monotonic()
+        return True
+
+
+class _Again(Exception):
+    """Something uploaded was gone on OpenAI; the sync goes round once more."""
+
+
+_checked: dict[str, float] = {}      # vector store id -> when it was last seen on OpenAI
 
 
 # --- background syncs: one thread per (account, base) ------------------------------------
@@ -425,8 +576,10 @@ class HostedKnowledge:
 
 def stores_for_turn(mirror: Mirror, base_ids: list[str], owner: str, actor: Actor,
                     wait_s: float = TURN_WAIT_S) -> HostedKnowledge:
-    """The vector stores of the assistant's bases, synced first when files changed (a turn waits
-    up to `wait_s`). Only the assistant owner's bases count, as for local retrieval."""
+    """The vector stores of the assistant's bases (only the assistant owner's, as for local
+    retrieval). Changes are synced in the background while the current store serves; a turn
+    waits (up to `wait_s`) only for a base with no usable store yet, or with deleted files
+    still searchable there. A base that cannot be used is left out, with a note saying why."""
     stores, notes = [], []
     for base_id in base_ids:
         try:
@@ -436,20 +589,35 @@ def stores_for_turn(mirror: Mirror, base_ids: list[str], owner: str, actor: Acto
         if base is None or base.owner != owner:
             continue
         local = mirror.store.list_files(base.id, actor)
-        if mirror.needs_sync(base, local):
+        store_id = mirror.vector_store_of(base.id)
+        if store_id is not None and not mirror.store_exists(store_id):
+            store_id = None                                 # deleted on the dashboard: rebuilt now
+            mirror.forget_store(base)
+        if mirror.needs_sync(base, local) or (store_id is None and local):
             start_sync(mirror, base.id, actor)
-            state = wait_for_sync(mirror, base.id, wait_s)
-            if state is not None and state.error:
-                notes.append(f"{base.name}: {state.error}")
+            if store_id is None or _deleted_there(mirror, base, local):
+                state = wait_for_sync(mirror, base.id, wait_s)
+                if state is not None and state.error:
+                    notes.append(f"{base.name}: {state.error}")
+                store_id = mirror.vector_store_of(base.id)
         remote = mirror.files(base.id)
         ready = [r for r in remote.values() if r.status == "ready"]
         failed = [r for r in remote.values() if r.status == "failed"]
-        store_id = mirror.vector_store_of(base.id)
-        if ready and store_id:
+        if _deleted_there(mirror, base, local):
+            notes.append(f"{base.name}: files deleted here are still on OpenAI, so it was not searched.")
+        elif ready and store_id:
             stores.append(store_id)
+        elif local and not failed:
+            notes.append(f"{base.name}: its files are not on OpenAI yet.")
         if failed:
             notes.append(f"{base.name}: {len(failed)} file(s) could not be copied to OpenAI "
                          "(see the Knowledge page).")
-        elif local and not ready:
-            notes.append(f"{base.name}: its files are not on OpenAI yet.")
-    return HostedKnowledge(stores, notes)
+    if len(stores) > TURN_STORES:
+        notes.append(f"OpenAI's file search reads at most {TURN_STORES} knowledge bases at once; "
+                     f"only the first {TURN_STORES} were searched.")
+    return HostedKnowledge(stores[:TURN_STORES], notes)
+
+
+def _deleted_there(mirror: Mirror, base: KnowledgeBase, local: list[KnowledgeFile]) -> bool:
+    here = {f.id for f in local if f.status != "failed"}
+    return any(file_id not in here and row.remote_id for file_id, row in mirror.files(base.id).items())

@@ -180,6 +180,7 @@ class OpenAIProvider(Provider):
         options = self._request_options(spec, tools, vector_stores)
         pending: list[dict] = [{"type": "message", "role": "user", "content": thread.messages[-1].content}]
         usage = Usage()
+        sources = _Sources()      # file_search results and citations, across the turn's responses
         for round_no in range(MAX_TOOL_ROUNDS + 1):
             if round_no == MAX_TOOL_ROUNDS and "tools" in options:
                 options["tool_choice"] = "none"   # last round: make the model answer in words
@@ -195,7 +196,7 @@ class OpenAIProvider(Provider):
             calls: list[ToolCall] = []
             conversation_use.touched = True   # the server took the request: items may be added
             progress.cut_off = False          # what counts is how the last response ended
-            outcome = yield from self._read_stream(stream, calls, usage, progress)
+            outcome = yield from self._read_stream(stream, calls, usage, progress, sources)
             if outcome is not None:
                 yield outcome
                 return
@@ -235,14 +236,13 @@ class OpenAIProvider(Provider):
                                             stream=True, **options)
 
     def _read_stream(self, stream, calls: list[ToolCall], usage: Usage,
-                     progress: TurnProgress) -> Iterator[Event]:
+                     progress: TurnProgress, sources: "_Sources") -> Iterator[Event]:
         """Yield events from one streamed response; collect function calls into `calls`.
 
         Returns None when the response completed, or the ErrorEvent that ended it.
         """
         running: dict[str, ToolCall] = {}   # code interpreter and file search calls by item id
-        found: dict[str, list] = {}          # file_search results by OpenAI file id
-        cited: list = []                     # file_citation annotations, in reply order
+        cited: list = []                     # this response's file_citation annotations, in reply order
         # The stream is read to its end even after the terminal event: closing it early
         # would discard the keep-alive connection (a new TLS handshake for the next request).
         outcome: ErrorEvent | None = ErrorEvent(
@@ -280,12 +280,12 @@ class OpenAIProvider(Provider):
                         if call is None:
                             call = _search_call(item.id)
                             yield ToolCallStarted(call)
-                        yield ToolCallFinished(_search_finished(call, item, found))
+                        yield ToolCallFinished(_search_finished(call, item, sources.found))
                     elif item.type == "message":
                         cited += [a for part in item.content or [] if part.type == "output_text"
                                   for a in part.annotations or [] if a.type == "file_citation"]
                 elif kind in ("response.completed", "response.incomplete"):
-                    for citation in _citations(cited, found):
+                    for citation in sources.cite(cited):
                         yield CitationFound(citation)
                     cited = []
                     if event.response.usage:
@@ -343,19 +343,28 @@ def _search_finished(call: ToolCall, item, found: dict[str, list]) -> ToolCall:
     return call
 
 
-def _citations(annotations: list, found: dict[str, list]) -> list[Citation]:
-    """One Citation per file the reply cites (first citation first), with the best passage the
-    search returned from that file. The file id is OpenAI's; the caller maps it to its own."""
-    out: list[Citation] = []
-    for a in annotations:
-        if any(c.file_id == a.file_id for c in out):
-            continue
-        best = (found.get(a.file_id) or [None])[0]
-        out.append(Citation(title=a.filename or a.file_id, quote=(best.text or "") if best else "",
-                            source=a.filename or a.file_id, number=len(out) + 1,
-                            score=round(best.score, 4) if best and best.score is not None else None,
-                            file_id=a.file_id, how="file_search"))
-    return out
+class _Sources:
+    """What a turn's file searches found (by OpenAI file id, best first) and the files cited."""
+
+    def __init__(self):
+        self.found: dict[str, list] = {}
+        self.cited: list[str] = []
+
+    def cite(self, annotations: list) -> list[Citation]:
+        """One Citation per newly cited file (first citation first), numbered across the turn,
+        with the best passage the searches returned from it. The file id is OpenAI's; the
+        caller maps it to its own."""
+        out: list[Citation] = []
+        for a in annotations:
+            if a.file_id in self.cited:
+                continue
+            self.cited.append(a.file_id)
+            best = (self.found.get(a.file_id) or [None])[0]
+            out.append(Citation(title=a.filename or a.file_id, quote=(best.text or "") if best else "",
+                                source=a.filename or a.file_id, number=len(self.cited),
+                                score=round(best.score, 4) if best and best.score is not None else None,
+                                file_id=a.file_id, how="file_search"))
+        return out
 
 
 def _code_output(item) -> str:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tests.fakes.fake_openai.server import FakeOpenAI
 
 MAX_ITEMS_PER_CREATE = 20
+MAX_SEARCHED_STORES = 2      # file_search's limit, as reported of the real API (not in the OpenAPI document)
 
 
 def routes(fake: "FakeOpenAI") -> list[Route]:
@@ -204,8 +205,12 @@ class _ResponsesAPI:
         """With a file_search tool and a new user message: the search the model runs first
         (its query is the message without directives) and what it found."""
         tool = next((t for t in body.get("tools") or [] if t.get("type") == "file_search"), None)
-        if tool is None or any(i["type"] == "function_call_output" for i in new_items):
+        if tool is None or body.get("tool_choice") == "none" or any(i["type"] == "function_call_output"
+                                                                   for i in new_items):
             return None
+        if len(tool.get("vector_store_ids") or []) > MAX_SEARCHED_STORES:
+            raise FakeAPIError(400, f"Invalid 'tools[].vector_store_ids': a maximum of {MAX_SEARCHED_STORES} "
+                                    "vector stores is allowed.", param="tools", code="invalid_value")
         users = [item_text(i) for i in all_items if i["type"] == "message" and i["role"] == "user"]
         query = DIRECTIVE.sub("", users[-1] if users else "").strip()
         results = search_stores(self.fake, tool.get("vector_store_ids") or [], query,

@@ -132,9 +132,9 @@ def search_stores(fake: "FakeOpenAI", store_ids: list[str], query: str, limit: i
 
 
 def _status(fake: "FakeOpenAI", f: AttachedFile) -> str:
-    if time.monotonic() - f.attached_at < fake.vs_process_s:
-        return "in_progress"
-    if f.failure is None and not f.chunks:
+    if f.failure is None and not f.chunks:      # not processed yet
+        if time.monotonic() - f.attached_at < fake.vs_process_s:
+            return "in_progress"
         _process(fake, f)
     return "failed" if f.failure else "completed"
 
