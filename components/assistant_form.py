@@ -65,7 +65,8 @@ def assistant_form(spec: AssistantSpec, models: dict[str, str] | None = None,
                                    format_func=lambda i: bases[i], key=f"knowledge_{key}",
                                    placeholder="none" if bases else "none yet: create one on the Knowledge page",
                                    help="Each turn searches these documents and gives the best passages to "
-                                        "the model, which cites them.")
+                                        "the model, which cites them. On OpenAI, file search reads at most "
+                                        "two knowledge bases per turn (the first two).")
         saved = st.form_submit_button("Save", type="primary")
     examples = [FewShotExample(str(r.prompt), str(r.response))
                 for r in edited.fillna("").itertuples() if str(r.prompt).strip() or str(r.response).strip()]

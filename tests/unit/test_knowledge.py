@@ -379,3 +379,18 @@ def test_review_fixes_a_small_docx_that_unpacks_to_gigabytes_is_refused(monkeypa
     text = b"plain words " * 2000
     with pytest.raises(ExtractionError, match="binary data"):
         extract("mixed.txt", text + bytes(range(256)) * 100 + text)
+
+
+def test_equal_scores_rank_the_earlier_chunk_first_even_at_the_candidate_cut():
+    """120 identical chunks: every mode returns the first ones, not whichever the selection met."""
+    texts = ["Data leakage happens when test rows reach training."] * 120
+    vectors = np.tile(np.eye(4, dtype=np.float32)[0], (120, 1))
+    index = SearchIndex(texts, vectors)
+    for mode in ("hybrid", "vector", "keyword"):
+        assert [h.row for h in index.search("data leakage", vectors[0], k=5, mode=mode)] == [0, 1, 2, 3, 4]
+    from studio.knowledge.index import _top
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        scores = np.round(rng.normal(size=int(rng.integers(1, 300))), 0).astype(np.float32)
+        n = min(50, len(scores))
+        assert list(_top(scores, n)) == sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:n]
