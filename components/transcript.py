@@ -81,6 +81,8 @@ def show_message(message: Message) -> None:
         st.markdown(safe_markdown(message.content))
         if message.cut_off:
             st.caption("✂️ Cut off: this reply reached the length limit before it was finished.")
+        for note in message.notes:
+            st.caption(f"⚠️ {plain(note)}")
         citations_footer(message)
 
 

@@ -121,4 +121,4 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
 
 def _drawn_as_stored(reply: Message) -> bool:
     # Tool calls, sources and a cut-off are drawn differently while streaming than when stored.
-    return reply.role == "assistant" and not (reply.tool_calls or reply.citations or reply.cut_off)
+    return reply.role == "assistant" and not (reply.tool_calls or reply.citations or reply.cut_off or reply.notes)

@@ -28,6 +28,7 @@ from studio.finetune.jobs import LOCAL_BASE
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Actor, Store, StoreError
+from studio.knowledge.hosted import join_syncs
 from studio.types import CitationFound, Done, ErrorEvent, Notice, TextDelta, ToolCallFinished
 
 
@@ -172,6 +173,9 @@ def _chat(args, settings: Settings) -> int:
             status = 1
         elif isinstance(event, Done):
             sys.stdout.write("\n")
+    if knowledge is not None and not join_syncs(120):   # a copy to OpenAI this turn started
+        print("note: the copy of the knowledge base to OpenAI is still running; the next run goes on "
+              "from where it stops.", file=sys.stderr)
     if _stored(store, thread):   # a refused first message (empty, say) leaves no thread to continue
         print(f"thread: {thread.id}", file=sys.stderr)
     return status

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from studio.knowledge.embedding import EmbeddingUnavailable
 from studio.knowledge.grounding import HOSTED_RULES, NOTHING_FOUND, citations, ground
-from studio.knowledge.hosted import Mirror, stores_for_turn
+from studio.knowledge.hosted import Mirror, forget_checks, stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
 from studio.providers.base import Provider, ProviderError
 from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted
@@ -109,9 +109,10 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         except (StoreError, EmbeddingUnavailable) as exc:
             yield ErrorEvent(f"The knowledge base could not be searched: {exc}", retryable=True, code="knowledge")
             return
-        for note in hosted.notes if hosted else []:
-            yield Notice(note)
-    reply = Message(role="assistant", content="")
+    notes = hosted.notes if hosted else []
+    for note in notes:
+        yield Notice(note)
+    reply = Message(role="assistant", content="", notes=list(notes))
     parts: list[str] = []
     events = (provider.stream_reply(thread, spec, vector_stores=hosted.vector_stores) if hosted
               else provider.stream_reply(thread, spec))
@@ -121,8 +122,10 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         elif isinstance(event, ToolCallFinished):
             reply.tool_calls.append(event.call)
         elif isinstance(event, CitationFound):
-            if mirror is not None and not _own_file(mirror, event.citation):
-                continue               # a file deleted here, not yet there: no source to show
+            if mirror is not None:
+                if not _own_file(mirror, event.citation):
+                    continue           # a file deleted here, not yet there: no source to show
+                event.citation.number = len(reply.citations) + 1
             reply.citations.append(event.citation)
         elif isinstance(event, Done):
             reply.content = "".join(parts)
@@ -141,11 +144,14 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             except StoreError as exc:
                 yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
                 return
-        elif isinstance(event, ErrorEvent) and event.forget_provider_ref:
-            try:
-                store.set_provider_ref(thread, None, actor)
-            except StoreError:
-                thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
+        elif isinstance(event, ErrorEvent):
+            if hosted is not None:    # e.g. a store deleted on the dashboard: the next turn checks again
+                forget_checks(hosted.vector_stores)
+            if event.forget_provider_ref:
+                try:
+                    store.set_provider_ref(thread, None, actor)
+                except StoreError:
+                    thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
         yield event
         if isinstance(event, (Done, ErrorEvent)):
             return

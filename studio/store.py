@@ -486,6 +486,8 @@ class Store:
                             "citations": [asdict(c) for c in message.citations]})
             if message.cut_off:   # a reply stopped by a length limit (the page offers Continue)
                 extra["cut_off"] = True
+            if message.notes:
+                extra["notes"] = [_text(n) for n in message.notes]
             db.execute(insert(messages).values(
                 id=message.id, thread_id=thread.id, seq=seq, role=message.role,
                 content=message.content, extra=extra, created_at=message.created_at))
@@ -634,4 +636,5 @@ def _message_from_row(row) -> Message:
     return Message(id=row.id, role=row.role, content=row.content, created_at=_aware(row.created_at),
                    tool_calls=[ToolCall(**c) for c in extra.get("tool_calls", [])],
                    citations=[Citation(**c) for c in extra.get("citations", [])],
-                   cut_off=bool(extra.get("cut_off", False)))
+                   cut_off=bool(extra.get("cut_off", False)),
+                   notes=[str(n) for n in extra.get("notes", [])])

@@ -93,6 +93,7 @@ class Message:
     id: str = field(default_factory=lambda: new_id("msg"))
     created_at: datetime = field(default_factory=utcnow)
     cut_off: bool = False      # the reply hit a length limit before it was finished
+    notes: list[str] = field(default_factory=list)    # e.g. a knowledge base this reply could not search
 
 
 @dataclass
@@ -152,7 +153,7 @@ class CitationFound:
 @dataclass
 class Notice:
     """Something the user should know about this turn that is not an error (e.g. a knowledge
-    base that could not be searched); shown with the reply, not stored."""
+    base that could not be searched); kept with the reply (Message.notes)."""
     text: str
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
@@ -47,6 +48,8 @@ TURN_WAIT_S = 120                      # how long a turn waits for its bases to 
 TURN_STORES = 2        # vector stores one file_search call may search (a limit reported of the API)
 CHECK_EVERY_S = 60     # a turn checks that a vector store still exists at most this often
 UPLOAD_TIMEOUT_S = 300
+LEASE_S = UPLOAD_TIMEOUT_S + 60        # a sync renews its lease at every step; a dead one's lapses
+RETRY_AFTER_S = 60                     # a turn starts no new sync this soon after one failed
 # Uploaded as UTF-8 text rather than as they came: OpenAI cannot search CSV files, and a text
 # file in another encoding would fail there; the app's own reading of them is what it indexes.
 AS_TEXT = {"CSV": ".txt", "text": ".txt", "Markdown": ".md"}
@@ -85,6 +88,7 @@ remote_syncs = Table(
     Column("base_id", String(64), primary_key=True),
     Column("account", String(32), primary_key=True),
     Column("until", DateTime(timezone=True), nullable=False),
+    Column("owner", String(32), nullable=False, default=""),
 )
 
 
@@ -130,6 +134,8 @@ class Mirror:
         self.client = provider.client
         self.account = provider.account
         self._writer = store.engine.execution_options(studio_write=True)
+        self._token = ""                      # this sync's lease
+        self._outcome: dict[str, object] = {}   # OpenAI file id -> its vector store file, last batches
         self._create_tables()
 
     @_guarded("set up the OpenAI copy tables")
@@ -182,9 +188,12 @@ class Mirror:
             raise SyncProblem("The knowledge base no longer exists.")
         if not self._claim(base_id):
             raise SyncProblem("Another app process is copying this knowledge base to OpenAI; try again shortly.")
-        report = progress or (lambda stage, done, total: None)
+        shown = progress or (lambda stage, done, total: None)
+
+        def report(stage: str, done: int, total: int) -> None:
+            self._renew(base_id)
+            shown(stage, done, total)
         try:
-            self.remove_deleted_bases()
             for attempt in range(2):   # a second pass after OpenAI lost something (see _Again)
                 try:
                     self._sync(base_id, actor, retry_failed, report)
@@ -209,15 +218,24 @@ class Mirror:
         remote = self.files(base.id)
         todo = [f for f in local if f.id not in remote or remote[f.id].status == "uploading"
                 or (retry_failed and remote[f.id].status == "failed")]
+        passing: BaseException | None = None      # a network error or busy server: the others go on
         for n, record in enumerate(todo, 1):
             report("uploading", n - 1, len(todo))
             self._still_there(base_id, actor)        # deleted meanwhile: stop uploading its files
-            self._upload(base, record, store_id, remote.get(record.id))
+            try:
+                self._upload(base, record, store_id, remote.get(record.id))
+            except PASSING as exc:
+                passing = exc
         report("uploading", len(todo), len(todo))
+        self._remove_gone(base, store_id, {f.id for f in self.store.list_files(base_id, actor)
+                                           if f.status != "failed"})     # deleted during the uploads
         pending = [r for r in self.files(base.id).values() if r.status == "processing"]
         if pending:
             self._still_there(base_id, actor)
             self._attach(base, store_id, pending, report)
+        self.remove_deleted_bases()
+        if passing is not None:
+            raise passing
 
     def _still_there(self, base_id: str, actor: Actor) -> KnowledgeBase:
         base = self.store.get_base(base_id, actor)
@@ -228,25 +246,37 @@ class Mirror:
 
     @_guarded("claim the knowledge base's sync")
     def _claim(self, base_id: str) -> bool:
+        """Take the base's lease for this sync (False: another process holds a live one)."""
+        self._token = uuid.uuid4().hex
         now = utcnow()
-        until = now + timedelta(seconds=SYNC_TIMEOUT_S + 120)
+        until = now + timedelta(seconds=LEASE_S)
         key = (remote_syncs.c.base_id == base_id) & (remote_syncs.c.account == self.account)
         try:
             with self._writer.begin() as db:
-                if db.execute(update(remote_syncs).where(key, remote_syncs.c.until < now).values(until=until)).rowcount:
+                if db.execute(update(remote_syncs).where(key, remote_syncs.c.until < now)
+                              .values(until=until, owner=self._token)).rowcount:
                     return True
                 if db.execute(select(remote_syncs.c.until).where(key)).first() is not None:
                     return False           # another process's sync, not over yet
-                db.execute(insert(remote_syncs).values(base_id=base_id, account=self.account, until=until))
+                db.execute(insert(remote_syncs).values(base_id=base_id, account=self.account, until=until,
+                                                       owner=self._token))
             return True
         except IntegrityError:             # another process claimed it just now
             return False
+
+    @_guarded("renew the knowledge base's sync")
+    def _renew(self, base_id: str) -> None:
+        with self._writer.begin() as db:
+            db.execute(update(remote_syncs).where(
+                remote_syncs.c.base_id == base_id, remote_syncs.c.account == self.account,
+                remote_syncs.c.owner == self._token).values(until=utcnow() + timedelta(seconds=LEASE_S)))
 
     @_guarded("end the knowledge base's sync")
     def _release(self, base_id: str) -> None:
         with self._writer.begin() as db:
             db.execute(delete(remote_syncs).where(remote_syncs.c.base_id == base_id,
-                                                  remote_syncs.c.account == self.account))
+                                                  remote_syncs.c.account == self.account,
+                                                  remote_syncs.c.owner == self._token))
 
     def _ensure_store(self, base: KnowledgeBase, report) -> str:
         """The base's vector store: made when there is none or it was deleted on the dashboard;
@@ -256,24 +286,48 @@ class Mirror:
             try:
                 self.client.vector_stores.retrieve(store_id)
             except openai.NotFoundError:
+                self.forget_store(base, store_id)
                 store_id = None
-                self.forget_store(base)
         if store_id is not None and not self._chunking_changed(base):
             return store_id
         created = self.client.vector_stores.create(name=base.name[:100], metadata={"studio_base": base.id})
-        if store_id is not None:       # new chunking: attach the uploaded files to the new store first
-            ready = [r for r in self.files(base.id).values() if r.status in ("ready", "processing") and r.remote_id]
-            if ready:
-                self._attach(base, created.id, ready, report)
+        if store_id is not None:       # new chunking: fill the new store while the old one serves
+            self._fill(base, created.id, report)
             self._delete_store(store_id)
         else:                          # a new store gets every file uploaded before
             self._set_all(base.id, "ready", "processing")
         self._set_store(base, created.id)
         return created.id
 
-    def forget_store(self, base: KnowledgeBase) -> None:
-        """The base's vector store is gone from OpenAI: the next sync makes a new one."""
-        self._set_store(base, None)
+    def _fill(self, base: KnowledgeBase, new_id: str, report) -> None:
+        """Attach the uploaded files to a new store; on any failure, or a batch not finished in
+        time, delete the new store (the old one keeps serving; the next sync starts again)."""
+        uploaded = [r for r in self.files(base.id).values() if r.status in ("ready", "processing") and r.remote_id]
+        try:
+            unfinished = self._attach(base, new_id, uploaded, report, record=False) if uploaded else set()
+        except BaseException:
+            self._delete_store_quietly(new_id)
+            raise
+        if unfinished:
+            self._delete_store_quietly(new_id)
+            raise SyncProblem("OpenAI is still processing the new chunks; the current copy serves, and "
+                              "the next sync tries again.")
+        self._record(base, new_id, uploaded)
+
+    def _delete_store_quietly(self, store_id: str) -> None:
+        try:
+            self._delete_store(store_id)
+        except (openai.APIError, openai.OpenAIError) as exc:
+            log.warning("could not delete vector store %s: %s", store_id, self._error(exc))
+
+    @_guarded("save the OpenAI copy")
+    def forget_store(self, base: KnowledgeBase, store_id: str) -> None:
+        """The vector store is gone from OpenAI: the next sync makes a new one (unless the base
+        has moved on to another store meanwhile)."""
+        with self._writer.begin() as db:
+            db.execute(delete(remote_stores).where(remote_stores.c.base_id == base.id,
+                                                   remote_stores.c.account == self.account,
+                                                   remote_stores.c.vector_store_id == store_id))
 
     @_guarded("save the OpenAI copy")
     def _set_store(self, base: KnowledgeBase, store_id: str | None) -> None:
@@ -337,10 +391,12 @@ class Mirror:
         return stem + suffix, text.encode("utf-8")
 
     def _attach(self, base: KnowledgeBase, store_id: str, pending: list[RemoteFile],
-                report: Callable[[str, int, int], None]) -> None:
-        """Attach uploaded files in file batches, poll each to its end, record every file's outcome."""
+                report: Callable[[str, int, int], None], record: bool = True) -> set[str]:
+        """Attach uploaded files in file batches and poll each to its end; record every file's
+        outcome (unless `record` is False). Returns the OpenAI file ids still processing."""
         by_remote = {r.remote_id: r for r in pending}
         ids = list(by_remote)
+        unfinished: set[str] = set()
         for start in range(0, len(ids), BATCH_LIMIT):
             try:
                 batch = self.client.vector_stores.file_batches.create(
@@ -360,13 +416,27 @@ class Mirror:
                 mine = by_remote.get(item.id)
                 if mine is None:
                     continue
-                if item.status == "completed":
-                    self._set(mine.file_id, base.id, "ready")
-                elif item.status in ("failed", "cancelled"):
-                    error = item.last_error
-                    reason = LAST_ERROR.get(error.code, error.message) if error else f"OpenAI {item.status} it"
-                    detail = f" ({error.message})" if error and error.message and reason != error.message else ""
-                    self._set(mine.file_id, base.id, "failed", error=f"{reason}{detail}.")
+                if item.status == "in_progress":
+                    unfinished.add(item.id)
+                    continue
+                self._outcome[item.id] = item
+        if record:
+            self._record(base, store_id, pending)
+        return unfinished
+
+    def _record(self, base: KnowledgeBase, store_id: str, rows: list[RemoteFile]) -> None:
+        """Each file's outcome in the last batches: ready, or failed with OpenAI's reason."""
+        for row in rows:
+            item = self._outcome.pop(row.remote_id, None)
+            if item is None:
+                continue
+            if item.status == "completed":
+                self._set(row.file_id, base.id, "ready")
+            elif item.status in ("failed", "cancelled"):
+                error = item.last_error
+                reason = LAST_ERROR.get(error.code, error.message) if error else f"OpenAI {item.status} it"
+                detail = f" ({error.message})" if error and error.message and reason != error.message else ""
+                self._set(row.file_id, base.id, "failed", error=f"{reason}{detail}.")
 
     def _lost(self, base: KnowledgeBase, store_id: str, rows: list[RemoteFile]) -> None:
         """A batch was refused with 404: the store or some uploaded files were deleted on
@@ -374,7 +444,7 @@ class Mirror:
         try:
             self.client.vector_stores.retrieve(store_id)
         except openai.NotFoundError:
-            self._set_store(base, None)
+            self.forget_store(base, store_id)
             raise _Again() from None
         for row in rows:
             try:
@@ -519,6 +589,7 @@ class SyncState:
     total: int = 0
     error: str = ""
     running: bool = True
+    ended: float = 0.0         # time.monotonic() when it ended
 
 
 _syncs: dict[tuple[str, str], tuple[threading.Thread, SyncState]] = {}
@@ -533,19 +604,21 @@ def start_sync(mirror: Mirror, base_id: str, actor: Actor, retry_failed: bool = 
         if running is not None and running[0].is_alive():
             return running[1]
         state = SyncState()
+        worker = Mirror(mirror.store, mirror.provider)      # its own lease token and outcomes
 
         def progress(stage: str, done: int, total: int) -> None:
             state.stage, state.done, state.total = stage, done, total
 
         def work() -> None:
             try:
-                mirror.sync(base_id, actor, retry_failed=retry_failed, progress=progress)
+                worker.sync(base_id, actor, retry_failed=retry_failed, progress=progress)
             except (SyncProblem, StoreError) as exc:
                 state.error = str(exc)
             except Exception as exc:     # a thread's error must reach the page, not vanish
                 log.exception("sync of knowledge base %s failed", base_id)
                 state.error = f"The sync stopped on an unexpected error ({type(exc).__name__})."
             finally:
+                state.ended = time.monotonic()
                 state.running = False
 
         thread = threading.Thread(target=work, name=f"kb-sync-{base_id}", daemon=True)
@@ -567,6 +640,21 @@ def wait_for_sync(mirror: Mirror, base_id: str, timeout: float) -> SyncState | N
     return None
 
 
+def join_syncs(timeout: float) -> bool:
+    """Wait for this process's running syncs (e.g. before a CLI command exits); False if some
+    are still running after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for thread, _ in list(_syncs.values()):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread, _ in _syncs.values())
+
+
+def forget_checks(store_ids: list[str]) -> None:
+    """Check these stores again at the next turn (a turn on them failed)."""
+    for store_id in store_ids:
+        _checked.pop(store_id, None)
+
+
 @dataclass
 class HostedKnowledge:
     """What a turn on OpenAI searches: vector stores, and notes about bases not (fully) there."""
@@ -578,8 +666,8 @@ def stores_for_turn(mirror: Mirror, base_ids: list[str], owner: str, actor: Acto
                     wait_s: float = TURN_WAIT_S) -> HostedKnowledge:
     """The vector stores of the assistant's bases (only the assistant owner's, as for local
     retrieval). Changes are synced in the background while the current store serves; a turn
-    waits (up to `wait_s`) only for a base with no usable store yet, or with deleted files
-    still searchable there. A base that cannot be used is left out, with a note saying why."""
+    waits (up to `wait_s`) only for a base with no store yet. Copies of files deleted here are
+    deleted by the turn itself first. A base that cannot be used is left out, with a note."""
     stores, notes = [], []
     for base_id in base_ids:
         try:
@@ -589,26 +677,37 @@ def stores_for_turn(mirror: Mirror, base_ids: list[str], owner: str, actor: Acto
         if base is None or base.owner != owner:
             continue
         local = mirror.store.list_files(base.id, actor)
+        readable = [f for f in local if f.status != "failed"]
         store_id = mirror.vector_store_of(base.id)
         if store_id is not None and not mirror.store_exists(store_id):
-            store_id = None                                 # deleted on the dashboard: rebuilt now
-            mirror.forget_store(base)
-        if mirror.needs_sync(base, local) or (store_id is None and local):
-            start_sync(mirror, base.id, actor)
-            if store_id is None or _deleted_there(mirror, base, local):
+            mirror.forget_store(base, store_id)           # deleted on the dashboard: rebuilt now
+            store_id = None
+        if mirror.needs_sync(base, local) or (store_id is None and readable):
+            state = sync_state(mirror, base.id)
+            if not (state and not state.running and state.error and time.monotonic() - state.ended < RETRY_AFTER_S):
+                start_sync(mirror, base.id, actor)
+            if store_id is None and readable:
                 state = wait_for_sync(mirror, base.id, wait_s)
-                if state is not None and state.error:
-                    notes.append(f"{base.name}: {state.error}")
                 store_id = mirror.vector_store_of(base.id)
+            state = sync_state(mirror, base.id)
+            if state is not None and state.error and not state.running:
+                notes.append(f"{base.name}: {state.error}")
+        if store_id is not None and _deleted_there(mirror, base, local):
+            try:
+                mirror._remove_gone(base, store_id, {f.id for f in readable})
+            except (openai.APIError, openai.OpenAIError):
+                notes.append(f"{base.name}: files deleted here could not be deleted on OpenAI yet, so it "
+                             "was not searched.")
+                continue
         remote = mirror.files(base.id)
         ready = [r for r in remote.values() if r.status == "ready"]
         failed = [r for r in remote.values() if r.status == "failed"]
-        if _deleted_there(mirror, base, local):
-            notes.append(f"{base.name}: files deleted here are still on OpenAI, so it was not searched.")
-        elif ready and store_id:
+        if ready and store_id:
             stores.append(store_id)
-        elif local and not failed:
+        elif readable and not failed:
             notes.append(f"{base.name}: its files are not on OpenAI yet.")
+        elif local and not readable:
+            notes.append(f"{base.name}: the app could not read its files (see the Knowledge page).")
         if failed:
             notes.append(f"{base.name}: {len(failed)} file(s) could not be copied to OpenAI "
                          "(see the Knowledge page).")

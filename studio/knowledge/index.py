@@ -143,4 +143,6 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
         return np.argsort(-scores, kind="stable")
     cut = np.partition(scores, len(scores) - n)[len(scores) - n]
     rows = np.flatnonzero(scores >= cut)
+    if len(rows) < n:          # NaN scores (a corrupt vector) compare false: rank them last instead
+        return _top(np.nan_to_num(scores, nan=-np.inf), n)
     return rows[np.lexsort((rows, -scores[rows]))[:n]]

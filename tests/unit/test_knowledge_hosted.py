@@ -197,7 +197,7 @@ def test_a_turn_never_searches_another_users_base_and_says_when_nothing_is_on_op
 
 def turn(store, kstore, provider, spec, text):
     import studio.knowledge.hosted as hosted
-    thread = new_thread("ada", spec, provider)
+    thread = turn.thread = new_thread("ada", spec, provider)
     hosted.Mirror.poll_s = 0.02
     try:
         return list(run_turn(store, provider, thread, spec, text, ADA, kstore))
@@ -233,6 +233,7 @@ def test_at_most_two_bases_are_searched_at_once_and_the_turn_says_so(fake, store
     tool = next(t for t in fake.last("/v1/responses").body["tools"] if t["type"] == "file_search")
     assert len(tool["vector_store_ids"]) == 2
     assert any("at most 2 knowledge bases" in e.text for e in events if isinstance(e, Notice))
+    assert any("at most 2 knowledge bases" in n for n in store.get_thread(turn.thread.id, ADA).messages[-1].notes)
 
 
 def test_a_deleted_file_is_never_cited_and_a_turn_does_not_wait_for_a_new_one(fake, store, kstore, provider, mirror):
@@ -312,3 +313,60 @@ def test_htm_files_go_to_openai_as_html(fake, kstore, mirror):
     record, _ = kstore.add_file(base.id, "faq.htm", (SAMPLES / "channel-faq.html").read_bytes(), ADA)
     assert mirror.sync(base.id, ADA)[record.id].status == "ready"
     assert fake.last("/v1/files", "POST").body["file"]["filename"] == "faq.html"
+
+
+def test_a_lease_is_renewed_by_its_sync_and_released_only_by_it(fake, kstore, mirror, provider):
+    import studio.knowledge.hosted as hosted
+    from sqlalchemy import select, update
+    base = kstore.create_base("Docs", ADA)
+    assert mirror._claim(base.id)
+    other = Mirror(kstore, provider)
+    assert not other._claim(base.id)
+    other._release(base.id)                                    # not its lease: nothing happens
+    assert not other._claim(base.id)
+    with kstore.engine.begin() as db:                          # the holder died: its lease lapses
+        db.execute(update(hosted.remote_syncs).values(until=hosted.utcnow() - hosted.timedelta(seconds=1)))
+    assert other._claim(base.id)
+    before = kstore.engine.connect().execute(select(hosted.remote_syncs.c.until)).scalar()
+    other._renew(base.id)
+    assert kstore.engine.connect().execute(select(hosted.remote_syncs.c.until)).scalar() > before
+
+
+def test_one_file_failing_for_now_does_not_hold_up_the_others(fake, kstore, mirror):
+    base = kstore.create_base("Docs", ADA)
+    stuck, fine = add(kstore, base.id, "fine-tuning-basics.md", "train-test-splits.txt")
+    fake.refuse = lambda r: (FakeAPIError(503, "Overloaded") if r.path == "/v1/files"
+                             and r.body["file"]["filename"] == "fine-tuning-basics.md" else None)
+    with pytest.raises(SyncProblem):
+        mirror.sync(base.id, ADA)
+    state = mirror.files(base.id)
+    assert state[fine.id].status == "ready" and state[stuck.id].status == "uploading"
+
+
+def test_a_failed_rebuild_leaves_no_store_behind_and_the_old_one_serving(fake, kstore, mirror):
+    base = kstore.create_base("Docs", ADA)
+    record, = add(kstore, base.id, "train-test-splits.txt")
+    mirror.sync(base.id, ADA)
+    old = mirror.vector_store_of(base.id)
+    kstore.set_chunking(base.id, 240, 60, ADA)
+    fake.refuse = lambda r: FakeAPIError(502, "Bad gateway") if r.path.endswith("/file_batches") else None
+    with pytest.raises(SyncProblem):
+        mirror.sync(base.id, ADA)
+    assert list(fake.vector_stores) == [old] and mirror.vector_store_of(base.id) == old
+    assert mirror.files(base.id)[record.id].status == "ready"
+    fake.refuse = None
+    mirror.sync(base.id, ADA)
+    assert list(fake.vector_stores) == [mirror.vector_store_of(base.id)] != [old]
+
+
+def test_a_turn_deletes_copies_of_deleted_files_itself_and_keeps_its_notes(fake, store, kstore, provider, mirror):
+    base = kstore.create_base("Docs", ADA)
+    pdf, md = add(kstore, base.id, "retrieval-augmented-generation.pdf", "fine-tuning-basics.md")
+    mirror.sync(base.id, ADA)
+    assert mirror._claim(base.id)                              # a long sync elsewhere holds the base
+    kstore.delete_file(pdf.id, ADA)
+    events = turn(store, kstore, provider, assistant(store, base), "How many dimensions does MiniLM produce?")
+    assert isinstance(events[-1], Done)
+    assert mirror.files(base.id)[md.id].status == "ready" and pdf.id not in mirror.files(base.id)
+    assert not [e for e in events if isinstance(e, CitationFound)]
+    mirror._release(base.id)
