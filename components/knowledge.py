@@ -11,7 +11,8 @@ from components.safe_text import plain
 from studio.knowledge.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, MIN_SIZE
 from studio.knowledge.embedding import MAX_TOKENS, EmbeddingUnavailable
 from studio.knowledge.extract import SUPPORTED, ExtractionError, max_file_bytes
-from studio.knowledge.hosted import Mirror, SyncState, start_sync, static_chunking, sync_state
+from studio.knowledge.hosted import Mirror, static_chunking
+from studio.knowledge.hosted_turns import SyncState, start_sync, sync_state
 from studio.knowledge.indexer import indexer_for
 from studio.knowledge.search import search
 from studio.knowledge.storage import KnowledgeStore

@@ -28,7 +28,7 @@ from studio.finetune.jobs import LOCAL_BASE
 from studio.providers import ProviderError, make_provider, settings_for
 from studio.settings import PROVIDERS, Settings
 from studio.store import Actor, Store, StoreError
-from studio.knowledge.hosted import join_syncs
+from studio.knowledge.hosted_turns import join_syncs
 from studio.types import CitationFound, Done, ErrorEvent, Notice, TextDelta, ToolCallFinished
 
 

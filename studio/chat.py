@@ -11,7 +11,8 @@ from typing import Iterator
 
 from studio.knowledge.embedding import EmbeddingUnavailable
 from studio.knowledge.grounding import HOSTED_RULES, NOTHING_FOUND, citations, ground
-from studio.knowledge.hosted import Mirror, forget_checks, stores_for_turn
+from studio.knowledge.hosted import Mirror, forget_checks
+from studio.knowledge.hosted_turns import stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
 from studio.providers.base import Provider, ProviderError
 from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted

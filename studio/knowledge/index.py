@@ -88,7 +88,7 @@ class SearchIndex:
             # A word in at least a quarter of the chunks also gets a dense row (4 bytes a chunk,
             # less than its 16 bytes a posting): adding a row beats scattering that many postings.
             common = np.flatnonzero(np.diff(self._starts) * DENSE_SHARE >= self.size)
-            self._dense_of = dict(zip(common.tolist(), range(len(common))))
+            self._dense_of = {word: n for n, word in enumerate(common.tolist())}
             self._dense = np.zeros((len(common), self.size), dtype=np.float32)
             for n, i in enumerate(common):
                 start, end = self._starts[i], self._starts[i + 1]

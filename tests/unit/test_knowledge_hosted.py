@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from studio.chat import new_thread, run_turn
-from studio.knowledge.hosted import Mirror, SyncProblem, stores_for_turn
+from studio.knowledge.hosted import Mirror, SyncProblem
+from studio.knowledge.hosted_turns import stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
 from studio.providers.openai_provider import OpenAIProvider
 from studio.store import Actor
