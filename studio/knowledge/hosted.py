@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from studio.knowledge.extract import ExtractionError, extract
 from studio.knowledge.storage import KnowledgeStore
 from studio.knowledge.types import KnowledgeBase, KnowledgeFile
+from studio.providers.base import ProviderError
 from studio.store import Actor, _guarded, create_tables_once
 from studio.types import utcnow
 
@@ -239,7 +240,10 @@ class Mirror:
     def _still_there(self, base_id: str, actor: Actor) -> KnowledgeBase:
         base = self.store.get_base(base_id, actor)
         if base is None:
-            self.delete_base(base_id)
+            try:
+                self.delete_base(base_id)
+            except ProviderError:       # left to the next sync on this account (deleted_bases)
+                raise SyncProblem("The knowledge base was deleted; its copy on OpenAI goes at the next sync.") from None
             raise SyncProblem("The knowledge base was deleted; its copy on OpenAI was deleted too.")
         return base
 
