@@ -1,0 +1,1 @@
+"""Comparing configurations on held-out data: metrics (and, later, evaluation runs)."""
