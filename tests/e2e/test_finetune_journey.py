@@ -7,7 +7,7 @@ from pathlib import Path
 
 from studio.accounts import OPERATOR, Accounts
 from studio.store import Store
-from tests.e2e.test_journeys import chat_input, log_in, reply_text, settle
+from tests.e2e.test_journeys import chat_input, reply_text, settle, signed_in_page
 
 ROOT = Path(__file__).resolve().parents[2]
 USERNAME, PASSWORD = "sam", "correct-horse-battery"
@@ -16,15 +16,8 @@ TRAIN_TIMEOUT_MS = 600_000
 
 def test_sample_csv_to_a_tuned_model_that_answers_in_the_chat(browser, app_url, workspace):
     from playwright.sync_api import expect
-    expect.set_options(timeout=30_000)
     Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
-    context = browser.new_context(base_url=app_url, viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/")
-    log_in(page, USERNAME, PASSWORD)
-    expect(chat_input(page)).to_be_visible()
-    settle(page)
+    page = signed_in_page(browser, app_url, USERNAME, PASSWORD)
     page.get_by_role("link", name="Fine-tuning").click()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         str(ROOT / "data" / "samples" / "comments.csv"))
@@ -65,4 +58,4 @@ def test_sample_csv_to_a_tuned_model_that_answers_in_the_chat(browser, app_url, 
     assert reply_text(page)
     settle(page)
     assert page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
-    context.close()
+    page.context.close()

@@ -90,6 +90,19 @@ def log_in(page: Page, username: str, password: str) -> None:
     form.get_by_role("button", name="Log in").click()
 
 
+def signed_in_page(browser, url: str, username: str, password: str) -> Page:
+    """A new browser page on the app at `url`, logged in and idle on the chat (30 s timeouts)."""
+    expect.set_options(timeout=30_000)
+    context = browser.new_context(base_url=url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto("/")
+    log_in(page, username, password)
+    expect(chat_input(page)).to_be_visible()
+    settle(page)
+    return page
+
+
 def reply_text(page: Page) -> str:
     """The text of the last assistant message (without its avatar), once it has been drawn."""
     reply = page.locator(ASSISTANT_MESSAGES).last.locator('[data-testid="stChatMessageContent"]')

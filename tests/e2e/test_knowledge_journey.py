@@ -21,7 +21,7 @@ from playwright.sync_api import expect  # noqa: E402
 from studio.accounts import OPERATOR, Accounts  # noqa: E402
 from studio.store import Store  # noqa: E402
 from tests.e2e.conftest import ARTIFACTS, running_app  # noqa: E402
-from tests.e2e.test_journeys import chat_input, log_in, settle  # noqa: E402
+from tests.e2e.test_journeys import chat_input, settle, signed_in_page  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PDF = ROOT / "data" / "samples" / "knowledge" / "retrieval-augmented-generation.pdf"
@@ -39,14 +39,7 @@ def test_a_pdf_becomes_ready_and_the_chat_cites_its_passage_and_page(browser, tm
     workspace = tmp_path_factory.mktemp("knowledge-workspace")
     Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
     with running_app(workspace, STUDIO_PROVIDER="compatible", OPENAI_BASE_URL=fake_server.base_url) as url:
-        expect.set_options(timeout=30_000)
-        context = browser.new_context(base_url=url, viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(30_000)
-        page = context.new_page()
-        page.goto("/")
-        log_in(page, USERNAME, PASSWORD)
-        expect(chat_input(page)).to_be_visible()
-        settle(page)
+        page = signed_in_page(browser, url, USERNAME, PASSWORD)
 
         page.get_by_role("link", name="Knowledge").click()
         page.get_by_role("textbox", name="Name").fill("RAG notes")
@@ -83,4 +76,4 @@ def test_a_pdf_becomes_ready_and_the_chat_cites_its_passage_and_page(browser, tm
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "knowledge-citation.png"), full_page=True)
         assert page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
-        context.close()
+        page.context.close()
