@@ -432,10 +432,12 @@ class Accounts:
         if store.engine.url != self.engine.url:
             raise ValueError("remove_user needs the Store of the same database as the accounts")
         from studio.datasets.storage import DatasetStore   # pandas-heavy: only when removing
+        from studio.evaluation.runs import EvalStore
         from studio.finetune.jobs import JobStore
         from studio.knowledge.storage import KnowledgeStore
         datasets = DatasetStore(store.engine)   # makes sure its tables exist before the transaction
         jobs = JobStore(store.engine)
+        evals = EvalStore(store.engine)
         KnowledgeStore.create_tables(store.engine)
         username = normalize_username(username)
         with self._writer.begin() as db:
@@ -448,6 +450,7 @@ class Accounts:
             db.execute(delete(login_cookies).where(login_cookies.c.username == username))
             datasets.delete_owned(db, username)
             jobs.delete_owned(db, username)
+            evals.delete_owned(db, username)
             KnowledgeStore.delete_owned(db, username)     # their files go when the app next tidies up
             return store.delete_user_data(username, actor, within=db)
 

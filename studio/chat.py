@@ -16,8 +16,8 @@ from studio.knowledge.hosted_turns import stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
 from studio.providers.base import Provider, ProviderError
 from studio.store import Actor, NotAllowed, Store, StoreError, ThreadDeleted
-from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, Notice, TextDelta,
-                          Thread, ToolCallFinished)
+from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event, Message, Notice, Sampling,
+                          TextDelta, Thread, ToolCallFinished)
 
 # What "Continue" sends: a plain user message, so every provider (and the thread's export)
 # sees the same history the user sees.
@@ -96,6 +96,35 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             yield _not_saved(exc)
             return
 
+    reply = Message(role="assistant", content="")
+    for event in answer(provider, thread, spec, actor, knowledge, reply):
+        if isinstance(event, Done):
+            try:
+                if event.provider_ref and event.provider_ref != thread.provider_ref:
+                    store.set_provider_ref(thread, event.provider_ref, actor)
+                store.add_message(thread, reply, actor)
+            except ThreadDeleted:   # deleted while the reply was coming
+                yield ErrorEvent(THREAD_DELETED, retryable=False, code="thread_deleted")
+                return
+            except StoreError as exc:
+                yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
+                return
+        elif isinstance(event, ErrorEvent) and event.forget_provider_ref:
+            try:
+                store.set_provider_ref(thread, None, actor)
+            except StoreError:
+                thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
+        yield event
+
+
+def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor,
+           knowledge: KnowledgeStore | None, reply: Message, sampling: Sampling | None = None) -> Iterator[Event]:
+    """The reply to the thread's last (user) message, stored nowhere: the assistant's knowledge
+    searched, the provider's events passed on, and `reply` filled in (text, tool calls, cited
+    sources, notes) by the time Done comes. Always ends with Done or ErrorEvent.
+
+    run_turn saves what this writes; the playground and evaluations use it directly.
+    """
     grounding = hosted = mirror = None
     if spec.knowledge_bases and knowledge is not None:
         try:
@@ -113,11 +142,12 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
     notes = hosted.notes if hosted else []
     for note in notes:
         yield Notice(note)
-    reply = Message(role="assistant", content="", notes=list(notes))
+    reply.notes = list(notes)
     parts: list[str] = []
-    events = (provider.stream_reply(thread, spec, vector_stores=hosted.vector_stores) if hosted
-              else provider.stream_reply(thread, spec))
-    for event in events:
+    options = {"vector_stores": hosted.vector_stores} if hosted else {}
+    if sampling is not None:
+        options["sampling"] = sampling
+    for event in provider.stream_reply(thread, spec, **options):
         if isinstance(event, TextDelta):
             parts.append(event.text)
         elif isinstance(event, ToolCallFinished):
@@ -135,24 +165,8 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
                 for found in citations(reply.content, grounding.passages):
                     reply.citations.append(found)
                     yield CitationFound(found)
-            try:
-                if event.provider_ref and event.provider_ref != thread.provider_ref:
-                    store.set_provider_ref(thread, event.provider_ref, actor)
-                store.add_message(thread, reply, actor)
-            except ThreadDeleted:   # deleted while the reply was coming
-                yield ErrorEvent(THREAD_DELETED, retryable=False, code="thread_deleted")
-                return
-            except StoreError as exc:
-                yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
-                return
-        elif isinstance(event, ErrorEvent):
-            if hosted is not None:    # e.g. a store deleted on the dashboard: the next turn checks again
-                forget_checks(hosted.vector_stores)
-            if event.forget_provider_ref:
-                try:
-                    store.set_provider_ref(thread, None, actor)
-                except StoreError:
-                    thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
+        elif isinstance(event, ErrorEvent) and hosted is not None:
+            forget_checks(hosted.vector_stores)   # e.g. a store deleted on the dashboard: the next turn checks again
         yield event
         if isinstance(event, (Done, ErrorEvent)):
             return

@@ -247,6 +247,8 @@ class FastModel:
         import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.model)
+        if sampling and "seed" in sampling:
+            sampling = {**{k: v for k, v in sampling.items() if k != "seed"}, "random_seed": sampling["seed"]}
         # The length limit sizes the key/value cache: prompt + reply, not the 8k window; and it
         # may not pass the model's window (callers keep the prompt inside it).
         limit = len(ids) + max_new_tokens

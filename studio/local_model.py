@@ -121,6 +121,9 @@ class TorchRuntime:
 
         tokenizer = self.local.tokenizer
         inputs = torch.tensor([ids])
+        if sampling and "seed" in sampling:
+            sampling = dict(sampling)
+            torch.manual_seed(sampling.pop("seed"))
         with torch.inference_mode(), using_adapter(self.local, self.adapter):
             out = self.local.model.generate(
                 input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,

@@ -113,6 +113,16 @@ class Thread:
     stored: bool = field(default=False, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Generation settings a turn may set (the playground's); None keeps the provider's default.
+    `max_tokens` caps the reply; `seed` asks for repeatable sampling where the provider has one."""
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
 @dataclass
 class ModelInfo:
     """A model a provider offers, with what is known about it."""

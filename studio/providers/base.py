@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from studio.types import AssistantSpec, Event, ModelInfo, Thread
+from studio.types import AssistantSpec, Event, ModelInfo, Sampling, Thread
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class Capabilities:
     server_threads: bool      # threads kept by the provider (OpenAI Conversations)
     fine_tuning: bool
     hosted_retrieval: bool = False   # searches the provider's own vector stores (OpenAI file_search)
+    seed: bool = False               # takes Sampling.seed (OpenAI's Responses API has no seed)
 
 
 class ProviderError(Exception):
@@ -37,8 +38,8 @@ class Provider(ABC):
         """Models this provider can chat with. Raises ProviderError on failure."""
 
     @abstractmethod
-    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
-                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *, vector_stores: Sequence[str] = (),
+                     sampling: Sampling | None = None) -> Iterator[Event]:
         """Stream the assistant's reply to the last message of `thread` (a user message).
 
         `thread.messages` holds the whole history, the new user message last. Never raises
@@ -48,6 +49,7 @@ class Provider(ABC):
         Ends with Done (carrying `provider_ref` if the provider created a server thread).
         `vector_stores`: hosted vector stores the turn searches (providers with hosted_retrieval;
         the sources the reply cites come as CitationFound events, with the provider's file ids).
+        `sampling`: temperature, top_p, reply cap and seed for this turn (None: the defaults).
         """
 
     def delete_thread(self, thread: Thread) -> None:

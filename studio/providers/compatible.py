@@ -21,7 +21,7 @@ from studio.redact import remember_secret
 from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_arguments, parse_shutdown_date,
                                     run_calls_events, text_delta)
 from studio.tools import get_tools
-from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, Thread, ToolCall, Usage, new_id
+from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, Sampling, Thread, ToolCall, Usage, new_id
 
 KEY_HINT = "Check the API key set for the OpenAI-compatible server"
 MODELS_TTL_S = 60   # how long a server's /v1/models answer is reused
@@ -44,7 +44,7 @@ class CompatibleProvider(Provider):
     name = "compatible"
     label = "OpenAI-compatible server"
     capabilities = Capabilities(function_tools=True, code_interpreter=False, server_threads=False,
-                                fine_tuning=False)
+                                fine_tuning=False, seed=True)
 
     def __init__(self, base_url: str, api_key: str = "", default_model: str = "",
                  context_window: int = 8192, max_retries: int = 1, timeout: float = 60):
@@ -99,8 +99,8 @@ class CompatibleProvider(Provider):
         return models[0].id
 
     # --- a turn --------------------------------------------------------------------
-    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
-                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *, vector_stores: Sequence[str] = (),
+                     sampling: Sampling | None = None) -> Iterator[Event]:
         """Stream the reply to the thread's last (user) message; see Provider.stream_reply."""
         if not thread.messages or thread.messages[-1].role != "user":
             yield ErrorEvent("There is no new message to answer.", False, "no_user_message")
@@ -109,14 +109,15 @@ class CompatibleProvider(Provider):
         model = spec.model or self._default_model
         try:
             model = model or self._first_listed_model()
-            yield from self._turn(thread, spec, model, progress)
+            yield from self._turn(thread, spec, model, progress, sampling or Sampling())
         except ProviderError as exc:
             yield ErrorEvent(str(exc), False, "no_model")
         except Exception as exc:
             yield describe_error(exc, base_url=self.base_url, model=model, secrets=self._secrets(),
                                  key_hint=KEY_HINT, midstream=progress.streaming)
 
-    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress) -> Iterator[Event]:
+    def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress,
+              sampling: Sampling) -> Iterator[Event]:
         tools = get_tools(spec.tools)
         schemas = [t.chat_schema() for t in tools]
         messages = self.build_messages(thread, spec, schemas)
@@ -125,15 +126,18 @@ class CompatibleProvider(Provider):
             return
         usage = Usage()
         cut_off = False
+        chosen = {name: value for name, value in (("temperature", sampling.temperature), ("top_p", sampling.top_p),
+                                                  ("seed", sampling.seed)) if value is not None}
+        reserve = min(self.reply_reserve, sampling.max_tokens or self.reply_reserve)
         for round_no in range(MAX_TOOL_ROUNDS + 1):
-            options: dict[str, Any] = {"tools": schemas} if schemas else {}
+            options: dict[str, Any] = {**chosen, **({"tools": schemas} if schemas else {})}
             if schemas and round_no == MAX_TOOL_ROUNDS:
                 options["tool_choice"] = "none"   # last round: make the model answer in words
             # The reply's room was kept free when the history was fitted; without a limit a
             # small model may loop until the server's own default cap (seconds of wasted work).
             stream = self.client.chat.completions.create(
                 model=model, messages=messages, stream=True, stream_options={"include_usage": True},
-                max_completion_tokens=self.reply_reserve, **options)
+                max_completion_tokens=reserve, **options)
             text: list[str] = []
             calls: list[ToolCall] = []
             finish: list[str] = []

@@ -12,7 +12,7 @@ from studio.context import ContextTooLong, history_messages
 from studio.local_model import (CONTEXT_WINDOW, MODEL_ID, ModelLoadError, ModelNotInstalled, Progress, Runtime,
                                 get_runtime, on_model_thread)
 from studio.providers.base import Capabilities, Provider
-from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, TextDelta, Thread, Usage
+from studio.types import AssistantSpec, Done, ErrorEvent, Event, ModelInfo, Sampling, TextDelta, Thread, Usage
 
 log = logging.getLogger(__name__)
 # Sampling, because greedy decoding makes a 135M model repeat itself.
@@ -25,7 +25,7 @@ class LocalProvider(Provider):
     name = "local"
     label = "Embedded model (SmolLM2-135M)"
     capabilities = Capabilities(function_tools=False, code_interpreter=False,
-                                server_threads=False, fine_tuning=False)
+                                server_threads=False, fine_tuning=False, seed=True)
 
     def __init__(self, model_dir: Path, max_new_tokens: int = 200, progress: Progress | None = None,
                  find_adapter: Callable[[str, str], str | None] | None = None):
@@ -51,8 +51,8 @@ class LocalProvider(Provider):
                 "switch to OpenAI or a compatible server for tools.",
                 "It runs on this machine's CPU: replies are short and simple, and no key or internet is needed."]
 
-    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
-                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *, vector_stores: Sequence[str] = (),
+                     sampling: Sampling | None = None) -> Iterator[Event]:
         """Stream the reply to the thread's last (user) message; see Provider.stream_reply.
 
         The model is loaded on first use; a failed load is an ErrorEvent saying what to do.
@@ -74,11 +74,12 @@ class LocalProvider(Provider):
             yield ErrorEvent(f"The embedded model could not be loaded. {exc}",
                              retryable=not isinstance(exc, ModelNotInstalled), code="model_load_failed")
             return
+        cap = min(sampling.max_tokens, self.max_new_tokens) if sampling and sampling.max_tokens else None
         messages = self.build_messages(thread, spec, runtime)
         if isinstance(messages, ErrorEvent):
             yield messages
             return
-        yield from self.generate(messages, adapter)
+        yield from self.generate(messages, adapter, sampling_for(sampling), max_new_tokens=cap)
 
     def build_messages(self, thread: Thread, spec: AssistantSpec, runtime: Runtime | None = None
                        ) -> list[dict] | ErrorEvent:
@@ -101,13 +102,15 @@ class LocalProvider(Provider):
         return messages
 
     def generate(self, messages: list[dict], adapter: str | None = None,
-                 sampling: dict | None = GENERATION) -> Iterator[Event]:
+                 sampling: dict | None = GENERATION, max_new_tokens: int | None = None) -> Iterator[Event]:
         """Stream a reply to chat `messages` piece by piece (text deltas, then Done), from the
         base model or the fine-tuned one whose LoRA adapter is in the folder `adapter`.
-        `sampling` None: greedy.
+        `sampling` None: greedy; its "seed" makes sampling repeatable. `max_new_tokens`: a
+        lower cap than the provider's for this reply.
 
-        Done is marked `cut_off` when the reply stopped at `max_new_tokens`, not at its end.
+        Done is marked `cut_off` when the reply stopped at the cap, not at its end.
         """
+        cap = max_new_tokens or self.max_new_tokens
         runtime = get_runtime(self.model_dir, adapter, self.progress)
         try:
             ids = runtime.prompt_ids(messages)
@@ -124,7 +127,7 @@ class LocalProvider(Provider):
         def work() -> list[int]:
             try:
                 # No timeout: a reply may wait its turn on the model thread behind another session's.
-                return [] if stop.is_set() else runtime.generate(ids, self.max_new_tokens, sampling,
+                return [] if stop.is_set() else runtime.generate(ids, cap, sampling,
                                                                    pieces.put, stop.is_set)
             except BaseException as exc:   # reported to the reader below
                 failure.append(exc)
@@ -146,8 +149,25 @@ class LocalProvider(Provider):
             return
         # At the cap, and the last token is not end-of-reply: the reply was cut short.
         cut_off = bool(new) and new[-1] not in runtime.eos_ids and (
-            len(new) >= self.max_new_tokens or len(ids) + len(new) >= CONTEXT_WINDOW)
+            len(new) >= cap or len(ids) + len(new) >= CONTEXT_WINDOW)
         yield Done(usage=Usage(input_tokens=len(ids), output_tokens=len(new)), cut_off=cut_off)
 
 
 _END = object()   # marks the end of a reply's pieces
+
+
+def sampling_for(chosen: Sampling | None) -> dict | None:
+    """The runtime's sampling settings for a turn's choices: GENERATION with the chosen
+    temperature and top_p (temperature 0: greedy) and the seed, if any."""
+    if chosen is None:
+        return GENERATION
+    if chosen.temperature == 0:
+        return None
+    settings = dict(GENERATION)
+    if chosen.temperature is not None:
+        settings["temperature"] = chosen.temperature
+    if chosen.top_p is not None:
+        settings["top_p"] = chosen.top_p
+    if chosen.seed is not None:
+        settings["seed"] = chosen.seed
+    return settings

@@ -21,7 +21,7 @@ from studio.providers.turns import (MAX_TOOL_ROUNDS, TurnProgress, parse_argumen
                                     run_calls_events, text_delta)
 from studio.redact import redact, remember_secret
 from studio.tools import Tool, get_tools
-from studio.types import (AssistantSpec, Citation, CitationFound, Done, ErrorEvent, Event, Message, ModelInfo,
+from studio.types import (AssistantSpec, Citation, CitationFound, Done, ErrorEvent, Event, Message, ModelInfo, Sampling,
                           Thread, ToolCall, ToolCallFinished, ToolCallStarted, Usage)
 
 CODE_INTERPRETER = "code_interpreter"
@@ -96,8 +96,8 @@ class OpenAIProvider(Provider):
                        for m in models if not NOT_CHAT.search(m.id)), key=lambda m: m.id)
 
     # --- a turn --------------------------------------------------------------------
-    def stream_reply(self, thread: Thread, spec: AssistantSpec, *,
-                     vector_stores: Sequence[str] = ()) -> Iterator[Event]:
+    def stream_reply(self, thread: Thread, spec: AssistantSpec, *, vector_stores: Sequence[str] = (),
+                     sampling: Sampling | None = None) -> Iterator[Event]:
         """Stream the reply to the thread's last (user) message; see Provider.stream_reply."""
         if not self._api_key:
             yield ErrorEvent("No OpenAI API key is set. Set OPENAI_API_KEY in your settings or "
@@ -111,7 +111,8 @@ class OpenAIProvider(Provider):
         conversation = _ConversationUse(id=thread.provider_ref)
         settled = False   # Done or the ErrorEvent has been handed out
         try:
-            for event in self._turn(thread, spec, model, progress, conversation, list(vector_stores)):
+            for event in self._turn(thread, spec, model, progress, conversation, list(vector_stores),
+                                    sampling or Sampling()):
                 if isinstance(event, ErrorEvent):
                     settled = True
                     yield self._after_failure(event, thread, conversation)
@@ -171,13 +172,13 @@ class OpenAIProvider(Provider):
             raise self._provider_error(exc) from None
 
     def _turn(self, thread: Thread, spec: AssistantSpec, model: str, progress: TurnProgress,
-              conversation_use: _ConversationUse, vector_stores: list[str]) -> Iterator[Event]:
+              conversation_use: _ConversationUse, vector_stores: list[str], sampling: Sampling) -> Iterator[Event]:
         if conversation_use.id is None:
             conversation_use.id = self._new_conversation(thread.messages[:-1])
             conversation_use.created_now = True
         conversation = conversation_use.id
         tools = get_tools(spec.tools)
-        options = self._request_options(spec, tools, vector_stores)
+        options = self._request_options(spec, tools, vector_stores, sampling)
         pending: list[dict] = [{"type": "message", "role": "user", "content": thread.messages[-1].content}]
         usage = Usage()
         sources = _Sources()      # file_search results and citations, across the turn's responses
@@ -211,8 +212,15 @@ class OpenAIProvider(Provider):
                        for c in calls]
         yield Done(usage=usage, provider_ref=conversation, cut_off=progress.cut_off)
 
-    def _request_options(self, spec: AssistantSpec, tools: list[Tool], vector_stores: list[str]) -> dict[str, Any]:
+    def _request_options(self, spec: AssistantSpec, tools: list[Tool], vector_stores: list[str],
+                         sampling: Sampling) -> dict[str, Any]:
         options: dict[str, Any] = {}
+        if sampling.temperature is not None:
+            options["temperature"] = sampling.temperature
+        if sampling.top_p is not None:
+            options["top_p"] = sampling.top_p
+        if sampling.max_tokens is not None:   # the API's minimum is 16
+            options["max_output_tokens"] = max(16, sampling.max_tokens)
         instructions = compile_instructions(spec)
         if instructions:
             options["instructions"] = instructions

@@ -104,9 +104,9 @@ def _local(fake: FakeOpenAI) -> ProviderCase:
                                  max_new_tokens=overrides.get("max_new_tokens", 16))
         generate = provider.generate
 
-        def recording_generate(messages: list[dict], adapter: str | None = None):
+        def recording_generate(messages: list[dict], *args, **kwargs):
             case.generated.append(messages)
-            return generate(messages, adapter)
+            return generate(messages, *args, **kwargs)
         provider.generate = recording_generate
         return provider
     case = ProviderCase("local", make, None, "")
