@@ -19,6 +19,7 @@ with error_boundary():
         st.Page("pages/assistants.py", title="Assistants", icon="🧩", url_path="assistants"),
         st.Page("pages/knowledge.py", title="Knowledge", icon="📚", url_path="knowledge"),
         st.Page("pages/finetune.py", title="Fine-tuning", icon="🎯", url_path="finetune"),
+        st.Page("pages/playground.py", title="Playground", icon="⚖️", url_path="playground"),
     ]
     if session.is_admin():   # the role as the database has it on this run (require_login read it)
         pages.append(st.Page("pages/users.py", title="Users", icon="👥", url_path="users"))

@@ -1,0 +1,249 @@
+"""The playground's compare view: two to four panes, each a model (or a saved assistant) with
+its own settings, sent one message; replies stream side by side with their figures.
+
+The panes' settings are widgets (session_state keys "pane{i}_..."); their conversations and
+each reply's figures are kept in session_state (PANES, STATS) for this browser session.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import streamlit as st
+
+from components import session
+from components.knowledge import knowledge_store
+from components.model_loading import ensure_local_model
+from components.provider_panel import cached_models
+from components.safe_text import inline_code, plain, safe_markdown
+from studio.evaluation.runs import Configuration
+from studio.finetune.jobs import JobStore
+from studio.models import ModelChoice, choices_from, load_catalog
+from studio.playground import Pane, PaneResult, PaneRun, PaneStats, Waiting, stream_panes
+from studio.providers import LABELS, Provider, ProviderError
+from studio.settings import PROVIDERS
+from studio.store import Actor, StoreError
+from studio.types import AssistantSpec, Sampling, TextDelta
+
+PANES = "playground_panes"     # session_state: pane index -> Pane (its conversation)
+STATS = "playground_stats"     # session_state: reply message id -> PaneStats
+COUNT = "playground_count"     # session_state: how many panes
+ERRORS = "playground_errors"   # session_state: pane index -> why its last reply failed
+PRESET_MISSING = "playground_preset_missing"   # what the tutorial preset could not find
+CURSOR = " ▌"
+
+
+def available_providers() -> tuple[dict[str, Provider], dict[str, str]]:
+    """The providers this session can use now, and for the others why not (e.g. no key)."""
+    ready, missing = {}, {}
+    for name in PROVIDERS:
+        try:
+            ready[name] = session.provider_for(None, name=name)
+        except ProviderError as exc:
+            missing[name] = str(exc)
+    return ready, missing
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _tuned_models(database_url: str, user: str) -> list[tuple[str, str, str]]:
+    """(provider, model id, description) of the user's fine-tuned models and OpenAI checkpoints."""
+    jobs = JobStore(session.store().engine)
+    actor = Actor(user)
+    out = [(m.provider, m.id, f"fine-tuned from {m.base_model} (job {m.job_id[-8:]})")
+           for m in jobs.list_models(actor)]
+    for job in jobs.list(actor):
+        for checkpoint in job.checkpoints or []:
+            if job.provider == "openai" and checkpoint.get("model"):
+                out.append(("openai", checkpoint["model"], f"checkpoint at step {checkpoint.get('step')}"))
+    return out
+
+
+def model_choices(providers: dict[str, Provider]) -> tuple[list[ModelChoice], list[str]]:
+    """Every model the ready providers offer (with the user's fine-tuned ones), and notes on
+    providers whose model list could not be read."""
+    catalog = load_catalog(session.settings().data_dir)
+    try:
+        tuned = _tuned_models(session.settings().database_url, session.current_user())
+    except StoreError:
+        tuned = []
+    choices, notes = [], []
+    for name, provider in providers.items():
+        try:
+            listed = cached_models(provider)
+        except ProviderError as exc:
+            listed = []
+            notes.append(f"{LABELS[name]}: the model list could not be read ({exc}); type a model id instead.")
+        extra = [(model, description) for p, model, description in tuned if p == name]
+        choices += choices_from(name, listed, extra, catalog)
+    return choices, notes
+
+
+def _choice_label(choice: ModelChoice, today: date) -> str:
+    status = choice.status(today)
+    flag = ""
+    if status == "shut down":
+        flag = " ⛔ shut down"
+    elif status == "retiring":
+        flag = f" ⏳ retires {choice.shutdown_date:%Y-%m-%d}"
+    tuned = " 🎯" if ":ft:" in choice.id or choice.id.startswith("ft:") else ""
+    return f"{choice.id}{tuned} · {choice.provider}{flag}"
+
+
+def pane_settings(i: int, providers: dict[str, Provider], choices: list[ModelChoice],
+                  assistants: dict[str, AssistantSpec]) -> Configuration | None:
+    """One pane's settings; its configuration, or None when it cannot run (nothing to pick)."""
+    today = date.today()
+    kind = st.segmented_control("Runs", ["Model", "Assistant"], default="Model", key=f"pane{i}_kind",
+                                label_visibility="collapsed")
+    if kind == "Assistant":
+        if not assistants:
+            st.info("You have no assistants yet: create one on the Assistants page.")
+            return None
+        picked = st.selectbox("Assistant", list(assistants), key=f"pane{i}_assistant",
+                              format_func=lambda a: assistants[a].name)
+        spec = assistants[picked]
+        provider = spec.provider or session.settings().provider
+        if provider not in providers:
+            st.warning(f"This assistant runs on {LABELS.get(provider, provider)}, which is not set up.")
+            return None
+        model = spec.model or providers[provider].default_model()
+        st.caption(f"{plain(spec.name)} · {provider} · model {inline_code(model)}")
+        config = Configuration(provider, assistant_id=spec.id, label="")
+    else:
+        by_key = {f"{c.provider}\n{c.id}": c for c in choices}
+        if not by_key:
+            st.info("No model is available: set up a provider in the sidebar.")
+            return None
+        key = st.selectbox("Model", list(by_key), key=f"pane{i}_model",
+                           format_func=lambda k: _choice_label(by_key[k], today))
+        choice = by_key[key]
+        if warning := choice.warning(today):
+            (st.error if choice.status(today) == "shut down" else st.warning)(warning)
+        system = st.text_area("System prompt", key=f"pane{i}_system", height=80,
+                              placeholder="none (a dataset's own prompt in evaluations)")
+        config = Configuration(choice.provider, choice.id, system_prompt=system)
+    config.sampling = _sampling(i, providers[config.provider])
+    return config
+
+
+def _sampling(i: int, provider: Provider) -> Sampling:
+    with st.popover("Parameters", icon=":material/tune:"):
+        temperature = st.slider("Temperature", 0.0, 2.0, value=1.0, step=0.1,
+                                key=f"pane{i}_temperature")
+        top_p = st.slider("top_p", 0.0, 1.0, value=1.0, step=0.05, key=f"pane{i}_top_p")
+        max_tokens = st.number_input("Max tokens (0: the provider's default)", 0, 32_000, value=0, step=50,
+                                     key=f"pane{i}_max_tokens")
+        seed_help = None if provider.capabilities.seed else f"{provider.label} takes no seed (its API has none)."
+        seed = st.number_input("Seed (0: none)", 0, 2**31 - 1, value=0, key=f"pane{i}_seed",
+                               disabled=not provider.capabilities.seed, help=seed_help)
+        if seed_help:
+            st.caption(seed_help)
+        if provider.name == "openai":
+            st.caption("Reasoning models (gpt-5 family) refuse temperature and top_p: leave them at 1.")
+    default = temperature == 1.0 and top_p == 1.0
+    return Sampling(temperature=None if default else temperature, top_p=None if default else top_p,
+                    max_tokens=max_tokens or None, seed=seed or None if provider.capabilities.seed else None)
+
+
+def pane_for(i: int, config: Configuration, assistants: dict[str, AssistantSpec]) -> Pane:
+    """Pane i with `config`, keeping its conversation while its provider and model stay."""
+    panes = st.session_state.setdefault(PANES, {})
+    assistant = assistants.get(config.assistant_id) if config.assistant_id else None
+    old = panes.get(i)
+    keep = old is not None and old.provider == config.provider and old.model == config.model and (
+        (old.assistant.id if old.assistant else "") == config.assistant_id)
+    pane = Pane(config.provider, config.model, config.system_prompt, config.sampling, assistant,
+                old.thread if keep else None)
+    panes[i] = pane
+    return pane
+
+
+def show_pane(i: int, pane: Pane) -> None:
+    """A pane's conversation, each reply with its figures, and why its last reply failed."""
+    stats = st.session_state.get(STATS, {})
+    for message in pane.thread.messages if pane.thread else []:
+        with st.chat_message(message.role):
+            st.markdown(safe_markdown(message.content))
+            if message.role == "assistant" and message.id in stats:
+                st.caption(stats_line(stats[message.id]))
+    if error := st.session_state.get(ERRORS, {}).get(i):
+        st.error(safe_markdown(error) + " Send the message again to retry.")
+
+
+def stats_line(stats: PaneStats) -> str:
+    """Time to first token, total time, tokens and cost of one reply."""
+    parts = []
+    if stats.waited_s > 0.5:
+        parts.append(f"waited {stats.waited_s:.1f} s")
+    if stats.first_token_s is not None:
+        parts.append(f"first token {stats.first_token_s:.2f} s")
+    if stats.total_s is not None:
+        parts.append(f"total {stats.total_s:.2f} s")
+    parts.append(f"{stats.usage.input_tokens} in / {stats.usage.output_tokens} out tokens")
+    parts.append("cost unknown" if stats.cost is None else f"≈ ${stats.cost:.5f} (estimate)")
+    return " · ".join(parts)
+
+
+def send(panes: list[Pane], providers: dict[str, Provider], text: str, areas: list) -> None:
+    """Send `text` to every pane and draw the replies as they stream, side by side."""
+    if any(p.provider == "local" for p in panes) and not ensure_local_model(session.settings().model_dir):
+        return
+    runs = [PaneRun(p, providers[p.provider]) for p in panes]
+    errors = st.session_state[ERRORS] = {}
+    slots, texts = [], [""] * len(panes)
+    for area in areas:
+        with area:
+            with st.chat_message("user"):
+                st.markdown(safe_markdown(text))
+            with st.chat_message("assistant"):
+                slots.append((st.empty(), st.empty()))
+    catalog = load_catalog(session.settings().data_dir)
+    stats = st.session_state.setdefault(STATS, {})
+    for index, item in stream_panes(runs, text, session.actor(), knowledge_store(), catalog):
+        body, note = slots[index]
+        if isinstance(item, TextDelta):
+            texts[index] += item.text
+            body.markdown(safe_markdown(texts[index]) + CURSOR)
+        elif isinstance(item, Waiting):
+            note.caption(f"⏳ {plain(item.text)}")
+        elif isinstance(item, PaneResult):
+            if item.reply is not None:
+                stats[item.reply.id] = item.stats
+                body.markdown(safe_markdown(item.reply.content))
+                note.caption(stats_line(item.stats))
+            elif item.error is not None:
+                errors[index] = item.error.message
+                note.error(safe_markdown(item.error.message))
+
+
+def tutorial_preset(assistants: dict[str, AssistantSpec], choices: list[ModelChoice]) -> None:
+    """(A button's callback.) Set three panes to the tutorial's comparison: the few-shot
+    assistant, the knowledge assistant and the newest fine-tuned model; what is missing is
+    left in PRESET_MISSING for the page to say."""
+    mine = [a for a in assistants.values() if a.owner == session.current_user()] or list(assistants.values())
+    prompted = next((a for a in mine if a.examples and not a.knowledge_bases), None)
+    knowing = next((a for a in mine if a.knowledge_bases), None)
+    tuned = next((c for c in choices if c.id.startswith("ft:") or ":ft:" in c.id), None)
+    missing = []
+    st.session_state[COUNT] = 3
+    for i, assistant in enumerate((prompted, knowing)):
+        if assistant is None:
+            missing.append(["an assistant with few-shot examples", "an assistant with a knowledge base"][i])
+            continue
+        st.session_state[f"pane{i}_kind"] = "Assistant"
+        st.session_state[f"pane{i}_assistant"] = assistant.id
+    if tuned is None:
+        missing.append("a fine-tuned model (train one on the Fine-tuning page)")
+    else:
+        st.session_state["pane2_kind"] = "Model"
+        st.session_state["pane2_model"] = f"{tuned.provider}\n{tuned.id}"
+    st.session_state[PRESET_MISSING] = missing
+
+
+def clear_conversations() -> None:
+    for key in (PANES, STATS, ERRORS):
+        st.session_state.pop(key, None)
+
+
+def pane_count() -> int:
+    return st.session_state.setdefault(COUNT, 2)
+

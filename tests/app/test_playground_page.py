@@ -1,0 +1,95 @@
+"""The Playground page, with OpenAI pointed at the fake server: panes set up, one message sent to
+all of them, each reply under its own pane with its figures; an evaluation run over the panes'
+configurations, its results and exports; feedback."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from studio.accounts import OPERATOR
+from studio.evaluation.runs import EvalStore
+from studio.store import Actor, Store
+from tests.app.conftest import accounts, login, new_app
+
+
+@pytest.fixture
+def on_openai(workspace, fake_server, monkeypatch):
+    fake_server.reset()
+    monkeypatch.setenv("STUDIO_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-playground-0123")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
+    accounts(workspace).add_user("ada", "correct-horse", actor=OPERATOR)
+    at = login(new_app().run(), "ada", "correct-horse")
+    at.switch_page("pages/playground.py")
+    return at.run()
+
+
+def pick_model(at, pane: int, model: str, provider: str = "openai"):
+    at.selectbox(key=f"pane{pane}_model").set_value(f"{provider}\n{model}")
+    return at.run()
+
+
+def texts(at) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def test_two_panes_answer_one_message_each_with_its_own_model(on_openai, fake_server):
+    at = on_openai
+    assert not at.exception, at.exception
+    at = pick_model(at, 0, "gpt-4.1-mini")
+    at = pick_model(at, 1, "gpt-4o")
+    at.text_area(key="pane1_system").input("You are pane B.")
+    at = at.run()
+    at.chat_input[0].set_value("Hello panes")
+    at = at.run()
+    assert not at.exception, at.exception
+    bodies = [r.body for r in fake_server.requests_to("/v1/responses")]
+    assert sorted(b["model"] for b in bodies) == ["gpt-4.1-mini", "gpt-4o"]
+    assert next(b for b in bodies if b["model"] == "gpt-4o").get("instructions") == "You are pane B."
+    assert "instructions" not in next(b for b in bodies if b["model"] == "gpt-4.1-mini")
+    assert sum("You said: Hello panes" in t for t in texts(at)) == 2
+    captions = [c.value for c in at.caption]
+    assert sum("first token" in c and "tokens" in c for c in captions) == 2
+    # the conversations stay after the next run, each in its own pane
+    at = at.run()
+    assert sum("You said: Hello panes" in t for t in texts(at)) == 2
+
+
+def test_a_retiring_model_is_flagged_and_a_failing_pane_leaves_the_other(on_openai, fake_server):
+    at = pick_model(on_openai, 0, "gpt-4o")
+    assert any("shuts down on 2027-01-14" in w.value for w in at.warning)
+    fake_server.models = [m for m in fake_server.models if m["id"] != "gpt-4o"]   # retired meanwhile
+    at = pick_model(at, 1, "gpt-4.1-mini")
+    at.chat_input[0].set_value("Still there?")
+    at = at.run()
+    assert not at.exception
+    assert any("gpt-4o" in e.value and "does not exist" in e.value for e in at.error)
+    assert sum("You said: Still there?" in t for t in texts(at)) == 1
+
+
+def test_an_evaluation_runs_over_the_panes_and_exports(on_openai, fake_server, workspace, downloads):
+    at = pick_model(on_openai, 0, "gpt-4.1-mini")
+    at = pick_model(at, 1, "gpt-4o")
+    at.radio(key="eval_source").set_value("Upload a JSONL or CSV file")
+    at = at.run()
+    data = b"prompt,response\nhi,You said: hi\nbye,You said: bye\n"
+    at.file_uploader(key="eval_upload_0").upload("eval.csv", data, "text/csv")
+    at = at.run()
+    assert any("2 case(s)" in c.value for c in at.caption)
+    next(t for t in at.text_input if t.label.startswith("Rule")).input(r"You said")
+    next(b for b in at.button if b.label == "Start evaluation").click()
+    at = at.run()
+    assert not at.exception, at.exception
+    evals = EvalStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
+    run = evals.list(Actor("ada"))[0]
+    deadline = time.time() + 30
+    while evals.get(run.id, Actor("ada")).status == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert evals.get(run.id, Actor("ada")).status == "finished"
+    at = at.run()
+    assert not at.exception, at.exception
+    summary = at.dataframe[0].value
+    assert list(summary["answered"]) == [2, 2] and list(summary["rule_passed"]) == [2, 2]
+    exported = [content for name, content in downloads.values() if str(name).endswith(".csv")]
+    assert exported and b"configuration" in exported[-1]
