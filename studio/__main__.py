@@ -22,6 +22,7 @@ from studio.assistants import (MAX_FILE_BYTES, AssistantClash, assistant_file_by
                                read_assistant_file, same_name)
 from studio.accounts import OPERATOR, Accounts, AccountsUnavailable, UserError
 from studio.chat import new_thread, run_turn
+from studio.cli_eval import eval_parser, run_eval
 from studio.cli_finetune import finetune_parser, run_finetune
 from studio.cli_knowledge import kb_parser, knowledge_store, run_kb
 from studio.finetune.jobs import LOCAL_BASE
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     _dataset_parser(commands)
     finetune_parser(commands)
     kb_parser(commands)
+    eval_parser(commands)
 
     args = parser.parse_args(argv)
     _log_briefly()
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.ensure_data_dir()
         return {"chat": _chat, "models": _models, "users": _users,
                 "assistants": _assistants, "dataset": _dataset, "finetune": _finetune,
-                "kb": _kb}[args.command](args, settings)
+                "kb": _kb, "eval": _eval}[args.command](args, settings)
     except (ProviderError, UserError, AccountsUnavailable, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # Arguments that are text for the workspace (file paths are left alone: any bytes name a file).
 TEXT_ARGUMENTS = {"message": "message", "assistant": "--assistant", "thread": "--thread", "user": "--user",
-                  "model": "--model", "name": "name"}
+                  "model": "--model", "name": "name", "rule": "--rule", "judge": "--judge", "models": "--model",
+                  "assistants": "--assistant"}
 
 
 def _check_text_arguments(args) -> None:
@@ -96,6 +99,7 @@ def _check_text_arguments(args) -> None:
     no database or server accepts), before anything is stored or sent."""
     for attribute, shown in TEXT_ARGUMENTS.items():
         value = getattr(args, attribute, None)
+        value = " ".join(value) if isinstance(value, list) else value
         if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
             raise ValueError(f"The {shown} argument is not valid UTF-8 text (is the terminal set to UTF-8?). "
                              "Nothing was sent or changed.")
@@ -287,6 +291,11 @@ def _first_admin(settings: Settings) -> str | None:
 
 def _kb(args, settings: Settings) -> int:
     return run_kb(args, settings, _first_admin(settings))
+
+
+def _eval(args, settings: Settings) -> int:
+    return run_eval(args, settings, Actor(args.user or os.environ.get("STUDIO_USER") or _first_admin(settings)
+                                          or "cli"))
 
 
 def _finetune(args, settings: Settings) -> int:
