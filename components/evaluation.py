@@ -175,7 +175,7 @@ def _read(run_id: str):
 
 def _draw_run(run: EvalRun, results: list) -> None:
     evals = eval_store()
-    done = len(results)
+    done = sum(not r.failed for r in results)
     mine = run.owner == session.current_user()
     if _live(run):
         st.progress(done / max(1, run.total), text=f"{done} of {run.total} replies"
@@ -185,9 +185,9 @@ def _draw_run(run: EvalRun, results: list) -> None:
             st.rerun(scope="fragment")
     else:
         failed = sum(r.failed for r in results)
-        missing = run.total - done
+        missing = run.total - len(results)
         state = "interrupted (the app was stopped)" if run.interrupted() else run.status
-        st.caption(f"{state} · {done - failed} of {run.total} replies · {failed} failed · {missing} not run")
+        st.caption(f"{state} · {done} of {run.total} replies · {failed} failed · {missing} not run")
         if (failed or missing) and mine and st.button(f"Run the {failed + missing} failed or missing replies",
                                                       key=f"resume_{run.id}"):
             _resume(run)
@@ -211,6 +211,7 @@ def _draw_run(run: EvalRun, results: list) -> None:
 
 def _resume(run: EvalRun) -> None:
     if is_running_here(run.id):
+        st.info("This run is still finishing its last replies here; try again in a moment.")
         return
     try:
         runners, judge = runners_for(run, _provider, _assistants())

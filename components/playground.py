@@ -6,6 +6,8 @@ each reply's figures are kept in session_state (PANES, STATS) for this browser s
 """
 from __future__ import annotations
 
+import logging
+import re
 from datetime import date
 
 import streamlit as st
@@ -20,16 +22,20 @@ from studio.finetune.jobs import JobStore
 from studio.models import ModelChoice, choices_from, load_catalog
 from studio.playground import Pane, PaneResult, PaneRun, PaneStats, Waiting, stream_panes
 from studio.providers import LABELS, Provider, ProviderError
+from studio.providers.local import GENERATION
 from studio.settings import PROVIDERS
 from studio.store import Actor, StoreError
 from studio.types import AssistantSpec, Sampling, TextDelta
 
+log = logging.getLogger(__name__)
 PANES = "playground_panes"     # session_state: pane index -> Pane (its conversation)
 STATS = "playground_stats"     # session_state: reply message id -> PaneStats
 COUNT = "playground_count"     # session_state: how many panes
 ERRORS = "playground_errors"   # session_state: pane index -> why its last reply failed
 PRESET_MISSING = "playground_preset_missing"   # what the tutorial preset could not find
 CURSOR = " ▌"
+TYPED = "typed"                # the model picker's "type a model id" entry
+SETTINGS = re.compile(r"pane\d+_")   # the panes' widget keys, kept while other pages are open
 
 
 def available_providers() -> tuple[dict[str, Provider], dict[str, str]]:
@@ -83,7 +89,9 @@ def _choice_label(choice: ModelChoice, today: date) -> str:
     if status == "shut down":
         flag = " ⛔ shut down"
     elif status == "retiring":
-        flag = f" ⏳ retires {choice.shutdown_date:%Y-%m-%d}"
+        flag = f" ⏳ shuts down {choice.shutdown_date:%Y-%m-%d}"
+    elif choice.shutdown_date is not None:
+        flag = f" · shuts down {choice.shutdown_date:%Y-%m-%d}"
     tuned = " 🎯" if ":ft:" in choice.id or choice.id.startswith("ft:") else ""
     return f"{choice.id}{tuned} · {choice.provider}{flag}"
 
@@ -98,6 +106,7 @@ def pane_settings(i: int, providers: dict[str, Provider], choices: list[ModelCho
         if not assistants:
             st.info("You have no assistants yet: create one on the Assistants page.")
             return None
+        _forget_gone_choice(f"pane{i}_assistant", assistants, "assistant")
         picked = st.selectbox("Assistant", list(assistants), key=f"pane{i}_assistant",
                               format_func=lambda a: assistants[a].name)
         spec = assistants[picked]
@@ -107,15 +116,23 @@ def pane_settings(i: int, providers: dict[str, Provider], choices: list[ModelCho
             return None
         model = spec.model or providers[provider].default_model()
         st.caption(f"{plain(spec.name)} · {provider} · model {inline_code(model)}")
-        config = Configuration(provider, assistant_id=spec.id, label="")
+        config = Configuration(provider, assistant_id=spec.id, name=spec.name)
     else:
         by_key = {f"{c.provider}\n{c.id}": c for c in choices}
-        if not by_key:
-            st.info("No model is available: set up a provider in the sidebar.")
-            return None
-        key = st.selectbox("Model", list(by_key), key=f"pane{i}_model",
-                           format_func=lambda k: _choice_label(by_key[k], today))
-        choice = by_key[key]
+        _forget_gone_choice(f"pane{i}_model", {**by_key, TYPED: None}, "model")
+        key = st.selectbox("Model", [*by_key, TYPED], key=f"pane{i}_model",
+                           format_func=lambda k: _choice_label(by_key[k], today) if k != TYPED
+                           else "✏️ Type a model id…")
+        if key == TYPED:
+            cols = st.columns([1, 2])
+            where = cols[0].selectbox("Provider", list(providers), key=f"pane{i}_typed_provider")
+            typed = cols[1].text_input("Model id", key=f"pane{i}_typed_model", max_chars=300).strip()
+            if not typed:
+                st.caption("Type the model's id, as the provider names it.")
+                return None
+            choice = ModelChoice(where, typed, shutdown_date=load_catalog().shutdown(typed))
+        else:
+            choice = by_key[key]
         if warning := choice.warning(today):
             (st.error if choice.status(today) == "shut down" else st.warning)(warning)
         system = st.text_area("System prompt", key=f"pane{i}_system", height=80,
@@ -125,13 +142,27 @@ def pane_settings(i: int, providers: dict[str, Provider], choices: list[ModelCho
     return config
 
 
+def _forget_gone_choice(key: str, options: dict, what: str) -> None:
+    """A pane's stored pick that is no longer offered (deleted, or the provider's list changed):
+    say so, instead of letting the selectbox silently run its first option."""
+    chosen = st.session_state.get(key)
+    if chosen is not None and chosen not in options:
+        del st.session_state[key]
+        shown = chosen.split("\n")[-1] if what == "model" else "The assistant this pane had"
+        st.warning(f"{plain(shown)} is no longer offered here (deleted, or the provider's list changed): "
+                   f"this pane now shows the first {what}; check it before you send.")
+
+
 def _sampling(i: int, provider: Provider) -> Sampling:
+    # The provider's own defaults: the embedded model samples at GENERATION's settings.
+    base_t, base_p = (GENERATION["temperature"], GENERATION["top_p"]) if provider.name == "local" else (1.0, 1.0)
     with st.popover("Parameters", icon=":material/tune:"):
-        temperature = st.slider("Temperature", 0.0, 2.0, value=1.0, step=0.1,
-                                key=f"pane{i}_temperature")
-        top_p = st.slider("top_p", 0.0, 1.0, value=1.0, step=0.05, key=f"pane{i}_top_p")
+        temperature = st.slider("Temperature", 0.0, 2.0, value=base_t, step=0.05, key=f"pane{i}_temperature")
+        top_p = st.slider("top_p", 0.0, 1.0, value=base_p, step=0.05, key=f"pane{i}_top_p")
         max_tokens = st.number_input("Max tokens (0: the provider's default)", 0, 32_000, value=0, step=50,
                                      key=f"pane{i}_max_tokens")
+        if provider.name == "local":
+            st.caption(f"The embedded model writes at most {session.settings().local_max_tokens} tokens a reply.")
         seed_help = None if provider.capabilities.seed else f"{provider.label} takes no seed (its API has none)."
         seed = st.number_input("Seed (0: none)", 0, 2**31 - 1, value=0, key=f"pane{i}_seed",
                                disabled=not provider.capabilities.seed, help=seed_help)
@@ -139,7 +170,7 @@ def _sampling(i: int, provider: Provider) -> Sampling:
             st.caption(seed_help)
         if provider.name == "openai":
             st.caption("Reasoning models (gpt-5 family) refuse temperature and top_p: leave them at 1.")
-    default = temperature == 1.0 and top_p == 1.0
+    default = temperature == base_t and top_p == base_p
     return Sampling(temperature=None if default else temperature, top_p=None if default else top_p,
                     max_tokens=max_tokens or None, seed=seed or None if provider.capabilities.seed else None)
 
@@ -151,10 +182,30 @@ def pane_for(i: int, config: Configuration, assistants: dict[str, AssistantSpec]
     old = panes.get(i)
     keep = old is not None and old.provider == config.provider and old.model == config.model and (
         (old.assistant.id if old.assistant else "") == config.assistant_id)
+    if old is not None and not keep:
+        _drop_thread(old.thread)
     pane = Pane(config.provider, config.model, config.system_prompt, config.sampling, assistant,
-                old.thread if keep else None)
+                old.thread if keep else None, old.turn if old else 0)
     panes[i] = pane
     return pane
+
+
+def _drop_thread(thread) -> None:
+    """Delete a pane conversation's copy on its provider (an OpenAI Conversation), best effort."""
+    if thread is None or not thread.provider_ref:
+        return
+    try:
+        session.provider_for(None, name=thread.provider).delete_thread(thread)
+    except Exception as exc:   # the conversation stays on the account; nothing here depends on it
+        log.info("playground: a conversation could not be deleted (%s)", exc)
+
+
+def keep_settings() -> None:
+    """Keep the panes' settings while another page is open (Streamlit drops the state of
+    widgets a run does not draw). Call at the top of every page."""
+    for key in list(st.session_state):
+        if key == COUNT or (isinstance(key, str) and SETTINGS.match(key)):
+            st.session_state[key] = st.session_state[key]
 
 
 def show_pane(i: int, pane: Pane) -> None:
@@ -222,7 +273,13 @@ def tutorial_preset(assistants: dict[str, AssistantSpec], choices: list[ModelCho
     mine = [a for a in assistants.values() if a.owner == session.current_user()] or list(assistants.values())
     prompted = next((a for a in mine if a.examples and not a.knowledge_bases), None)
     knowing = next((a for a in mine if a.knowledge_bases), None)
-    tuned = next((c for c in choices if c.id.startswith("ft:") or ":ft:" in c.id), None)
+    offered = {(c.provider, c.id): c for c in choices}
+    try:     # the user's own fine-tuned models, newest first (not checkpoints)
+        tuned = next((offered[(p, m)] for p, m, what in _tuned_models(session.settings().database_url,
+                                                                    session.current_user())
+                      if not what.startswith("checkpoint") and (p, m) in offered), None)
+    except StoreError:
+        tuned = None
     missing = []
     st.session_state[COUNT] = 3
     for i, assistant in enumerate((prompted, knowing)):
@@ -240,6 +297,9 @@ def tutorial_preset(assistants: dict[str, AssistantSpec], choices: list[ModelCho
 
 
 def clear_conversations() -> None:
+    """(A button's callback.) Empty every pane; their conversations on the providers go too."""
+    for pane in st.session_state.get(PANES, {}).values():
+        _drop_thread(pane.thread)
     for key in (PANES, STATS, ERRORS):
         st.session_state.pop(key, None)
 

@@ -48,7 +48,7 @@ def run_eval(args, settings: Settings, actor: Actor) -> int:
         if spec is None:
             raise ValueError(f"There is no assistant named {name!r}.")
         configurations.append(Configuration(spec.provider or settings.provider, assistant_id=spec.id,
-                                            label=spec.name))
+                                            name=spec.name))
     if not 1 <= len(configurations) <= 8:
         raise ValueError("Name one to eight configurations with --model and --assistant.")
     if args.rule:

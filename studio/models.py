@@ -54,11 +54,14 @@ class Catalog:
         return None
 
     def shutdown(self, model: str) -> date | None:
-        """The known shutdown date of `model` or its family (a fine-tune's: its base's)."""
+        """The known shutdown date of `model` or of the model it is a dated snapshot of (a
+        fine-tune's: its base's). Families are listed one by one: gpt-4o's date is not gpt-4o-mini's."""
         name = model.strip()
         base = name.split(":")[1] if name.startswith("ft:") else name.split(":")[0]
-        matches = [key for key in self.shutdowns if base == key or base.startswith(key + "-")]
-        return self.shutdowns[max(matches, key=len)] if matches else None
+        for key in (base, _SNAPSHOT.sub("", base)):
+            if key in self.shutdowns:
+                return self.shutdowns[key]
+        return None
 
 
 def load_catalog(data_dir: Path | None = None) -> Catalog:

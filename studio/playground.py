@@ -35,6 +35,7 @@ class Pane:
     sampling: Sampling = field(default_factory=Sampling)
     assistant: AssistantSpec | None = None
     thread: Thread | None = None
+    turn: int = 0                   # bumped per message: a turn left behind (page rerun) changes nothing
 
     @property
     def label(self) -> str:
@@ -53,7 +54,8 @@ class Pane:
 
 @dataclass
 class PaneStats:
-    """How one pane's reply went, timed from the moment the message was sent."""
+    """How one pane's reply went, timed from when the pane's turn began (`waited_s` after the
+    message was sent: the time it queued behind another pane on the embedded model)."""
     first_token_s: float | None = None
     total_s: float | None = None
     waited_s: float = 0.0           # waiting for the embedded model to finish another pane
@@ -88,14 +90,17 @@ def stream_panes(runs: list[PaneRun], text: str, actor: Actor, knowledge: Knowle
     """Send `text` to every pane; yield (pane index, event) as the replies stream, then one
     (index, PaneResult) per pane as it ends. Leaving the loop early stops the panes.
 
-    Each pane's conversation (`pane.thread`) gets the message and, on success, the reply; a
-    failed turn takes the message back out, so sending again repeats it cleanly.
+    Each pane's conversation (`pane.thread`) gets the message and its reply once the reply is
+    complete; a failed turn leaves it as it was, so sending again repeats the message cleanly.
+    A turn overtaken by a newer one on the same pane (the page reran mid-reply) changes nothing.
     """
     if not 1 <= len(runs) <= MAX_PANES:
         raise ValueError(f"A comparison has 1 to {MAX_PANES} panes.")
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
     sent = time.perf_counter()
+    for run in runs:
+        run.pane.turn += 1
     local = [i for i, run in enumerate(runs) if run.provider.name == "local"]
     workers = [threading.Thread(target=_run_panes, args=([i], runs, text, actor, knowledge, catalog, events,
                                                          stop, sent), daemon=True, name=f"pane-{i}")
@@ -148,12 +153,14 @@ def _run_panes(indexes: list[int], runs: list[PaneRun], text: str, actor: Actor,
 def _one_pane(index: int, run: PaneRun, text: str, actor: Actor, knowledge: KnowledgeStore | None,
               catalog: Catalog | None, events: queue.Queue, stop: threading.Event, sent: float) -> PaneResult:
     pane, provider = run.pane, run.provider
+    turn = pane.turn
     spec = pane.spec(actor.name)
-    stats = PaneStats(waited_s=time.perf_counter() - sent, model=spec.model or provider.default_model())
+    began = time.perf_counter()      # this pane's own start: after any wait for the embedded model
+    stats = PaneStats(waited_s=began - sent, model=spec.model or provider.default_model())
     if pane.thread is None:
         pane.thread = Thread(owner=actor.name, assistant_id=spec.id, provider=provider.name)
-    thread = pane.thread
-    thread.messages.append(Message(role="user", content=text))
+    # The turn works on a copy: the pane's conversation changes only when its reply is complete.
+    thread = replace(pane.thread, messages=[*pane.thread.messages, Message(role="user", content=text)])
     reply = Message(role="assistant", content="")
     stream = answer(provider, thread, spec, actor, knowledge, reply, pane.sampling)
     error = None
@@ -162,24 +169,25 @@ def _one_pane(index: int, run: PaneRun, text: str, actor: Actor, knowledge: Know
             if stop.is_set():
                 error = ErrorEvent("Stopped before the reply was finished.", retryable=True, code="stopped")
                 break
-            now = time.perf_counter() - sent
+            now = time.perf_counter() - began
             if isinstance(event, TextDelta) and stats.first_token_s is None:
                 stats.first_token_s = now
             elif isinstance(event, Done):
                 stats.total_s, stats.usage = now, event.usage
-                if event.provider_ref:
-                    thread.provider_ref = event.provider_ref
+                thread.provider_ref = event.provider_ref or thread.provider_ref
             elif isinstance(event, ErrorEvent):
                 stats.total_s, error = now, event
-                if event.forget_provider_ref:
-                    thread.provider_ref = None
             events.put((index, event))
     finally:
         stream.close()   # the provider cleans up a reply left half-read (e.g. its conversation)
+    if pane.turn == turn and pane.thread is not None:
+        if error is not None and error.forget_provider_ref:
+            pane.thread.provider_ref = None
+        elif error is None and stats.total_s is not None:
+            pane.thread.messages = [*thread.messages, reply]
+            pane.thread.provider_ref = thread.provider_ref
     if error is not None or stats.total_s is None:
-        thread.messages.pop()    # not answered: sending again repeats it
         return PaneResult(None, error or ErrorEvent("The reply did not finish.", retryable=True), stats)
-    thread.messages.append(reply)
     price = catalog.price(stats.model) if catalog else None
     stats.cost = price.cost(stats.usage) if price else None
     return PaneResult(reply, None, stats)

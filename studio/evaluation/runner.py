@@ -9,6 +9,7 @@ replies. Cancel stops after the replies in flight.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -36,6 +37,7 @@ RETRY_PAUSE_S = 2.0          # then 4 s: on top of the SDK's own retries
 HEARTBEAT_S = 5.0
 DEFAULT_CONCURRENCY = 4
 MAX_CASES = 1000
+JUDGE_FAILED = "The judge failed"     # in a judge_note: the row is answered and judged again on a re-run
 JUDGE_RUBRIC = ("Score how well the reply answers the prompt compared with the reference reply: "
                 "5 = as good as the reference (same facts, tone and sign-off), 3 = acceptable with "
                 "flaws, 1 = wrong, off-topic or empty.")
@@ -100,14 +102,10 @@ def cases_from_file(data: bytes, filename: str) -> tuple[list[Case], list[str]]:
     if isinstance(source, ChatSource):
         problems += [f"Line {i.row} {i.message}" for i in source.issues if i.severity == "error"]
         for example in source.examples:
-            messages = example.messages
-            if not (messages and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
-                    and messages[-1].get("role") == "assistant"
-                    and any(m.get("role") == "user" for m in messages)):
-                problems.append(f"Line {example.row} does not end with a user message and then the "
-                                "assistant's reference reply: left out")
+            if why := _not_a_case(example.messages):
+                problems.append(f"Line {example.row} {why}: left out")
                 continue
-            cases.append(_case(messages, example.row))
+            cases.append(_case(example.messages, example.row))
     else:
         guess = guess_columns(source)
         if guess.prompt is None or guess.response is None:
@@ -124,6 +122,24 @@ def cases_from_file(data: bytes, filename: str) -> tuple[list[Case], list[str]]:
     if len(cases) > MAX_CASES:
         raise DatasetError(f"The file has {len(cases):,} cases; an evaluation takes at most {MAX_CASES:,}.")
     return cases, problems
+
+
+def _not_a_case(messages) -> str:
+    """Why a line's messages cannot be a case ("" if they can): each a {"role", "content"} of
+    text, ending with a user message and then the assistant's non-empty reference reply."""
+    if not isinstance(messages, list) or len(messages) < 2:
+        return "needs a user message and then the assistant's reference reply"
+    for message in messages:
+        if not (isinstance(message, dict) and message.get("role") in ("system", "user", "assistant")
+                and isinstance(message.get("content"), str)):
+            return "has a message that is not {\"role\": system/user/assistant, \"content\": text}"
+    if messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user":
+        return "does not end with a user message and then the assistant's reference reply"
+    if not messages[-1]["content"].strip():
+        return "has an empty reference reply"
+    if not messages[-2]["content"].strip():
+        return "has an empty last user message"
+    return ""
 
 
 def _case(messages: list[dict], row: int) -> Case:
@@ -151,9 +167,10 @@ def run_evaluation(evals: EvalStore, run: EvalRun, runners: list[Runner], actor:
     result as it comes. Returns the run's final status (finished or cancelled).
     `progress(done, total)` is called after each result."""
     rule = Rule.parse(run.rule) if run.rule.strip() else None
-    done = {(r.case_no, r.config_no) for r in evals.results(run.id, actor) if not r.failed}
+    done = {(r.case_no, r.config_no) for r in evals.results(run.id, actor)
+            if not r.failed and not (run.judge is not None and JUDGE_FAILED in r.judge_note)}
     todo = [(c, k) for c in range(len(run.cases)) for k in range(len(runners)) if (c, k) not in done]
-    evals.set_status(run.id, RUNNING, actor)
+    evals.set_status(run.id, RUNNING, actor, clear_cancel=False)
     counter = [len(done)]
     lock = threading.Lock()
     stop = threading.Event()
@@ -183,13 +200,21 @@ def run_evaluation(evals: EvalStore, run: EvalRun, runners: list[Runner], actor:
 
     local = [(c, k) for c, k in todo if runners[k].provider.name == "local"]
     remote = [(c, k) for c, k in todo if runners[k].provider.name != "local"]
-    with _Heartbeat(evals, run.id, actor):
-        with ThreadPoolExecutor(max_workers=max(1, run.concurrency), thread_name_prefix="eval") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, run.concurrency), thread_name_prefix="eval")
+    try:
+        with _Heartbeat(evals, run.id, actor):
             futures = [pool.submit(safely, c, k) for c, k in remote]
             for c, k in local:   # one model on one CPU: one at a time, here
                 safely(c, k)
             for future in futures:
                 future.result()
+    except BaseException:    # e.g. Ctrl+C in the CLI: stop now, not after every queued case
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(StoreError):
+            evals.set_status(run.id, CANCELLED, actor)
+        raise
+    pool.shutdown()
     cancelled = stop.is_set() or evals.cancel_requested(run.id, actor)
     status = CANCELLED if cancelled else FINISHED
     try:
@@ -271,17 +296,22 @@ def judge_reply(judge: Runner, case: Case, reply: str, actor: Actor) -> tuple[fl
     spec = replace(judge.spec, instructions=(
         f"You grade replies. Rubric: {judge.spec.instructions.strip() or JUDGE_RUBRIC}\n"
         'Answer with JSON only: {"score": <1 to 5>, "reason": "<one sentence>"}'))
-    out = Message(role="assistant", content="")
-    error = None
-    for event in answer(judge.provider, thread, spec, actor, None, out, judge.sampling):
-        if isinstance(event, ErrorEvent):
-            error = event
-        elif isinstance(event, Done):
-            thread.provider_ref = event.provider_ref
-    _forget_conversation(judge.provider, thread)
-    if error is not None:
-        return None, f"The judge failed: {error.message}"
-    return parse_judgement(out.content)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        out = Message(role="assistant", content="")
+        error = None
+        thread.provider_ref = None
+        for event in answer(judge.provider, thread, spec, actor, None, out, judge.sampling):
+            if isinstance(event, ErrorEvent):
+                error = event
+            elif isinstance(event, Done):
+                thread.provider_ref = event.provider_ref
+        _forget_conversation(judge.provider, thread)
+        if error is None:
+            return parse_judgement(out.content)
+        if not error.retryable or attempt == MAX_ATTEMPTS:
+            break
+        time.sleep(RETRY_PAUSE_S * attempt)
+    return None, f"{JUDGE_FAILED}: {error.message}"
 
 
 def parse_judgement(text: str) -> tuple[float | None, str]:
@@ -320,8 +350,8 @@ class _Heartbeat:
         while not self.stop.wait(HEARTBEAT_S):
             try:
                 self.evals.heartbeat(self.run_id, self.actor)
-            except StoreError:
-                return
+            except StoreError as exc:    # busy now, or the run was deleted: try again next beat
+                log.info("evaluation %s: heartbeat not recorded (%s)", self.run_id, exc)
 
 
 # --- in the background (the page) ------------------------------------------------------------

@@ -86,8 +86,14 @@ class Configuration:
     sampling: Sampling = field(default_factory=Sampling)
     label: str = ""
 
+    name: str = ""         # the assistant's name, for its label
+
     def title(self) -> str:
-        return self.label or f"{self.model or self.assistant_id or 'default'} ({self.provider})"
+        if self.label:
+            return self.label
+        if self.assistant_id:
+            return f"{self.name or self.assistant_id}" + (f" on {self.model}" if self.model else "")
+        return f"{self.model or 'default model'} ({self.provider})"
 
     def to_json(self) -> dict:
         return {**asdict(self), "sampling": asdict(self.sampling)}
@@ -163,8 +169,7 @@ def label_configurations(configurations: list[Configuration]) -> list[Configurat
     """Give each configuration a unique label ("A · gpt-4o-mini (openai)"): two panes may run
     the same model with other settings, and tables and exports name them by label."""
     letters = "ABCDEFGH"
-    return [replace(c, label=f"{letters[i]} · {c.title()}") if not c.label else c
-            for i, c in enumerate(configurations)]
+    return [replace(c, label=f"{letters[i]} · {c.title()}") for i, c in enumerate(configurations)]
 
 
 class EvalStore:
@@ -239,11 +244,13 @@ class EvalStore:
             db.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(heartbeat_at=utcnow()))
 
     @_guarded("update the evaluation run")
-    def set_status(self, run_id: str, status: str, actor: Actor) -> None:
+    def set_status(self, run_id: str, status: str, actor: Actor, clear_cancel: bool = True) -> None:
+        """Set the run's status; RUNNING (a resume) also clears an old cancel request unless
+        `clear_cancel` is False (the worker starting: a cancel asked for meanwhile stands)."""
         with self._writer.begin() as db:
             self._owned(db, run_id, actor)
             values = {"status": status, "heartbeat_at": utcnow()}
-            if status == RUNNING:
+            if status == RUNNING and clear_cancel:
                 values["cancel_requested"] = False
             db.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(**values))
 
@@ -269,8 +276,9 @@ class EvalStore:
 
     @_guarded("delete the evaluation run")
     def delete(self, run_id: str, actor: Actor) -> None:
+        """Delete the actor's own run and its results."""
         with self._writer.begin() as db:
-            self._readable(db, run_id, actor)
+            self._owned(db, run_id, actor)
             db.execute(delete(eval_results).where(eval_results.c.run_id == run_id))
             db.execute(delete(eval_runs).where(eval_runs.c.id == run_id))
 

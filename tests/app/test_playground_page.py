@@ -93,3 +93,26 @@ def test_an_evaluation_runs_over_the_panes_and_exports(on_openai, fake_server, w
     assert list(summary["answered"]) == [2, 2] and list(summary["rule_passed"]) == [2, 2]
     exported = [content for name, content in downloads.values() if str(name).endswith(".csv")]
     assert exported and b"configuration" in exported[-1]
+
+
+def test_pane_settings_and_conversations_survive_a_visit_to_another_page(on_openai, fake_server):
+    at = on_openai
+    at.number_input(key="playground_count").set_value(3)
+    at = pick_model(at.run(), 0, "gpt-4o")
+    at = pick_model(at, 1, "gpt-4.1-mini")
+    at = pick_model(at, 2, "gpt-5-mini")
+    at.chat_input[0].set_value("Remember me")
+    at = at.run()
+    at.switch_page("pages/chat.py")
+    at = at.run()
+    at.switch_page("pages/playground.py")
+    at = at.run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="playground_count").value == 3
+    assert at.selectbox(key="pane0_model").value == "openai\ngpt-4o"
+    assert sum("You said: Remember me" in t for t in texts(at)) == 3
+    # clearing the panes deletes their conversations on OpenAI too
+    next(b for b in at.button if b.label == "Clear conversations").click()
+    at = at.run()
+    assert fake_server.conversations == {}
+    assert not any("You said: Remember me" in t for t in texts(at))

@@ -5,6 +5,7 @@ and the CSV/JSONL exports."""
 from __future__ import annotations
 
 import io
+import time
 import json
 from pathlib import Path
 
@@ -177,3 +178,48 @@ def test_cases_from_a_dataset_split_and_from_files(store):
     assert [(c.prompt, c.reference, c.row) for c in cases] == [("hi", "hello", 2)] and problems
     with pytest.raises(DatasetError):
         cases_from_file(b"not json at all\n{broken", "eval.jsonl")
+
+
+def test_an_interrupt_stops_the_pool_and_marks_the_run_cancelled(fake, evals):
+    fake.delta_delay = 0.02
+    run = new_run(evals, CASES * 3, TWO[:1], concurrency=1)
+    runners, _ = runners_for(run, provider_for(fake), {})
+
+    def progress(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(evals, run, runners, ADA, progress=progress)
+    assert evals.get(run.id, ADA).status == CANCELLED
+    time.sleep(0.5)
+    assert len(evals.results(run.id, ADA)) <= 3      # not every queued case
+
+
+def test_a_judge_that_fails_is_retried_then_judged_again_on_a_re_run(fake, evals):
+    down = {"on": True}
+    fake.refuse = lambda req: (rate_limited("x", 1) if down["on"] and "You grade replies" in
+                               json.dumps(req.body) else None)
+    run = new_run(evals, CASES[:1], TWO[:1], judge=Judge("openai", "gpt-4.1-mini", ""))
+    runners, judge = runners_for(run, provider_for(fake), {})
+    run_evaluation(evals, run, runners, ADA, judge=judge)
+    first = evals.results(run.id, ADA)[0]
+    assert first.judge_score is None and "The judge failed" in first.judge_note
+    down["on"] = False
+    run_evaluation(evals, run, runners, ADA, judge=judge)
+    assert evals.results(run.id, ADA)[0].judge_score is None     # answered again; the fake's judge gives no score
+    assert "no score" in evals.results(run.id, ADA)[0].judge_note
+
+
+def test_jsonl_lines_that_cannot_be_cases_are_reported():
+    lines = [
+        {"messages": [{"content": "sys"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
+                      {"role": "assistant", "content": "b"}]},
+        {"messages": [{"role": 3, "content": "hi"}, {"role": "assistant", "content": "a"}]},
+        {"messages": [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]},
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+    cases, problems = cases_from_file(data, "eval.jsonl")
+    assert [c.prompt for c in cases] == ["ok"]
+    assert [p.split(" ")[1] for p in problems] == ["1", "2", "3", "4"]

@@ -112,7 +112,7 @@ def test_model_shutdown_flags_and_prices():
     today = date(2026, 11, 24)
     assert catalog.shutdown("ft:gpt-4o-mini-2024-07-18:org::abc") == date(2027, 1, 14)
     assert catalog.shutdown("gpt-4.1-nano-2025-04-14") == date(2026, 10, 23)
-    assert catalog.shutdown("gpt-5-mini") is None
+    assert catalog.shutdown("gpt-5-mini") is None and catalog.shutdown("gpt-4o-mini-tts") is None
     assert ModelChoice("openai", "gpt-4o", shutdown_date=date(2027, 1, 14)).status(today) == "retiring"
     assert ModelChoice("openai", "gpt-4", shutdown_date=date(2026, 10, 23)).status(today) == "shut down"
     assert "shut down" in ModelChoice("openai", "gpt-4", shutdown_date=date(2026, 10, 23)).warning(today)
@@ -120,3 +120,19 @@ def test_model_shutdown_flags_and_prices():
     assert catalog.price("ft:gpt-4o-mini-2024-07-18:org::abc").input_per_million == 0.3
     assert catalog.price("gpt-4.1-nano") is None      # not gpt-4.1's price
     assert catalog.price("smollm2-135m-instruct:ft:abc").cost(Usage(100, 100)) == 0.0
+
+
+def test_a_turn_left_behind_by_a_newer_one_changes_nothing(fake):
+    fake.delta_delay = 0.05
+    provider = openai(fake)
+    pane = Pane("openai", "gpt-4.1-mini")
+    run_panes([PaneRun(pane, provider)], "first", ADA)
+    stream = stream_panes([PaneRun(pane, provider)], "second message here", ADA)
+    for _index, item in stream:
+        if isinstance(item, TextDelta):
+            break
+    stream.close()       # the page reran mid-reply
+    fake.delta_delay = 0.0
+    run_panes([PaneRun(pane, provider)], "third", ADA)
+    time.sleep(0.5)      # the abandoned worker notices the stop and ends
+    assert [m.content for m in pane.thread.messages] == ["first", "You said: first", "third", "You said: third"]
