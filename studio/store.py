@@ -36,6 +36,7 @@ LOG = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30
 USER_LENGTH = 128
 PROVIDER_REF_LENGTH = 128
+MAX_EDITED_CHARS = 100_000     # an edited reply: far longer than any a person writes by hand
 
 metadata = MetaData()
 
@@ -375,6 +376,20 @@ class Store:
                 thread.messages.remove(message)
             raise
 
+    @_guarded("save your feedback")
+    def set_feedback(self, thread: Thread, message: Message, actor: Actor) -> None:
+        """Store the rating and edited text of one of the thread's replies (its owner only)."""
+        _check_length("An edited reply", message.edited, MAX_EDITED_CHARS)
+        with self._writer.begin() as db:
+            self._check_owner(db, thread, actor, create=False)
+            row = db.execute(select(messages.c.extra).where(messages.c.id == message.id,
+                                                             messages.c.thread_id == thread.id)).first()
+            if row is None:
+                raise StoreError("This reply is not saved (yet), so feedback cannot be kept with it.")
+            extra = {k: v for k, v in (row.extra or {}).items() if k not in ("rating", "edited")}
+            db.execute(update(messages).where(messages.c.id == message.id)
+                       .values(extra={**extra, **_feedback(message)}))
+
     @_guarded("save the thread")
     def set_provider_ref(self, thread: Thread, provider_ref: str, actor: Actor) -> None:
         """Remember the provider's own id for the thread (e.g. an OpenAI conversation id)."""
@@ -488,6 +503,7 @@ class Store:
                 extra["cut_off"] = True
             if message.notes:
                 extra["notes"] = [_text(n) for n in message.notes]
+            extra.update(_feedback(message))
             db.execute(insert(messages).values(
                 id=message.id, thread_id=thread.id, seq=seq, role=message.role,
                 content=message.content, extra=extra, created_at=message.created_at))
@@ -637,4 +653,10 @@ def _message_from_row(row) -> Message:
                    tool_calls=[ToolCall(**c) for c in extra.get("tool_calls", [])],
                    citations=[Citation(**c) for c in extra.get("citations", [])],
                    cut_off=bool(extra.get("cut_off", False)),
-                   notes=[str(n) for n in extra.get("notes", [])])
+                   notes=[str(n) for n in extra.get("notes", [])],
+                   rating=extra.get("rating"), edited=str(extra.get("edited", "")))
+
+
+def _feedback(message: Message) -> dict:
+    return {**({"rating": int(message.rating)} if message.rating is not None else {}),
+            **({"edited": _text(message.edited)} if message.edited else {})}

@@ -94,6 +94,8 @@ class Message:
     created_at: datetime = field(default_factory=utcnow)
     cut_off: bool = False      # the reply hit a length limit before it was finished
     notes: list[str] = field(default_factory=list)    # e.g. a knowledge base this reply could not search
+    rating: int | None = None  # the user's feedback on a reply: 1 thumbs up, 0 thumbs down
+    edited: str = ""           # the reply as the user corrected it ("" = not edited)
 
 
 @dataclass

@@ -96,7 +96,7 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
     notes = list(source.notes)
     issues: list[ValidationIssue] = list(source.issues)
     if isinstance(source, ChatSource):
-        examples = [Example(e.row, e.messages, source_file="train") for e in source.examples]
+        examples = [Example(e.row, e.messages, source_file="train", origin=e.origin) for e in source.examples]
         structural = True
         if validation_source is not None:
             offset = max([e.row for e in source.examples] + [i.row for i in source.issues]) if source.examples else 0

@@ -271,7 +271,7 @@ def _version_payload(prepared: PreparedDataset) -> dict:
         "issues": [[i.row, i.code, i.message, i.severity, i.blocks_openai_only] for i in prepared.issues],
         "notes": list(prepared.notes), "validation_given": prepared.validation_given,
         "examples": [[e.row, e.split, e.excluded_because, e.tokens, e.source_file, e.messages]
-                     for e in prepared.examples],
+                     + ([e.origin] if e.origin else []) for e in prepared.examples],
     }
 
 
@@ -282,8 +282,9 @@ def _version_from_row(row, name: str, owner: str) -> DatasetVersion:
 
 
 def _prepared_from_row(row) -> PreparedDataset:
-    examples = [Example(r, messages, split, because, tokens, source_file)
-                for r, split, because, tokens, source_file, messages in row.examples]
+    # [row, split, because, tokens, source_file, messages] and, for a row added later, its origin
+    examples = [Example(r, messages, split, because, tokens, source_file, *origin)
+                for r, split, because, tokens, source_file, messages, *origin in row.examples]
     issues = [ValidationIssue(r, code, message, severity, bool(openai_only))
               for r, code, message, severity, openai_only in row.issues]
     return PreparedDataset(row.source_kind, row.source_name, row.source_sha256, PrepareOptions.from_json(row.options),

@@ -56,6 +56,7 @@ class Example:
     excluded_because: str = ""        # why it is out of the files (user choice or an error)
     tokens: int = 0
     source_file: str = "train"        # "validation" for rows of an imported validation file
+    origin: str = ""                  # where a row added later came from (a rated reply); "": the source
 
     @property
     def prompt(self) -> str:

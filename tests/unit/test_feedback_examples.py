@@ -1,0 +1,78 @@
+"""Rated and corrected replies: kept with the message, and made into dataset rows that say where
+they came from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studio.datasets import PrepareOptions, prepare, read_source
+from studio.datasets.feedback import add_to_dataset, example_from_reply
+from studio.datasets.storage import DatasetStore
+from studio.datasets.types import DatasetError
+from studio.store import Actor
+from studio.types import AssistantSpec, Message, Thread
+
+ROOT = Path(__file__).resolve().parents[2]
+ADA = Actor("ada")
+
+
+def chat() -> tuple[list[Message], Message]:
+    history = [Message("user", "Loved the video!"), Message("assistant", "Thanks!", edited="Thank you so much! -Sam"),
+               Message("user", "What camera do you use?")]
+    return history, Message("assistant", "A camera.", rating=1, edited="A Sony A7 IV, mostly handheld. -Sam")
+
+
+def test_a_reply_becomes_an_example_with_the_conversation_and_its_corrections():
+    history, reply = chat()
+    example = example_from_reply(history, reply, "You are Sam.", "chat thread “Camera”", "ada")
+    assert example.messages == [
+        {"role": "system", "content": "You are Sam."},
+        {"role": "user", "content": "Loved the video!"},
+        {"role": "assistant", "content": "Thank you so much! -Sam"},
+        {"role": "user", "content": "What camera do you use?"},
+        {"role": "assistant", "content": "A Sony A7 IV, mostly handheld. -Sam"}]
+    assert "chat thread “Camera”" in example.origin and "corrected · 👍" in example.origin
+    with pytest.raises(DatasetError, match="rated 👎 and not corrected"):
+        example_from_reply(history, Message("assistant", "meh", rating=0), "", "x", "ada")
+
+
+def test_feedback_is_stored_with_the_message(store):
+    thread = Thread(owner="ada", assistant_id="a", provider="local", messages=[Message("user", "hi")])
+    store.save_assistant(AssistantSpec(name="a", id="a", owner="ada"), ADA)
+    store.save_thread(thread, ADA)
+    reply = Message("assistant", "hello")
+    store.add_message(thread, reply, ADA)
+    reply.rating, reply.edited = 1, "Hello there! -Sam"
+    store.set_feedback(thread, reply, ADA)
+    again = store.get_thread(thread.id, ADA).messages[-1]
+    assert (again.rating, again.edited) == (1, "Hello there! -Sam")
+    reply.rating, reply.edited = None, ""
+    store.set_feedback(thread, reply, ADA)
+    again = store.get_thread(thread.id, ADA).messages[-1]
+    assert (again.rating, again.edited) == (None, "")
+
+
+def test_rows_are_added_to_a_new_or_an_existing_dataset_with_their_origin(store):
+    datasets = DatasetStore(store.engine)
+    history, reply = chat()
+    example = example_from_reply(history, reply, "", "chat thread “Camera”", "ada")
+    fresh = add_to_dataset(datasets, "from chat", [example], ADA)
+    assert fresh.version == 1 and [e.origin for e in fresh.prepared.examples] == [example.origin]
+
+    data = (ROOT / "data" / "samples" / "comments.csv").read_bytes()
+    prepared = prepare(read_source(data, "comments.csv"),
+                       PrepareOptions("comment", "reply", system_prompt="You are Sam.", seed=7))
+    first = datasets.save_version("comments", prepared, ADA, source_bytes=data)
+    second = add_to_dataset(datasets, "Comments", [example], ADA)
+    assert second.version == 2 and second.name == first.name
+    rows = datasets.get_version(second.id, ADA).prepared.examples
+    assert len(rows) == len(prepared.examples) + 1
+    added = rows[-1]
+    assert added.origin == example.origin and added.row == max(e.row for e in prepared.examples) + 1
+    assert added.messages[0] == {"role": "system", "content": "You are Sam."}     # the dataset's own prompt
+    assert rows[0].origin == "comments.csv, row 2"
+    # the old rows keep their side of the split (same seed, their own prompts)
+    before = {e.row: e.split for e in prepared.examples}
+    moved = [e.row for e in rows[:-1] if e.split != before[e.row]]
+    assert len(moved) <= 1
