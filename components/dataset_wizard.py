@@ -302,6 +302,13 @@ def saved_datasets() -> None:
                + (f", system prompt {plain(o.system_from)}" if o.system_from else ""))
     for line in summary_lines(chosen.prepared):
         st.caption(plain(line))
+    added = sum(1 for e in chosen.prepared.examples if e.origin and not e.origin.startswith(chosen.source_name))
+    with st.expander(f"Rows and where they came from ({len(chosen.prepared.examples)}"
+                     + (f", {added} added from rated replies" if added else "") + ")"):
+        st.dataframe(pd.DataFrame([{"row": e.row, "split": e.split, "from": e.origin or chosen.source_name,
+                                    "prompt": e.prompt[:200], "response": e.response[:200],
+                                    "left out because": e.excluded_because} for e in chosen.prepared.examples]),
+                     hide_index=True, width="stretch")
     files = export_files(chosen.prepared)
     cols = st.columns(min(4, len(files)) or 1)
     for n, (file_name, content) in enumerate(files.items()):

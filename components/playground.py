@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from datetime import date
 
 import streamlit as st
 
 from components import session
+from components.feedback import ReplyContext, feedback_bar
 from components.knowledge import knowledge_store
 from components.model_loading import ensure_local_model
 from components.provider_panel import cached_models
 from components.safe_text import inline_code, plain, safe_markdown
+from studio.assistants import compile_instructions
 from studio.evaluation.runs import Configuration
 from studio.finetune.jobs import JobStore
 from studio.models import ModelChoice, choices_from, load_catalog
@@ -209,13 +212,19 @@ def keep_settings() -> None:
 
 
 def show_pane(i: int, pane: Pane) -> None:
-    """A pane's conversation, each reply with its figures, and why its last reply failed."""
+    """A pane's conversation, each reply with its figures and feedback, and why its last reply
+    failed. Feedback on a pane's reply lives with the pane (this session) until added to a dataset."""
     stats = st.session_state.get(STATS, {})
-    for message in pane.thread.messages if pane.thread else []:
+    messages = pane.thread.messages if pane.thread else []
+    context = ReplyContext([], compile_instructions(pane.spec(session.current_user())),
+                           f"playground pane {i + 1} ({pane.label})", lambda message: None)
+    for n, message in enumerate(messages):
         with st.chat_message(message.role):
             st.markdown(safe_markdown(message.content))
             if message.role == "assistant" and message.id in stats:
                 st.caption(stats_line(stats[message.id]))
+            if message.role == "assistant" and message.content.strip():
+                feedback_bar(message, replace(context, history=messages[:n]))
     if error := st.session_state.get(ERRORS, {}).get(i):
         st.error(safe_markdown(error) + " Send the message again to retry.")
 
@@ -264,6 +273,7 @@ def send(panes: list[Pane], providers: dict[str, Provider], text: str, areas: li
             elif item.error is not None:
                 errors[index] = item.error.message
                 note.error(safe_markdown(item.error.message))
+    st.rerun()   # draw the panes again from their conversations, with each reply's feedback
 
 
 def tutorial_preset(assistants: dict[str, AssistantSpec], choices: list[ModelChoice]) -> None:

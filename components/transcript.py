@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import streamlit as st
 
@@ -74,7 +74,8 @@ def citations_footer(message: Message) -> None:
                 st.text(c.quote)
 
 
-def show_message(message: Message) -> None:
+def show_message(message: Message, below: Callable[[], None] | None = None) -> None:
+    """One message; `below` draws more inside it (e.g. the feedback bar under a reply)."""
     with st.chat_message(message.role):
         for call in message.tool_calls:
             tool_call_block(call)
@@ -84,22 +85,32 @@ def show_message(message: Message) -> None:
         for note in message.notes:
             st.caption(f"⚠️ {plain(note)}")
         citations_footer(message)
+        if below is not None:
+            below()
 
 
-def show_messages(messages: Sequence[Message], thread_id: str = "") -> None:
+def show_messages(messages: Sequence[Message], thread_id: str = "",
+                  feedback: Callable[[Message, list[Message]], None] | None = None) -> None:
     """Draw a thread's messages: the last RECENT, under a button that reveals the earlier ones.
+    `feedback(reply, messages before it)` draws under each reply with text (rating, editing).
 
     Drawing every message of a long thread on every run made the page slow to use; the reveal
     lasts for this session (per thread). Exports always hold the whole thread.
     """
     hidden = len(messages) - RECENT
     revealed = st.session_state.setdefault(REVEALED, set())
+    start = 0
     if hidden > 0 and thread_id not in revealed:
         st.button(f"Show {hidden} earlier message{'s' if hidden > 1 else ''}", key=f"show_earlier_{thread_id}",
                   icon=":material/expand_less:", on_click=revealed.add, args=(thread_id,))
-        messages = messages[-RECENT:]
-    for message in messages:
-        show_message(message)
+        start = hidden
+    for index in range(start, len(messages)):
+        message = messages[index]
+        below = None
+        if feedback is not None and message.role == "assistant" and message.content.strip():
+            def below(message=message, index=index):
+                feedback(message, list(messages[:index]))
+        show_message(message, below)
 
 
 def stream_turn(events: Iterable[Event]) -> ErrorEvent | None:

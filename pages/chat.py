@@ -2,6 +2,7 @@
 import streamlit as st
 
 from components import session
+from components.feedback import reply_feedback
 from components.layout import shared_sidebar
 from components.provider_panel import provider_notes
 from components.safe_text import plain, safe_markdown
@@ -61,7 +62,7 @@ if provider_error:
 
 action = None   # "retry" or "continue", from the buttons under the last message
 if thread is not None:
-    show_messages(thread.messages, thread.id)
+    show_messages(thread.messages, thread.id, feedback=reply_feedback(store, thread, spec))
     action = last_turn_actions(thread, can_send=provider is not None)
 unsent_notice()
 if (prompt is not None or action) and provider is not None:

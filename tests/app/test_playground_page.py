@@ -116,3 +116,31 @@ def test_pane_settings_and_conversations_survive_a_visit_to_another_page(on_open
     at = at.run()
     assert fake_server.conversations == {}
     assert not any("You said: Remember me" in t for t in texts(at))
+
+
+def test_a_pane_reply_goes_into_a_dataset_with_the_pane_named(on_openai, workspace):
+    from studio.datasets.storage import DatasetStore
+    at = pick_model(on_openai, 0, "gpt-4.1-mini")
+    at = pick_model(at, 1, "gpt-4o")
+    at.text_area(key="pane1_system").input("You are Sam.")
+    at.chat_input[0].set_value("Nice edit!")
+    at = at.run()
+    edit = [b for b in at.button if str(b.key).startswith("edit_")]
+    assert len(edit) == 2
+    edit[1].click()
+    at = at.run()
+    reply_id = edit[1].key.removeprefix("edit_")
+    at.text_area(key=f"edited_{reply_id}").input("Thank you! -Sam")
+    at.selectbox(key=f"dataset_for_{reply_id}").set_value("\nnew")
+    at = at.run()
+    at.text_input(key=f"new_dataset_{reply_id}").input("pane picks")
+    at = at.run()
+    next(b for b in at.button if b.label == "Add to dataset").click()
+    at = at.run()
+    assert not at.exception, at.exception
+    version = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).find("pane picks", Actor("ada"))
+    example = version.prepared.examples[0]
+    assert example.messages == [{"role": "system", "content": "You are Sam."},
+                                {"role": "user", "content": "Nice edit!"},
+                                {"role": "assistant", "content": "Thank you! -Sam"}]
+    assert example.origin.startswith("playground pane 2 (gpt-4o (openai))")
