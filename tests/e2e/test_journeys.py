@@ -184,7 +184,7 @@ def test_first_run_creates_the_admin_then_logs_in(page: Page):
     expect(page.get_by_text(f"Signed in as {DISPLAY_NAME}")).to_be_visible()
     expect(page.locator('[data-testid="stSidebarNavLink"]')).to_have_text(
         [re.compile(r"Chat$"), re.compile(r"Assistants$"), re.compile(r"Knowledge$"), re.compile(r"Fine-tuning$"),
-         re.compile(r"Users$")])   # after their icons; Users: admins only
+         re.compile(r"Playground$"), re.compile(r"Users$")])   # after their icons; Users: admins only
     expect(chat_input(page)).to_have_attribute("placeholder", "Message Comment responder…")
     # The login cookie (set from the browser by a component) is what a reload signs in with.
     deadline = time.monotonic() + 15
