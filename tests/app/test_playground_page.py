@@ -39,6 +39,8 @@ def test_two_panes_answer_one_message_each_with_its_own_model(on_openai, fake_se
     assert not at.exception, at.exception
     at = pick_model(at, 0, "gpt-4.1-mini")
     at = pick_model(at, 1, "gpt-4o")
+    assert at.number_input(key="pane1_seed").disabled        # the Responses API has no seed
+    assert any("takes no seed" in c.value for c in at.caption)
     at.text_area(key="pane1_system").input("You are pane B.")
     at = at.run()
     at.chat_input[0].set_value("Hello panes")
@@ -144,3 +146,19 @@ def test_a_pane_reply_goes_into_a_dataset_with_the_pane_named(on_openai, workspa
                                 {"role": "user", "content": "Nice edit!"},
                                 {"role": "assistant", "content": "Thank you! -Sam"}]
     assert example.origin.startswith("playground pane 2 (gpt-4o (openai))")
+
+
+def test_one_pane_tries_the_embedded_model_with_a_seed(signed_in):
+    at = signed_in
+    at.switch_page("pages/playground.py")
+    at = at.run()
+    at.number_input(key="playground_count").set_value(1)
+    at = at.run()
+    assert at.selectbox(key="pane0_model").value == "local\nsmollm2-135m-instruct"
+    assert not at.number_input(key="pane0_seed").disabled      # the embedded model takes a seed
+    at.number_input(key="pane0_seed").set_value(7)
+    at.chat_input[0].set_value("Say hello")
+    at = at.run()
+    assert not at.exception, at.exception
+    assert any("first token" in c.value and "≈ $0.00000" in c.value for c in at.caption)
+    assert len(at.chat_message) == 2
