@@ -19,6 +19,7 @@ from studio.datasets import (DatasetError, PrepareOptions, PreparedDataset, expo
 from studio.datasets.reading import file_sha256
 from studio.datasets.pricing import load_price_table, save_price_override
 from studio.datasets.report import money, summary_lines
+from studio.datasets.feedback import original_source
 from studio.datasets.storage import DatasetStore, check_name
 from studio.datasets.types import ChatSource, DEFAULT_MODEL, DEFAULT_VALIDATION_FRACTION
 from studio.datasets.validation import group_issues, rows_text
@@ -302,10 +303,11 @@ def saved_datasets() -> None:
                + (f", system prompt {plain(o.system_from)}" if o.system_from else ""))
     for line in summary_lines(chosen.prepared):
         st.caption(plain(line))
-    added = sum(1 for e in chosen.prepared.examples if e.origin and not e.origin.startswith(chosen.source_name))
+    added = sum(1 for e in chosen.prepared.examples if e.origin)
+    source = original_source(chosen.source_name)
     with st.expander(f"Rows and where they came from ({len(chosen.prepared.examples)}"
                      + (f", {added} added from rated replies" if added else "") + ")"):
-        st.dataframe(pd.DataFrame([{"row": e.row, "split": e.split, "from": e.origin or chosen.source_name,
+        st.dataframe(pd.DataFrame([{"row": e.row, "split": e.split, "from": e.origin or f"{source}, row {e.row}",
                                     "prompt": e.prompt[:200], "response": e.response[:200],
                                     "left out because": e.excluded_because} for e in chosen.prepared.examples]),
                      hide_index=True, width="stretch")

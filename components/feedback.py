@@ -24,20 +24,24 @@ OPEN = "feedback_open"      # session_state: the id of the reply whose editor is
 NEW = "\nnew"               # the dataset picker's "a new dataset" entry
 
 
+FAILED = "feedback_failed"  # session_state: reply id -> why its feedback was not saved (shown once)
+
+
 @dataclass
 class ReplyContext:
     """What a reply's feedback needs: the messages before it, the system prompt it was answered
-    with, a name for where it is, and how to keep a changed rating or correction."""
+    with, a name for where it is, and how to keep a changed rating or correction
+    (`save(reply, {"rating": ...} or {"edited": ...})`; raises StoreError)."""
     history: list[Message]
     system_prompt: str
     where: str
-    save: Callable[[Message], None]
+    save: Callable[[Message, dict], None]
 
 
 def reply_feedback(store: Store, thread: Thread, spec: AssistantSpec) -> Callable[[Message, list[Message]], None]:
     """The chat's feedback under each reply of `thread`: kept with the message in the store."""
     context = ReplyContext([], compile_instructions(spec), f"chat thread “{thread.title}” with {spec.name}",
-                           lambda message: store.set_feedback(thread, message, session.actor()))
+                           lambda message, changes: store.set_feedback(thread, message.id, session.actor(), **changes))
 
     def draw(message: Message, history: list[Message]) -> None:
         feedback_bar(message, replace(context, history=history))
@@ -49,11 +53,11 @@ def feedback_bar(message: Message, context: ReplyContext) -> None:
     key = f"rating_{message.id}"
     if key not in st.session_state:
         st.session_state[key] = message.rating
+    if failed := st.session_state.get(FAILED, {}).pop(message.id, None):
+        st.error(f"Your feedback was not saved: {failed}")
     cols = st.columns([2, 1, 9], vertical_alignment="center")
     with cols[0]:
-        rating = st.feedback("thumbs", key=key)
-    if rating != message.rating:
-        _keep(message, context, rating=rating)
+        st.feedback("thumbs", key=key, on_change=_rated, args=(message, context, key))
     editing = st.session_state.get(OPEN) == message.id
     cols[1].button("✏️", key=f"edit_{message.id}", help="Correct this reply, or add it to a fine-tuning dataset",
                    on_click=_toggle, args=(message.id,), type="primary" if editing else "tertiary")
@@ -67,16 +71,22 @@ def _toggle(message_id: str) -> None:
     st.session_state[OPEN] = None if st.session_state.get(OPEN) == message_id else message_id
 
 
+def _rated(message: Message, context: ReplyContext, key: str) -> None:
+    """(The thumbs' callback, before the page runs.) Keep the rating, or put the thumbs back."""
+    if not _keep(message, context, rating=st.session_state[key]):
+        st.session_state[key] = message.rating
+
+
 def _keep(message: Message, context: ReplyContext, **changes) -> bool:
     old = (message.rating, message.edited)
     for name, value in changes.items():
         setattr(message, name, value)
     try:
-        context.save(message)
+        context.save(message, changes)
         return True
     except StoreError as exc:
         message.rating, message.edited = old
-        st.error(f"Your feedback was not saved: {exc}")
+        st.session_state.setdefault(FAILED, {})[message.id] = str(exc)
         return False
 
 
@@ -88,15 +98,23 @@ def _editor(message: Message, context: ReplyContext) -> None:
         if cols[0].button("Save correction", key=f"save_edit_{message.id}"):
             if _keep(message, context, edited="" if text.strip() == message.content.strip() else text.strip()):
                 st.toast("Correction saved.")
+            else:
+                st.error(f"Your correction was not saved: {st.session_state[FAILED].pop(message.id)}")
         try:
             names = [d.name for d in dataset_store().list_datasets(session.actor())]
         except StoreError as exc:
             st.error(str(exc))
             return
-        target = st.selectbox("Add to the fine-tuning dataset", [*names, NEW], key=f"dataset_for_{message.id}",
+        # A new dataset comes first: a pick that vanished (deleted in another tab) falls back to it,
+        # never to someone else's choice of dataset.
+        target = st.selectbox("Add to the fine-tuning dataset", [NEW, *names], key=f"dataset_for_{message.id}",
                               format_func=lambda n: "➕ a new dataset…" if n == NEW else n)
         if target == NEW:
             target = st.text_input("New dataset's name", key=f"new_dataset_{message.id}", max_chars=100).strip()
+            taken = {" ".join(n.split()).casefold(): n for n in names}.get(" ".join(target.split()).casefold())
+            if taken:
+                st.warning(f"You already have “{plain(taken)}”: pick it in the list to add to it.")
+                target = ""
         if st.button("Add to dataset", key=f"add_{message.id}", type="primary", disabled=not target):
             _add(message, context, text, target)
 
@@ -104,6 +122,7 @@ def _editor(message: Message, context: ReplyContext) -> None:
 def _add(message: Message, context: ReplyContext, text: str, dataset: str) -> None:
     edited = "" if text.strip() == message.content.strip() else text.strip()
     if edited != message.edited and not _keep(message, context, edited=edited):
+        st.error(f"Your correction was not saved: {st.session_state[FAILED].pop(message.id)}")
         return
     settings = session.settings()
     try:

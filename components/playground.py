@@ -217,7 +217,7 @@ def show_pane(i: int, pane: Pane) -> None:
     stats = st.session_state.get(STATS, {})
     messages = pane.thread.messages if pane.thread else []
     context = ReplyContext([], compile_instructions(pane.spec(session.current_user())),
-                           f"playground pane {i + 1} ({pane.label})", lambda message: None)
+                           f"playground pane {i + 1} ({pane.label})", lambda message, changes: None)
     for n, message in enumerate(messages):
         with st.chat_message(message.role):
             st.markdown(safe_markdown(message.content))

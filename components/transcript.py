@@ -113,12 +113,15 @@ def show_messages(messages: Sequence[Message], thread_id: str = "",
         show_message(message, below)
 
 
-def stream_turn(events: Iterable[Event]) -> ErrorEvent | None:
-    """Draw a reply as it streams in; return the error if the turn failed."""
+def stream_turn(events: Iterable[Event], below: Callable[[], None] | None = None) -> ErrorEvent | None:
+    """Draw a reply as it streams in; return the error if the turn failed. `below` draws under
+    a reply that succeeded (e.g. its feedback bar, when the page is not drawn again)."""
     failed: list[ErrorEvent] = []
     with st.chat_message("assistant"):
         tools_area = st.container()   # tool calls and sources above the text, as they happen
         st.write_stream(safe_stream(_reply_text(events, tools_area, failed)), cursor=CURSOR)
+        if below is not None and not failed:
+            below()
     return failed[0] if failed else None
 
 

@@ -6,6 +6,8 @@ what went wrong after the rerun that follows every turn, and offer Retry only wh
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
 from components import session
@@ -84,9 +86,11 @@ def unsent_notice() -> None:
 
 
 def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSpec,
-              text: str | None, action: str | None = None) -> None:
+              text: str | None, action: str | None = None,
+              feedback: Callable[[Message, list[Message]], None] | None = None) -> None:
     """Send `text`, or do `action` ("retry" the unanswered message, "continue" a cut-off reply);
-    stream the reply, then redraw the page where the reply changed more than the transcript."""
+    stream the reply, then redraw the page where the reply changed more than the transcript.
+    `feedback(reply, messages before it)`: drawn under the new reply when the page is not redrawn."""
     # Whether the page above shows nothing that this turn makes stale (a failure and its Retry,
     # a Continue button): then a plain reply needs no second run of the whole page.
     clean_before = (text is not None and turn_errors().get(thread.id) is None and not needs_retry(thread)
@@ -107,7 +111,10 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
         events = (continue_turn(store, provider, thread, spec, actor, knowledge)
                   if text is None and action == "continue"
                   else run_turn(store, provider, thread, spec, None, actor, knowledge))
-        error = stream_turn(events)
+        def below() -> None:
+            if feedback is not None and thread.messages and thread.messages[-1].role == "assistant":
+                feedback(thread.messages[-1], thread.messages[:-1])
+        error = stream_turn(events, below)
     if error is not None:
         turn_errors()[thread.id] = error
     elif clean_before and _drawn_as_stored(thread.messages[-1]):

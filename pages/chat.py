@@ -61,9 +61,10 @@ if provider_error:
     st.error(safe_markdown(provider_error))
 
 action = None   # "retry" or "continue", from the buttons under the last message
+feedback = reply_feedback(store, thread, spec) if thread is not None else None
 if thread is not None:
-    show_messages(thread.messages, thread.id, feedback=reply_feedback(store, thread, spec))
+    show_messages(thread.messages, thread.id, feedback=feedback)
     action = last_turn_actions(thread, can_send=provider is not None)
 unsent_notice()
 if (prompt is not None or action) and provider is not None:
-    take_turn(store, provider, thread, spec, prompt, action)
+    take_turn(store, provider, thread, spec, prompt, action, feedback)

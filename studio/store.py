@@ -377,18 +377,29 @@ class Store:
             raise
 
     @_guarded("save your feedback")
-    def set_feedback(self, thread: Thread, message: Message, actor: Actor) -> None:
-        """Store the rating and edited text of one of the thread's replies (its owner only)."""
-        _check_length("An edited reply", message.edited, MAX_EDITED_CHARS)
+    def set_feedback(self, thread: Thread, message_id: str, actor: Actor, **changes) -> None:
+        """Store `rating` (1, 0 or None) and/or `edited` (text; "" for none) of one of the thread's
+        replies (its owner only). Only the fields given change: a rating from a tab with an old
+        copy of the thread keeps a correction saved in another."""
+        unknown = set(changes) - {"rating", "edited"}
+        if unknown:
+            raise ValueError(f"Unknown feedback fields: {', '.join(sorted(unknown))}")
+        if "edited" in changes:
+            changes["edited"] = _text(changes["edited"] or "")
+            _check_length("An edited reply", changes["edited"], MAX_EDITED_CHARS)
         with self._writer.begin() as db:
             self._check_owner(db, thread, actor, create=False)
-            row = db.execute(select(messages.c.extra).where(messages.c.id == message.id,
+            row = db.execute(select(messages.c.extra).where(messages.c.id == message_id,
                                                              messages.c.thread_id == thread.id)).first()
             if row is None:
                 raise StoreError("This reply is not saved (yet), so feedback cannot be kept with it.")
-            extra = {k: v for k, v in (row.extra or {}).items() if k not in ("rating", "edited")}
-            db.execute(update(messages).where(messages.c.id == message.id)
-                       .values(extra={**extra, **_feedback(message)}))
+            extra = dict(row.extra or {})
+            for name, value in changes.items():
+                if value is None or value == "":
+                    extra.pop(name, None)
+                else:
+                    extra[name] = int(value) if name == "rating" else value
+            db.execute(update(messages).where(messages.c.id == message_id).values(extra=extra))
 
     @_guarded("save the thread")
     def set_provider_ref(self, thread: Thread, provider_ref: str, actor: Actor) -> None:

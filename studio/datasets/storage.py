@@ -85,10 +85,11 @@ class DatasetStore:
 
     @_guarded("save the dataset")
     def save_version(self, name: str, prepared: PreparedDataset, actor: Actor,
-                     source_bytes: bytes | None = None) -> DatasetVersion:
+                     source_bytes: bytes | None = None, after_version: int | None = None) -> DatasetVersion:
         """Save `prepared` as the next version of the actor's dataset `name` (created if new;
         names are case-insensitive). `source_bytes`: the uploaded file, kept once per content
-        so the version can be prepared again later."""
+        so the version can be prepared again later. `after_version`: the version `prepared` was
+        built on (0: none); StoreError if another was saved meanwhile (its rows would be lost)."""
         name = check_name(name)
         if len(actor.name) > USER_LENGTH:
             raise StoreError(f"A user name can be at most {USER_LENGTH} characters.")
@@ -110,6 +111,9 @@ class DatasetStore:
                         db.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
                     number = db.execute(select(func.coalesce(func.max(dataset_versions.c.version), 0))
                                         .where(dataset_versions.c.dataset_id == dataset_id)).scalar_one() + 1
+                    if after_version is not None and number - 1 != after_version:
+                        raise StoreError(f"'{stored_name}' changed meanwhile (version {number - 1} was saved, "
+                                         "in another tab?): nothing was added; try again.")
                     version_id = new_id("dsv")
                     db.execute(insert(dataset_versions).values(id=version_id, dataset_id=dataset_id, version=number,
                                                                created_at=now, **payload))

@@ -56,3 +56,16 @@ def test_a_reply_is_rated_corrected_added_to_a_dataset_and_shown_with_its_origin
     rows = next(e for e in at.expander if e.label.startswith("Rows and where they came from"))
     table = rows.dataframe[0].value
     assert "chat thread" in table["from"][0] and "corrected · 👍" in table["from"][0]
+
+
+def test_a_new_reply_in_a_thread_gets_its_feedback_at_once(chatting, workspace):
+    at = chatting
+    at.chat_input[0].set_value("And the lens?")
+    at = at.run()
+    assert not at.exception, at.exception
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    thread = store.list_threads(Actor("ada"))[0]
+    newest = store.get_thread(thread.id, Actor("ada")).messages[-1]
+    assert newest.content == "You said: And the lens?"
+    assert at.feedback(key=f"rating_{newest.id}") is not None
+    assert any(b.key == f"edit_{newest.id}" for b in at.button)
