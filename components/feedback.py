@@ -55,14 +55,13 @@ def feedback_bar(message: Message, context: ReplyContext) -> None:
         st.session_state[key] = message.rating
     if failed := st.session_state.get(FAILED, {}).pop(message.id, None):
         st.error(f"Your feedback was not saved: {failed}")
-    cols = st.columns([2, 1, 9], vertical_alignment="center")
-    with cols[0]:
-        st.feedback("thumbs", key=key, on_change=_rated, args=(message, context, key))
     editing = st.session_state.get(OPEN) == message.id
-    cols[1].button("✏️", key=f"edit_{message.id}", help="Correct this reply, or add it to a fine-tuning dataset",
-                   on_click=_toggle, args=(message.id,), type="primary" if editing else "tertiary")
-    if message.edited and not editing:
-        cols[2].caption("✏️ corrected")
+    # One light row (not columns): a long transcript draws one of these per reply.
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.feedback("thumbs", key=key, on_change=_rated, args=(message, context, key))
+        st.button("✏️" + (" corrected" if message.edited else ""), key=f"edit_{message.id}",
+                  help="Correct this reply, or add it to a fine-tuning dataset", on_click=_toggle,
+                  args=(message.id,), type="primary" if editing else "tertiary")
     if editing:
         _editor(message, context)
 
