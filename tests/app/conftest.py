@@ -52,6 +52,15 @@ def login(at: AppTest, username: str, password: str) -> AppTest:
     return click(at, "Log in")
 
 
+def add_reply_to_new_dataset(at: AppTest, reply_id: str, corrected: str, dataset: str) -> AppTest:
+    """With a reply's ✏️ editor open: correct the reply and add it to a new dataset."""
+    at.text_area(key=f"edited_{reply_id}").input(corrected)
+    at.selectbox(key=f"dataset_for_{reply_id}").set_value("\nnew")
+    at = at.run()
+    at.text_input(key=f"new_dataset_{reply_id}").input(dataset)
+    return click(at.run(), "Add to dataset")
+
+
 def click(at: AppTest, label: str) -> AppTest:
     """Click the button labelled `label` and run the page again."""
     next(b for b in at.button if b.label == label).click()

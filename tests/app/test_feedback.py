@@ -7,7 +7,7 @@ import pytest
 from studio.accounts import OPERATOR
 from studio.datasets.storage import DatasetStore
 from studio.store import Actor, Store
-from tests.app.conftest import accounts, login, new_app
+from tests.app.conftest import accounts, add_reply_to_new_dataset, login, new_app
 
 
 @pytest.fixture
@@ -34,14 +34,7 @@ def test_a_reply_is_rated_corrected_added_to_a_dataset_and_shown_with_its_origin
     assert store.get_thread(thread.id, Actor("ada")).messages[-1].rating == 1
 
     next(b for b in at.button if b.key == f"edit_{reply_id}").click()
-    at = at.run()
-    at.text_area(key=f"edited_{reply_id}").input("A Sony A7 IV. -Sam")
-    at.selectbox(key=f"dataset_for_{reply_id}").set_value("\nnew")
-    at = at.run()
-    at.text_input(key=f"new_dataset_{reply_id}").input("From chat")
-    at = at.run()
-    next(b for b in at.button if b.label == "Add to dataset").click()
-    at = at.run()
+    at = add_reply_to_new_dataset(at.run(), reply_id, "A Sony A7 IV. -Sam", "From chat")
     assert not at.exception, at.exception
     assert any("Added to “From chat” as row 1" in s.value for s in at.success)
     stored = store.get_thread(thread.id, Actor("ada")).messages[-1]

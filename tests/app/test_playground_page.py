@@ -10,7 +10,7 @@ import pytest
 from studio.accounts import OPERATOR
 from studio.evaluation.runs import EvalStore
 from studio.store import Actor, Store
-from tests.app.conftest import accounts, login, new_app
+from tests.app.conftest import accounts, add_reply_to_new_dataset, login, new_app
 
 
 @pytest.fixture
@@ -130,15 +130,7 @@ def test_a_pane_reply_goes_into_a_dataset_with_the_pane_named(on_openai, workspa
     edit = [b for b in at.button if str(b.key).startswith("edit_")]
     assert len(edit) == 2
     edit[1].click()
-    at = at.run()
-    reply_id = edit[1].key.removeprefix("edit_")
-    at.text_area(key=f"edited_{reply_id}").input("Thank you! -Sam")
-    at.selectbox(key=f"dataset_for_{reply_id}").set_value("\nnew")
-    at = at.run()
-    at.text_input(key=f"new_dataset_{reply_id}").input("pane picks")
-    at = at.run()
-    next(b for b in at.button if b.label == "Add to dataset").click()
-    at = at.run()
+    at = add_reply_to_new_dataset(at.run(), edit[1].key.removeprefix("edit_"), "Thank you! -Sam", "pane picks")
     assert not at.exception, at.exception
     version = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).find("pane picks", Actor("ada"))
     example = version.prepared.examples[0]

@@ -152,3 +152,11 @@ def screenshot_on_failure(request):
         ARTIFACTS.mkdir(exist_ok=True)
         request.getfixturevalue("page").screenshot(
             path=str(ARTIFACTS / f"failed-{request.node.name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    """The fake OpenAI server, one per test module (a test may set its knobs, e.g. delta_delay)."""
+    from tests.fakes.fake_openai import FakeOpenAI
+    with FakeOpenAI() as server:
+        yield server

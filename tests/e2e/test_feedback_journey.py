@@ -22,13 +22,6 @@ from tests.e2e.test_journeys import chat_input, reply_text, settle, signed_in_pa
 USERNAME, PASSWORD = "ria", "correct-horse-battery"
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    from tests.fakes.fake_openai import FakeOpenAI
-    with FakeOpenAI() as server:
-        yield server
-
-
 def test_a_rated_corrected_reply_lands_in_a_dataset_with_its_origin(browser, tmp_path_factory, fake_server):
     workspace = tmp_path_factory.mktemp("feedback-workspace")
     store = Store(f"sqlite:///{workspace / 'studio.db'}")

@@ -28,13 +28,6 @@ PDF = ROOT / "data" / "samples" / "knowledge" / "retrieval-augmented-generation.
 USERNAME, PASSWORD = "kim", "correct-horse-battery"
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    from tests.fakes.fake_openai import FakeOpenAI
-    with FakeOpenAI() as server:
-        yield server
-
-
 def test_a_pdf_becomes_ready_and_the_chat_cites_its_passage_and_page(browser, tmp_path_factory, fake_server):
     workspace = tmp_path_factory.mktemp("knowledge-workspace")
     Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)

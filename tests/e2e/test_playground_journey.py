@@ -24,13 +24,6 @@ USERNAME, PASSWORD = "pat", "correct-horse-battery"
 MESSAGE = "one two three four five six seven eight nine ten"
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    from tests.fakes.fake_openai import FakeOpenAI
-    with FakeOpenAI(delta_delay=0.08) as server:
-        yield server
-
-
 def pick(page, pane: int, model: str) -> None:
     page.get_by_role("combobox", name="Model").nth(pane).click()
     page.get_by_role("option").filter(has_text=f"{model} · openai").first.click()
@@ -38,6 +31,7 @@ def pick(page, pane: int, model: str) -> None:
 
 
 def test_two_panes_stream_one_message_side_by_side(browser, tmp_path_factory, fake_server):
+    fake_server.delta_delay = 0.08   # a word every 80 ms: long enough to see both panes mid-reply
     workspace = tmp_path_factory.mktemp("playground-workspace")
     Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
     with running_app(workspace, STUDIO_PROVIDER="openai", OPENAI_API_KEY="sk-test-e2e-playground",
