@@ -5,7 +5,12 @@ Also: the first build (safetensors -> int8 ONNX, in its own process), a cached l
 of a process that loads and generates with each runtime, and the int8 model's next-token (top-1)
 agreement with an fp32 ONNX build of the same weights.
     .venv/bin/python bench/local_generation.py [--rounds 6] [--tokens 128]
-Goals: studio/bare-onnx tokens/s >= 0.9; studio/transformers-fp32 tokens/s >= 4.
+Goals: studio/bare-onnx tokens/s >= 0.9; studio/transformers-fp32 tokens/s >= 4. Those rounds
+start every prompt cold in studio too (its kept cache off), as the bare loops do.
+
+Also timed: a follow-up turn (the same chat one reply and one question on), where studio reuses
+the cache of the turn before's prompt and computes only the new tokens, against studio cold and
+transformers on the same prompt.
 """
 from __future__ import annotations
 
@@ -34,6 +39,11 @@ HISTORY = [{"role": "user", "content": "Great video on regression! Could you cov
            {"role": "assistant", "content": "Thank you! Logistic regression is on the list for next month. "
                                             "Thanks for watching!"}]
 QUESTION = "List twenty ideas for future videos about statistics, with a sentence about each."
+# The follow-up turn: an earlier reply (written here, so every runtime sees the same prompt) and a new question.
+EARLIER_REPLY = ("Here are a few: 1. What a p-value really means. 2. Confidence intervals by hand. 3. Bayes' "
+                 "rule with dice. 4. Why the mean lies: outliers and medians. 5. Sampling bias in surveys. "
+                 "6. Correlation is not causation. 7. A/B tests step by step. Thanks for watching! -Sam")
+FOLLOW_UP = "Which three of those would suit complete beginners best, and why?"
 AGREEMENT_PROMPTS = ["What is the capital of France?", "Write a short poem about the sea.",
                      "Explain how a bicycle works.", "Give me three tips for studying.", "Why is the sky blue?",
                      "How do I make a cup of tea?", "Summarize the plot of Romeo and Juliet.", "What is 12 times 7?"]
@@ -42,6 +52,10 @@ AGREEMENT_PROMPTS = ["What is the capital of France?", "Write a short poem about
 def messages() -> list[dict]:
     spec = load_demo_assistant("bench")
     return [{"role": "system", "content": compile_instructions(spec)}, *HISTORY, {"role": "user", "content": QUESTION}]
+
+
+def follow_up_messages() -> list[dict]:
+    return [*messages(), {"role": "assistant", "content": EARLIER_REPLY}, {"role": "user", "content": FOLLOW_UP}]
 
 
 def studio_run(provider: LocalProvider, chat: list[dict]) -> tuple[int, float, float]:
@@ -120,8 +134,8 @@ class TorchBaseline:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
-    def run(self) -> tuple[int, float, float]:
-        self.child.stdin.write("run\n")
+    def run(self, what: str = "run") -> tuple[int, float, float]:
+        self.child.stdin.write(f"{what}\n")
         self.child.stdin.flush()
         tokens, seconds, first = self.child.stdout.readline().split()
         return int(tokens), float(seconds), float(first)
@@ -138,16 +152,17 @@ class TorchBaseline:
 
 def serve(runtime: str, tokens: int) -> None:
     """The child: load `runtime` ("torch" or "fast"), then answer "run" and "memory" lines."""
-    chat = messages()
+    chats = {"run": messages(), "follow": follow_up_messages()}
     if runtime == "fast":
         model = get_runtime(MODEL_DIR).model
-        run = lambda: on_model_thread(bare_onnx_run, model, chat, tokens).result()   # noqa: E731
+        run = lambda chat: on_model_thread(bare_onnx_run, model, chat, tokens).result()   # noqa: E731
     else:
         local = get_local_model(MODEL_DIR)
-        run = lambda: on_model_thread(bare_torch_run, local.model, local.tokenizer, chat, tokens).result()  # noqa: E731
+        run = lambda chat: on_model_thread(bare_torch_run, local.model, local.tokenizer, chat,  # noqa: E731
+                                           tokens).result()
     for line in sys.stdin:
-        if line.strip() == "run":
-            print(*run(), flush=True)
+        if line.strip() in chats:
+            print(*run(chats[line.strip()]), flush=True)
         else:
             print(peak_memory_mib(), flush=True)
 
@@ -183,6 +198,7 @@ def main() -> None:
     print(f"top-1 agreement int8 vs fp32 ONNX, teacher-forced on {len(AGREEMENT_PROMPTS)} prompts: {agreement:.3f}")
 
     provider = LocalProvider(MODEL_DIR, max_new_tokens=args.tokens)
+    runtime.reuse = False   # every prompt cold, as in the bare loops (the follow-up turn is timed below)
     chat = messages()
     print(f"prompt: {len(runtime.prompt_ids(chat))} tokens; up to {args.tokens} new tokens, greedy")
     torch_baseline = TorchBaseline(args.tokens)
@@ -206,11 +222,45 @@ def main() -> None:
         print(f"{name:18s} {median[name]:6.1f} tok/s end to end   first token "
               f"{1000 * statistics.median(firsts[name]):5.0f} ms   {statistics.median(made[name]):.0f} new tokens"
               f"   (median of {args.rounds})")
+    follow_up(provider, runtime, torch_baseline, args.rounds)
     print(f"peak memory of a process that loads and generates: fast runtime {fast_peak_memory(args.tokens):.0f} MiB, "
           f"transformers fp32 {torch_baseline.close():.0f} MiB")
     print(f"ratio studio / bare onnxruntime-genai = {median['studio'] / median['bare onnx']:.3f}   (goal >= 0.9)")
     print(f"ratio studio / transformers fp32     = {median['studio'] / median['transformers fp32']:.2f}   "
           "(goal >= 4)")
+
+
+def follow_up(provider: LocalProvider, runtime, torch_baseline: TorchBaseline, rounds: int) -> None:
+    """The follow-up turn: studio reusing the turn before's cache, studio cold, transformers."""
+    before, after = messages(), follow_up_messages()
+
+    def warm() -> tuple[int, float, float]:
+        runtime.reuse = True
+        for _ in provider.generate(before, sampling=None, max_new_tokens=1):   # the turn before, untimed
+            pass
+        result = studio_run(provider, after)
+        assert runtime.reused_tokens > 0
+        runtime.reuse = False
+        return result
+
+    runs = {"studio, reusing": warm, "studio, cold": lambda: studio_run(provider, after),
+            "transformers fp32": lambda: torch_baseline.run("follow")}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    firsts: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for i in range(rounds):
+        for name in order[i % 3:] + order[:i % 3]:
+            tokens, seconds, first = runs[name]()
+            rates[name].append(tokens / seconds)
+            firsts[name].append(first)
+    new = len(runtime.prompt_ids(after)) - len(runtime.prompt_ids(before))
+    print(f"follow-up turn: prompt {len(runtime.prompt_ids(after))} tokens, {new} of them new since the turn before")
+    for name in runs:
+        print(f"  {name:18s} {statistics.median(rates[name]):6.1f} tok/s end to end   first token "
+              f"{1000 * statistics.median(firsts[name]):5.0f} ms   (median of {rounds})")
+    rate, first = ({name: statistics.median(values[name]) for name in runs} for values in (rates, firsts))
+    print(f"  ratio studio reusing / transformers fp32 = {rate['studio, reusing'] / rate['transformers fp32']:.2f}; "
+          f"first token {first['transformers fp32'] / first['studio, reusing']:.1f}x sooner")
 
 
 if __name__ == "__main__":

@@ -220,6 +220,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# A follow-up turn repeats the conversation so far. The last generator is kept with its key/value
+# cache, and the next prompt computes only the tokens after the start it shares (as llama.cpp's
+# server does). Only tokens computed as part of a prompt are reused, never generated ones: those
+# went through the one-token kernels, whose rounding differs slightly, and a greedy reply would
+# then depend on what came before it.
+REUSE_HEADROOM = 1024   # tokens of room a kept generator leaves for the next turn (~46 KB each)
+MIN_REUSE = 32          # a shorter shared start is not worth keeping the cache for
+
+
+@dataclass
+class _Kept:
+    generator: object
+    prompt: list[int]       # the prompt whose cache the generator holds
+    options: tuple          # its search options: a turn with others needs a new generator
+    max_length: int
+
+
 @dataclass
 class FastModel:
     """A loaded ONNX model with its tokenizer. Generate on the model thread only
@@ -231,6 +248,9 @@ class FastModel:
     eos_ids: set[int] = field(default_factory=set)
     context_length: int = 0   # prompt + reply, in tokens (0: not stated)
     name: str = "onnxruntime-genai int8"
+    reuse: bool = True        # keep the prompt's cache for the next turn (see REUSE_HEADROOM)
+    _kept: _Kept | None = field(default=None, repr=False)
+    reused_tokens: int = 0    # of the last prompt, how many came from the kept cache
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """The chat template applied to `messages`, ending with the assistant's turn."""
@@ -246,24 +266,39 @@ class FastModel:
         `sampling`: temperature, top_p, top_k, repetition_penalty (None: greedy)."""
         import onnxruntime_genai as og
 
-        params = og.GeneratorParams(self.model)
         if sampling and "seed" in sampling:
             sampling = {**{k: v for k, v in sampling.items() if k != "seed"}, "random_seed": sampling["seed"]}
-        # The length limit sizes the key/value cache: prompt + reply, not the 8k window; and it
-        # may not pass the model's window (callers keep the prompt inside it).
-        limit = len(ids) + max_new_tokens
-        if self.context_length:
-            if len(ids) >= self.context_length:
-                raise ValueError(f"the prompt ({len(ids)} tokens) does not fit the model's "
-                                 f"{self.context_length}-token window")
-            limit = min(limit, self.context_length)
-        params.set_search_options(max_length=limit,
-                                  **({"do_sample": True, **sampling} if sampling else {"do_sample": False}))
-        generator = og.Generator(self.model, params)
-        generator.append_tokens(ids)
+        options = {"do_sample": True, **sampling} if sampling else {"do_sample": False}
+        key = tuple(sorted(options.items()))
+        # A seeded reply starts from a fresh generator, so the same seed gives the same text.
+        reusable = self.reuse and "random_seed" not in options
+        # The length limit sizes the key/value cache: prompt + reply (+ room for the next turn
+        # when the generator is kept), not the 8k window; and it may not pass the model's window
+        # (callers keep the prompt inside it).
+        if self.context_length and len(ids) >= self.context_length:
+            raise ValueError(f"the prompt ({len(ids)} tokens) does not fit the model's "
+                             f"{self.context_length}-token window")
+        kept, self._kept, self.reused_tokens = self._kept, None, 0   # taken: a failure drops it
+        start = 0
+        if kept and reusable and kept.options == key and len(ids) + max_new_tokens <= kept.max_length:
+            start = min(_shared_start(kept.prompt, ids), len(ids) - 2)   # never a one-token prompt
+        if start >= MIN_REUSE:
+            generator, limit = kept.generator, kept.max_length
+            generator.rewind_to(start)
+            self.reused_tokens = start
+        else:
+            del kept   # its cache is freed before a new one is sized
+            limit = len(ids) + max_new_tokens + (REUSE_HEADROOM if reusable else 0)
+            if self.context_length:
+                limit = min(limit, self.context_length)
+            params = og.GeneratorParams(self.model)
+            params.set_search_options(max_length=limit, **options)
+            generator = og.Generator(self.model, params)
+            start = 0
+        generator.append_tokens(ids[start:])
         stream = self.tokenizer.create_stream()
         new: list[int] = []
-        while not generator.is_done() and not should_stop():
+        while len(new) < max_new_tokens and not generator.is_done() and not should_stop():
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
             new.append(token)
@@ -271,7 +306,18 @@ class FastModel:
                 piece = stream.decode(token)
                 if piece:
                     emit(piece)
+        if reusable:
+            self._kept = _Kept(generator, list(ids), key, limit)
         return new
+
+
+def _shared_start(a: list[int], b: list[int]) -> int:
+    """How many tokens `a` and `b` share from the start."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def load_fast_model(folder: Path) -> FastModel:

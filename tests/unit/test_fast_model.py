@@ -142,3 +142,42 @@ def test_a_long_thread_is_trimmed_to_what_the_chat_template_really_costs(weights
     ids = get_runtime(MODEL_DIR).prompt_ids(messages)
     assert len(ids) + 24 <= local_model.CONTEXT_WINDOW and len(ids) > local_model.CONTEXT_WINDOW - 200
     assert messages[-1]["content"] == "word0"                              # the new message is kept
+
+
+def answer(runtime: FastModel, messages: list[dict], tokens: int = 48, sampling: dict | None = None) -> str:
+    pieces: list[str] = []
+    new = on_model_thread(runtime.generate, runtime.prompt_ids(messages), tokens, sampling, pieces.append,
+                          lambda: False).result()
+    answer.ended = bool(new) and new[-1] in runtime.eos_ids
+    return "".join(pieces)
+
+
+def test_a_follow_up_turn_reuses_the_conversations_cache_and_writes_what_a_cold_start_writes(weights):
+    warm, cold = load_fast_model(onnx_dir(weights)), load_fast_model(onnx_dir(weights))
+    cold.reuse = False
+    system = {"role": "system", "content": "You are Sam, a statistics tutor who answers briefly and signs "
+                                           "every reply with -Sam. Be friendly and precise."}
+    chat = [system, {"role": "user", "content": "What is 12 times 7? Reply with the number only."}]
+    endings = []
+    for question in ("And what is a confidence interval?", "Thanks! Is 0.05 a law of nature?"):
+        first = answer(warm, chat)   # the cache is kept whether the reply ends or hits the cap
+        endings.append(answer.ended)
+        assert first == answer(cold, chat)
+        chat += [{"role": "assistant", "content": first}, {"role": "user", "content": question}]
+        assert answer(warm, chat) == answer(cold, chat)
+        assert warm.reused_tokens > 40 and cold.reused_tokens == 0   # the shared start was not computed again
+    assert endings == [True, False]   # both kinds of earlier turn were followed
+
+
+def test_other_sampling_settings_or_a_seed_start_from_a_fresh_cache(weights):
+    model = load_fast_model(onnx_dir(weights))
+    chat = [{"role": "system", "content": "You are a helpful assistant for a statistics course. " * 4},
+            {"role": "user", "content": "Name a measure of spread."}]
+    answer(model, chat, 8)
+    answer(model, chat, 8, {"temperature": 0.7, "top_p": 0.9})
+    assert model.reused_tokens == 0                       # other settings: nothing reused
+    seeded = [answer(model, chat, 16, {"temperature": 0.9, "seed": 7}) for _ in range(2)]
+    assert model.reused_tokens == 0 and seeded[0] == seeded[1]
+    answer(model, chat, 8)
+    answer(model, chat, 8)
+    assert model.reused_tokens == len(model.prompt_ids(chat)) - 2   # the same prompt again: all but two
