@@ -183,3 +183,29 @@ def test_a_folder_left_by_a_save_killed_midway_is_not_taken_for_a_checkpoint(tmp
     partial.mkdir(parents=True)
     (partial / "state.json").write_text("{}")
     assert latest_checkpoint(tmp_path) is None
+
+
+def test_later_epochs_start_at_the_first_adapted_block_and_learn_exactly_what_the_full_pass_learns(
+        full_run, tmp_path, monkeypatch):
+    from studio.finetune import trainer
+    _, shortcut, _ = full_run   # TINY: LoRA on the top 10 blocks, 2 epochs
+    used = []
+    original = trainer.FrozenStart._from_first_adapted
+    monkeypatch.setattr(trainer.FrozenStart, "_from_first_adapted",
+                        lambda self, *a: used.append(1) or original(self, *a))
+    again = train_lora(TRAIN, VALIDATION, TINY, tmp_path / "again", MODEL_DIR, resume=False)
+    assert len(used) > STEPS // 2   # epoch 2's steps and validation took the shortcut
+    used.clear()
+    monkeypatch.setattr(trainer.FrozenStart.__init__, "__defaults__", (0,))   # a budget of 0 bytes
+    full = train_lora(TRAIN, VALIDATION, TINY, tmp_path / "full", MODEL_DIR, resume=False)
+    assert len(used) == 1   # only the one-time check: every step ran every block
+    for run in (again, full):
+        assert step_losses(run.history) == pytest.approx(step_losses(shortcut.history), rel=1e-4)
+        assert run.valid_loss == pytest.approx(shortcut.valid_loss, rel=1e-4)
+
+
+def test_the_shortcut_switches_itself_off_when_it_disagrees_with_the_full_pass(tmp_path, monkeypatch, caplog):
+    from studio.finetune import trainer
+    monkeypatch.setattr(trainer.FrozenStart, "_from_first_adapted", lambda self, decoder, start, mask: start * 0)
+    result = train_lora(TRAIN, VALIDATION, TINY, tmp_path, MODEL_DIR, resume=False)
+    assert "disagrees with the full pass" in caplog.text and math.isfinite(result.valid_loss)
