@@ -225,16 +225,25 @@ def _alive(pid: int) -> bool:
 # server does). Only tokens computed as part of a prompt are reused, never generated ones: those
 # went through the one-token kernels, whose rounding differs slightly, and a greedy reply would
 # then depend on what came before it.
+# One cache is kept for the whole process (there is one model thread), and only for the same
+# party (a thread's owner): another user's first-token time must not tell whether their prompt
+# starts like someone else's.
 REUSE_HEADROOM = 1024   # tokens of room a kept generator leaves for the next turn (~46 KB each)
+KEEP_MAX_TOKENS = 4096  # a longer cache (~190 MB) is not kept
 MIN_REUSE = 32          # a shorter shared start is not worth keeping the cache for
 
 
 @dataclass
 class _Kept:
+    model: object           # the FastModel it belongs to
+    party: str | None       # whose prompt it holds
     generator: object
     prompt: list[int]       # the prompt whose cache the generator holds
     options: tuple          # its search options: a turn with others needs a new generator
     max_length: int
+
+
+_kept: _Kept | None = None   # touched on the model thread only
 
 
 @dataclass
@@ -249,7 +258,6 @@ class FastModel:
     context_length: int = 0   # prompt + reply, in tokens (0: not stated)
     name: str = "onnxruntime-genai int8"
     reuse: bool = True        # keep the prompt's cache for the next turn (see REUSE_HEADROOM)
-    _kept: _Kept | None = field(default=None, repr=False)
     reused_tokens: int = 0    # of the last prompt, how many came from the kept cache
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
@@ -261,9 +269,11 @@ class FastModel:
         return len(self.tokenizer.encode(text))
 
     def generate(self, ids: list[int], max_new_tokens: int, sampling: dict | None,
-                 emit: Callable[[str], None], should_stop: Callable[[], bool]) -> list[int]:
+                 emit: Callable[[str], None], should_stop: Callable[[], bool], party: str | None = None) -> list[int]:
         """Generate after `ids`, passing each new piece of text to `emit`; the new token ids.
-        `sampling`: temperature, top_p, top_k, repetition_penalty (None: greedy)."""
+        `sampling`: temperature, top_p, top_k, repetition_penalty (None: greedy). `party`: whose
+        prompt it is (a kept cache serves the same party only)."""
+        global _kept
         import onnxruntime_genai as og
 
         if sampling and "seed" in sampling:
@@ -278,9 +288,10 @@ class FastModel:
         if self.context_length and len(ids) >= self.context_length:
             raise ValueError(f"the prompt ({len(ids)} tokens) does not fit the model's "
                              f"{self.context_length}-token window")
-        kept, self._kept, self.reused_tokens = self._kept, None, 0   # taken: a failure drops it
+        kept, _kept, self.reused_tokens = _kept, None, 0   # taken: a failure drops it
         start = 0
-        if kept and reusable and kept.options == key and len(ids) + max_new_tokens <= kept.max_length:
+        if (kept and reusable and kept.model is self and kept.party == party and kept.options == key
+                and len(ids) + max_new_tokens <= kept.max_length):
             start = min(_shared_start(kept.prompt, ids), len(ids) - 2)   # never a one-token prompt
         if start >= MIN_REUSE:
             generator, limit = kept.generator, kept.max_length
@@ -288,7 +299,9 @@ class FastModel:
             self.reused_tokens = start
         else:
             del kept   # its cache is freed before a new one is sized
-            limit = len(ids) + max_new_tokens + (REUSE_HEADROOM if reusable else 0)
+            limit = len(ids) + max_new_tokens
+            reusable = reusable and limit + REUSE_HEADROOM <= KEEP_MAX_TOKENS
+            limit += REUSE_HEADROOM if reusable else 0
             if self.context_length:
                 limit = min(limit, self.context_length)
             params = og.GeneratorParams(self.model)
@@ -307,7 +320,7 @@ class FastModel:
                 if piece:
                     emit(piece)
         if reusable:
-            self._kept = _Kept(generator, list(ids), key, limit)
+            _kept = _Kept(self, party, generator, list(ids), key, limit)
         return new
 
 

@@ -79,7 +79,8 @@ class Runtime(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def generate(self, ids: list[int], max_new_tokens: int, sampling: dict | None,
-                 emit: Callable[[str], None], should_stop: Callable[[], bool]) -> list[int]: ...
+                 emit: Callable[[str], None], should_stop: Callable[[], bool], party: str | None = None
+                 ) -> list[int]: ...
 
 
 @dataclass
@@ -106,7 +107,8 @@ class TorchRuntime:
         return len(self.local.tokenizer.encode(text, add_special_tokens=False))
 
     def generate(self, ids: list[int], max_new_tokens: int, sampling: dict | None,
-                 emit: Callable[[str], None], should_stop: Callable[[], bool]) -> list[int]:
+                 emit: Callable[[str], None], should_stop: Callable[[], bool], party: str | None = None
+                 ) -> list[int]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 

@@ -353,10 +353,7 @@ class FrozenStart:
             return out
         start = seen[0].detach()
         if self.checked is None:
-            with torch.no_grad():
-                again = self._from_first_adapted(decoder, start, mask)
-            real = mask.bool()
-            self.checked = bool(torch.allclose(again[real].float(), out.detach()[real].float(), rtol=1e-3, atol=1e-3))
+            self.checked = self._agrees(decoder, ids, mask, start)
             if not self.checked:
                 log.warning("the frozen blocks' shortcut disagrees with the full pass: every step runs them")
                 self.saved.clear()
@@ -368,6 +365,23 @@ class FrozenStart:
                 self.saved[id(e)] = start[row, :n].clone()
                 self.used += size
         return out
+
+    def _agrees(self, decoder, ids, mask, start) -> bool:
+        """Whether the shortcut from `start` gives the full pass's output on this batch: both in
+        eval mode (LoRA dropout would make them differ) and without using up random numbers (a
+        resumed run must stay the same as an uninterrupted one)."""
+        import torch
+        training = decoder.training
+        devices = [ids.device] if ids.is_cuda else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                decoder.eval()
+                full = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                short = self._from_first_adapted(decoder, start, mask)
+        finally:
+            decoder.train(training)
+        real = mask.bool()
+        return bool(torch.allclose(short[real].float(), full[real].float(), rtol=1e-3, atol=1e-3))
 
     def _from_first_adapted(self, decoder, start, mask):
         """The decoder run from the first adapted block: the blocks below are left out and
@@ -530,8 +544,7 @@ def evaluate(setup: _Setup, items: list[Encoded], batch_size: int) -> float | No
     import torch
     setup.model.eval()
     total, count = 0.0, 0
-    items = sorted(items, key=lambda e: len(e.input_ids))   # a mean over tokens: the order is free, and
-    batch_size *= 2                                          # sorted batches pad little; no gradients to hold
+    items = sorted(items, key=lambda e: len(e.input_ids))   # a mean over tokens: sorted batches pad little
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]
@@ -587,7 +600,11 @@ def _load(model_dir: Path, options: LocalTrainOptions) -> _Setup:
                         layers_to_transform=top, task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
     model.config.use_cache = False
-    return _Setup(model, tokenizer, device, dtype, FrozenStart(top[0]) if top else None)
+    # Blocks of other kinds (sliding windows, mixed layer types) are chosen by their index, which
+    # the shortcut shifts: there every pass runs every block.
+    uniform = not getattr(model.config, "sliding_window", None) and len(set(getattr(model.config, "layer_types",
+                                                                                        None) or [])) <= 1
+    return _Setup(model, tokenizer, device, dtype, FrozenStart(top[0]) if top and uniform else None)
 
 
 def _native_bf16(cuda: bool) -> bool:

@@ -79,7 +79,7 @@ class LocalProvider(Provider):
         if isinstance(messages, ErrorEvent):
             yield messages
             return
-        yield from self.generate(messages, adapter, sampling_for(sampling), max_new_tokens=cap)
+        yield from self.generate(messages, adapter, sampling_for(sampling), max_new_tokens=cap, party=thread.owner)
 
     def build_messages(self, thread: Thread, spec: AssistantSpec, runtime: Runtime | None = None
                        ) -> list[dict] | ErrorEvent:
@@ -102,11 +102,13 @@ class LocalProvider(Provider):
         return messages
 
     def generate(self, messages: list[dict], adapter: str | None = None,
-                 sampling: dict | None = GENERATION, max_new_tokens: int | None = None) -> Iterator[Event]:
+                 sampling: dict | None = GENERATION, max_new_tokens: int | None = None,
+                 party: str | None = None) -> Iterator[Event]:
         """Stream a reply to chat `messages` piece by piece (text deltas, then Done), from the
         base model or the fine-tuned one whose LoRA adapter is in the folder `adapter`.
         `sampling` None: greedy; its "seed" makes sampling repeatable. `max_new_tokens`: a
-        lower cap than the provider's for this reply.
+        lower cap than the provider's for this reply. `party`: whose conversation it is (the
+        fast runtime reuses a cache for the same party only).
 
         Done is marked `cut_off` when the reply stopped at the cap, not at its end.
         """
@@ -127,8 +129,8 @@ class LocalProvider(Provider):
         def work() -> list[int]:
             try:
                 # No timeout: a reply may wait its turn on the model thread behind another session's.
-                return [] if stop.is_set() else runtime.generate(ids, cap, sampling,
-                                                                   pieces.put, stop.is_set)
+                return [] if stop.is_set() else runtime.generate(ids, cap, sampling, pieces.put,
+                                                                   stop.is_set, party=party)
             except BaseException as exc:   # reported to the reader below
                 failure.append(exc)
                 return []

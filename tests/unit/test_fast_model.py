@@ -144,37 +144,49 @@ def test_a_long_thread_is_trimmed_to_what_the_chat_template_really_costs(weights
     assert messages[-1]["content"] == "word0"                              # the new message is kept
 
 
-def answer(runtime: FastModel, messages: list[dict], tokens: int = 48, sampling: dict | None = None) -> str:
+def answer(runtime: FastModel, messages: list[dict], tokens: int = 48, sampling: dict | None = None,
+           party: str | None = "ada") -> str:
     pieces: list[str] = []
     new = on_model_thread(runtime.generate, runtime.prompt_ids(messages), tokens, sampling, pieces.append,
-                          lambda: False).result()
+                          lambda: False, party=party).result()
     answer.ended = bool(new) and new[-1] in runtime.eos_ids
     return "".join(pieces)
+
+
+SAM = {"role": "system", "content": "You are Sam, a statistics tutor who answers briefly and signs every reply "
+                                    "with -Sam. Be friendly and precise."}
+
+
+def conversation(runtime: FastModel) -> tuple[list[str], list[int], list[bool]]:
+    """Three turns of one chat: the replies, how many prompt tokens each reused, how each ended."""
+    chat = [SAM, {"role": "user", "content": "What is 12 times 7? Reply with the number only."}]
+    replies, reused, ended = [], [], []
+    for question in ("And what is a confidence interval?", "Thanks! Is 0.05 a law of nature?", None):
+        replies.append(answer(runtime, chat))
+        reused.append(runtime.reused_tokens)
+        ended.append(answer.ended)
+        if question:
+            chat += [{"role": "assistant", "content": replies[-1]}, {"role": "user", "content": question}]
+    return replies, reused, ended
 
 
 def test_a_follow_up_turn_reuses_the_conversations_cache_and_writes_what_a_cold_start_writes(weights):
     warm, cold = load_fast_model(onnx_dir(weights)), load_fast_model(onnx_dir(weights))
     cold.reuse = False
-    system = {"role": "system", "content": "You are Sam, a statistics tutor who answers briefly and signs "
-                                           "every reply with -Sam. Be friendly and precise."}
-    chat = [system, {"role": "user", "content": "What is 12 times 7? Reply with the number only."}]
-    endings = []
-    for question in ("And what is a confidence interval?", "Thanks! Is 0.05 a law of nature?"):
-        first = answer(warm, chat)   # the cache is kept whether the reply ends or hits the cap
-        endings.append(answer.ended)
-        assert first == answer(cold, chat)
-        chat += [{"role": "assistant", "content": first}, {"role": "user", "content": question}]
-        assert answer(warm, chat) == answer(cold, chat)
-        assert warm.reused_tokens > 40 and cold.reused_tokens == 0   # the shared start was not computed again
-    assert endings == [True, False]   # both kinds of earlier turn were followed
+    replies, reused, ended = conversation(warm)
+    assert ended[:2] == [True, False]   # followed both a reply that ended and one cut at the cap
+    assert reused[0] == 0 and min(reused[1:]) > 40   # the shared start was not computed again
+    cold_replies, cold_reused, _ = conversation(cold)
+    assert replies == cold_replies and cold_reused == [0, 0, 0]
 
 
-def test_other_sampling_settings_or_a_seed_start_from_a_fresh_cache(weights):
+def test_a_kept_cache_serves_the_same_party_only_and_other_settings_or_a_seed_start_fresh(weights):
     model = load_fast_model(onnx_dir(weights))
-    chat = [{"role": "system", "content": "You are a helpful assistant for a statistics course. " * 4},
-            {"role": "user", "content": "Name a measure of spread."}]
+    chat = [SAM, {"role": "user", "content": "Name a measure of spread."}]
     answer(model, chat, 8)
-    answer(model, chat, 8, {"temperature": 0.7, "top_p": 0.9})
+    answer(model, chat, 8, party="bob")
+    assert model.reused_tokens == 0                       # another user: nothing of ada's is reused
+    answer(model, chat, 8, {"temperature": 0.7, "top_p": 0.9}, party="bob")
     assert model.reused_tokens == 0                       # other settings: nothing reused
     seeded = [answer(model, chat, 16, {"temperature": 0.9, "seed": 7}) for _ in range(2)]
     assert model.reused_tokens == 0 and seeded[0] == seeded[1]
