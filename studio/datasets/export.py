@@ -35,22 +35,28 @@ FORMATS = {
 def openai_jsonl(examples: Iterable[Example]) -> bytes:
     """OpenAI chat JSONL bytes (see the module's docstring for the exact layout)."""
     dumps = functools.partial(json.dumps, ensure_ascii=False)
-    system_json: dict[str, str] = {}   # the system prompt every line repeats is encoded once
+    known: dict[str, str] = {}   # a message text every line repeats (the system prompt) is encoded once
     lines = []
     for example in examples:
-        messages = example.messages
-        first = messages[0] if messages else None
-        if type(first) is dict and list(first) == ["role", "content"] and first["role"] == "system" \
-                and isinstance(first["content"], str):
-            # Byte for byte what json.dumps({"messages": messages}) writes (default separators).
-            head = system_json.get(first["content"])
-            if head is None:
-                head = system_json[first["content"]] = dumps(first)
-            rest = ", " + dumps(messages[1:])[1:-1] if len(messages) > 1 else ""
-            lines.append('{"messages": [' + head + rest + "]}\n")
-        else:
-            lines.append(dumps({"messages": messages}) + "\n")
+        parts = []
+        for message in example.messages:
+            # The usual {"role", "content"} message, written by hand exactly as json.dumps writes it.
+            if type(message) is dict and len(message) == 2 and next(iter(message)) == "role" \
+                    and type(message.get("content")) is str and type(message["role"]) is str:
+                content = message["content"]
+                text = known.get(content) if message["role"] == "system" else None
+                if text is None:
+                    text = '{"role": ' + _string(message["role"]) + ', "content": ' + _string(content) + "}"
+                    if message["role"] == "system":
+                        known[content] = text
+                parts.append(text)
+            else:
+                parts.append(dumps(message))
+        lines.append('{"messages": [' + ", ".join(parts) + "]}\n")
     return "".join(lines).encode("utf-8")
+
+
+_string = json.encoder.encode_basestring   # the JSON string json.dumps(..., ensure_ascii=False) writes
 
 
 def sharegpt_json(examples: Iterable[Example]) -> bytes:

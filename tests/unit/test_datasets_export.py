@@ -132,7 +132,9 @@ def test_openai_jsonl_is_json_dumps_of_each_example_whatever_its_shape():
     from studio.datasets.types import Example
     shapes = [EXAMPLE, EXAMPLE[1:], [{"content": "Be kind.", "role": "system"}] + EXAMPLE[1:],
               [EXAMPLE[0], {"role": "user", "content": "x", "name": "amy"},
-               {"role": "assistant", "content": "y", "weight": 0}], [{"role": "system", "content": 5}]]
+               {"role": "assistant", "content": "y", "weight": 0}], [{"role": "system", "content": 5}],
+              [{"role": "user", "content": "é\"\\\n\t\u2028\x00\x7f🎉 </script>"},
+               {"role": "assistant", "content": "Be kind."}]]
     examples = [Example(i, m) for i, m in enumerate(shapes * 2)]
     assert openai_jsonl(examples) == "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n"
                                              for m in shapes * 2).encode("utf-8")
@@ -150,3 +152,24 @@ def test_fast_local_counts_match_the_tokenizer_on_odd_text():
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
     expected = [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert WordCachedCounter(tokenizer)(texts) == expected
+
+
+def test_fast_local_counts_match_the_tokenizer_on_words_between_single_spaces():
+    # The common shape (a comment or a reply, after the template's newline) takes the per-word path.
+    import random
+    from studio.datasets.tokens import WordCachedCounter, load_local_tokenizer
+    tokenizer = load_local_tokenizer(MODEL_DIR)
+    rng = random.Random(1)
+    pieces = (["the", "The", "don't", "IT'S", "'s", "'ll", "you're", "42", "3.14", "1,000", "!!", "?", "--", "(a)",
+               "\"quoted\"", "café", "naïve", "數據", "日本語", "한국어", "Ελληνικά", "🎉", "👍🏽", "a\u200db",
+               "x\ufe0f", "<|im_end|>", "e-mail", "U.S.A.", "...", "'", "’s", "½", "①"])
+    texts = []
+    for _ in range(4000):
+        words = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        texts.append(rng.choice(["", "\n"]) + words + rng.choice(["", "", " ", "  ", "\n", "\t"]))
+    texts += ["", "\n", " ", "\n ", "\n\n", "a  b", " a", "a "]
+    counter = WordCachedCounter(tokenizer)
+    expected = [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert counter(texts) == expected
+    assert len(counter.first) > 20 and len(counter.later) > 20   # most went word by word
+    assert counter(texts[::-1]) == expected[::-1]   # again, from what the first call kept
