@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import replace
 from datetime import date
 
@@ -19,6 +20,7 @@ from components.knowledge import knowledge_store
 from components.model_loading import ensure_local_model
 from components.provider_panel import cached_models
 from components.safe_text import inline_code, plain, safe_markdown
+from components.transcript import STREAM_EVERY_S
 from studio.assistants import compile_instructions
 from studio.evaluation.runs import Configuration
 from studio.finetune.jobs import JobStore
@@ -249,7 +251,7 @@ def send(panes: list[Pane], providers: dict[str, Provider], text: str, areas: li
         return
     runs = [PaneRun(p, providers[p.provider]) for p in panes]
     errors = st.session_state[ERRORS] = {}
-    slots, texts = [], [""] * len(panes)
+    slots, texts, drawn = [], [""] * len(panes), [float("-inf")] * len(panes)
     for area in areas:
         with area:
             with st.chat_message("user"):
@@ -262,7 +264,9 @@ def send(panes: list[Pane], providers: dict[str, Provider], text: str, areas: li
         body, note = slots[index]
         if isinstance(item, TextDelta):
             texts[index] += item.text
-            body.markdown(safe_markdown(texts[index]) + CURSOR)
+            if time.monotonic() - drawn[index] >= STREAM_EVERY_S:   # see STREAM_EVERY_S
+                body.markdown(safe_markdown(texts[index]) + CURSOR)
+                drawn[index] = time.monotonic()
         elif isinstance(item, Waiting):
             note.caption(f"⏳ {plain(item.text)}")
         elif isinstance(item, PaneResult):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 import streamlit as st
@@ -11,6 +12,9 @@ from studio.types import (CitationFound, ErrorEvent, Event, Message, Notice, Tex
                           ToolCallFinished, ToolCallStarted)
 
 CURSOR = "▌"
+# A streaming reply is drawn again at most this often: each redraw sends the whole text so far to
+# the browser, and with many users streaming at once the redraws, not the replies, filled the CPU.
+STREAM_EVERY_S = 0.1
 RECENT = 20                        # messages drawn before "Show N earlier messages"
 REVEALED = "revealed_threads"      # session_state key: threads whose earlier messages are shown
 
@@ -119,10 +123,24 @@ def stream_turn(events: Iterable[Event], below: Callable[[], None] | None = None
     failed: list[ErrorEvent] = []
     with st.chat_message("assistant"):
         tools_area = st.container()   # tool calls and sources above the text, as they happen
-        st.write_stream(safe_stream(_reply_text(events, tools_area, failed)), cursor=CURSOR)
+        st.write_stream(paced(safe_stream(_reply_text(events, tools_area, failed))), cursor=CURSOR)
         if below is not None and not failed:
             below()
     return failed[0] if failed else None
+
+
+def paced(chunks: Iterable[str], every: float = STREAM_EVERY_S) -> Iterator[str]:
+    """`chunks` joined so that at most one goes out per `every` seconds; the first at once, and
+    whatever is held when they end."""
+    held, last = "", float("-inf")
+    for chunk in chunks:
+        held += chunk
+        now = time.monotonic()
+        if held and now - last >= every:
+            yield held
+            held, last = "", now
+    if held:
+        yield held
 
 
 def _reply_text(events: Iterable[Event], tools_area, failed: list[ErrorEvent]) -> Iterator[str]:

@@ -71,3 +71,12 @@ def test_reruns_reuse_the_provider_and_a_new_key_gets_a_new_one(on_openai, monke
     assert built[-1]._api_key == "sk-another-key-9876543210"
     at.run()
     assert len(built) == before + 1
+
+
+def test_a_streaming_reply_is_redrawn_at_most_ten_times_a_second_and_loses_no_text(monkeypatch):
+    from components import transcript
+    clock = iter([0.0, 0.03, 0.06, 0.12, 0.13, 0.5, 0.51])   # when each chunk arrives
+    monkeypatch.setattr(transcript.time, "monotonic", lambda: next(clock))
+    out = list(transcript.paced(["Hel", "lo", ", ", "wor", "ld", "!", "!"]))
+    assert out == ["Hel", "lo, wor", "ld!", "!"]   # the first at once, then one per 0.1 s, then the rest
+    assert "".join(out) == "Hello, world!!"
