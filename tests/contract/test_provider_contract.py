@@ -321,8 +321,8 @@ def test_failure_in_the_middle_of_local_generation(case_for, monkeypatch):
     runtime = get_runtime(provider.model_dir)
     generate = runtime.generate
 
-    def fails_after_a_few_tokens(ids, max_new_tokens, *args):
-        generate(ids, 3, *args)   # streams three tokens, then:
+    def fails_after_a_few_tokens(ids, max_new_tokens, *args, **kwargs):
+        generate(ids, 3, *args, **kwargs)   # streams three tokens, then:
         raise RuntimeError("out of memory while generating")
     monkeypatch.setattr(runtime, "generate", fails_after_a_few_tokens)
     events = run_turn(provider, thread_with("Tell me about the sea"))
