@@ -268,6 +268,8 @@ def send(panes: list[Pane], providers: dict[str, Provider], text: str, areas: li
                 body.markdown(safe_markdown(texts[index]) + CURSOR)
                 drawn[index] = time.monotonic()
         elif isinstance(item, Waiting):
+            if texts[index]:   # what a pace held back is shown before the pane waits
+                body.markdown(safe_markdown(texts[index]) + CURSOR)
             note.caption(f"⏳ {plain(item.text)}")
         elif isinstance(item, PaneResult):
             if item.reply is not None:
@@ -275,6 +277,8 @@ def send(panes: list[Pane], providers: dict[str, Provider], text: str, areas: li
                 body.markdown(safe_markdown(item.reply.content))
                 note.caption(stats_line(item.stats))
             elif item.error is not None:
+                if texts[index]:
+                    body.markdown(safe_markdown(texts[index]))
                 errors[index] = item.error.message
                 note.error(safe_markdown(item.error.message))
     st.rerun()   # draw the panes again from their conversations, with each reply's feedback

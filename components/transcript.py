@@ -123,20 +123,23 @@ def stream_turn(events: Iterable[Event], below: Callable[[], None] | None = None
     failed: list[ErrorEvent] = []
     with st.chat_message("assistant"):
         tools_area = st.container()   # tool calls and sources above the text, as they happen
-        st.write_stream(paced(safe_stream(_reply_text(events, tools_area, failed))), cursor=CURSOR)
+        st.write_stream(safe_stream(paced(_reply_text(events, tools_area, failed))), cursor=CURSOR)
         if below is not None and not failed:
             below()
     return failed[0] if failed else None
 
 
+FLUSH = ""   # from the reply's text: send what is held now (something else is about to be drawn)
+
+
 def paced(chunks: Iterable[str], every: float = STREAM_EVERY_S) -> Iterator[str]:
-    """`chunks` joined so that at most one goes out per `every` seconds; the first at once, and
-    whatever is held when they end."""
+    """`chunks` joined so that at most one goes out per `every` seconds; the first at once, what
+    is held at a FLUSH (an empty chunk) or when they end."""
     held, last = "", float("-inf")
     for chunk in chunks:
         held += chunk
         now = time.monotonic()
-        if held and now - last >= every:
+        if held and (not chunk or now - last >= every):
             yield held
             held, last = "", now
     if held:
@@ -148,7 +151,9 @@ def _reply_text(events: Iterable[Event], tools_area, failed: list[ErrorEvent]) -
     for event in events:
         if isinstance(event, TextDelta):
             yield event.text
-        elif isinstance(event, ToolCallStarted):
+            continue
+        yield FLUSH   # the text so far goes out before a tool call, a source or a notice is drawn
+        if isinstance(event, ToolCallStarted):
             with tools_area:
                 st.caption(f"Calling {inline_code(event.call.name)}…")
         elif isinstance(event, ToolCallFinished):

@@ -21,6 +21,7 @@ import functools
 import logging
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -201,9 +202,10 @@ class WordCachedCounter:
 
     def __call__(self, texts: list[str]) -> list[int]:
         counts = [0] * len(texts)
+        # One counter serves every session's thread, and the tokenizer lets go of the GIL: a full
+        # cache is replaced, never cleared, and each call works on the dicts it started with.
         if len(self.first) + len(self.later) > self.MAX_CACHED:
-            self.first.clear()
-            self.later.clear()
+            self.first, self.later = {}, {}
         first, later, newline, special = self.first, self.later, self.newline, self.special
         missed: list[int] = []    # word by word, with a word not seen yet
         others: list[int] = []    # through the pattern
@@ -244,11 +246,16 @@ class WordCachedCounter:
                 pieces.append(None)
             elif text.isascii():
                 pieces.append(GPT2_ASCII.findall(text))
+            elif not text.isprintable() and any(unicodedata.category(c) == "Cn" for c in text):
+                # A character newer than this Python's Unicode tables: the regex module and the
+                # tokenizer may class it differently, so the tokenizer counts the whole text.
+                whole[i] = text
+                pieces.append(None)
             else:
                 pieces.append(self.unicode_pattern.findall(text))
+        if len(self.cache) > self.MAX_CACHED:
+            self.cache = {}   # replaced, not cleared: another thread may be reading it (see __call__)
         cache = self.cache
-        if len(cache) > self.MAX_CACHED:
-            cache.clear()
         new = {p: 0 for split in pieces if split for p in split if p not in cache}
         if new:
             words = list(new)

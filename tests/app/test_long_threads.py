@@ -80,3 +80,6 @@ def test_a_streaming_reply_is_redrawn_at_most_ten_times_a_second_and_loses_no_te
     out = list(transcript.paced(["Hel", "lo", ", ", "wor", "ld", "!", "!"]))
     assert out == ["Hel", "lo, wor", "ld!", "!"]   # the first at once, then one per 0.1 s, then the rest
     assert "".join(out) == "Hello, world!!"
+    clock = iter([0.0, 0.01, 0.02, 0.03])
+    # An empty chunk (before a tool call or a notice is drawn) sends what is held at once.
+    assert list(transcript.paced(["A", "b", transcript.FLUSH, "c"])) == ["A", "b", "c"]

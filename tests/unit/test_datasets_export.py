@@ -173,3 +173,29 @@ def test_fast_local_counts_match_the_tokenizer_on_words_between_single_spaces():
     assert counter(texts) == expected
     assert len(counter.first) > 20 and len(counter.later) > 20   # most went word by word
     assert counter(texts[::-1]) == expected[::-1]   # again, from what the first call kept
+
+
+def test_one_counter_shared_by_threads_with_a_small_cache_still_counts_exactly(monkeypatch):
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.datasets.tokens import WordCachedCounter, load_local_tokenizer
+    tokenizer = load_local_tokenizer(MODEL_DIR)
+    monkeypatch.setattr(WordCachedCounter, "MAX_CACHED", 2000)   # full again and again while others read it
+    counter = WordCachedCounter(tokenizer)
+    rng = random.Random(2)
+    words = [f"w{n}" for n in range(20000)] + ["don't", "!!", "café", "数据"]
+    batches = [["\n" + " ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) + rng.choice(["", "", "\t"])
+                for _ in range(200)] for _ in range(40)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(counter, batches))
+    for batch, counts in zip(batches, results, strict=True):
+        assert counts == [len(e.ids) for e in tokenizer.encode_batch(batch, add_special_tokens=False)]
+
+
+def test_a_character_newer_than_pythons_unicode_tables_is_counted_by_the_tokenizer():
+    from studio.datasets.tokens import WordCachedCounter, load_local_tokenizer
+    tokenizer = load_local_tokenizer(MODEL_DIR)
+    texts = ["\u0558's", "x \ua7ce's y", "\U000187f8'll"]   # assigned after this Python's Unicode 14
+    assert WordCachedCounter(tokenizer)(texts) == [len(tokenizer.encode(t, add_special_tokens=False).ids)
+                                                   for t in texts]
