@@ -207,16 +207,7 @@ def main() -> None:
             "transformers fp32": torch_baseline.run}
     for run in runs.values():   # warm-up
         run()
-    made: dict[str, list[int]] = {name: [] for name in runs}
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    firsts: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs)
-    for i in range(args.rounds):   # rotate the order: the machine drifts
-        for name in order[i % 3:] + order[:i % 3]:
-            tokens, seconds, first = runs[name]()
-            rates[name].append(tokens / seconds)
-            made[name].append(tokens)
-            firsts[name].append(first)
+    made, rates, firsts = timed_rounds(runs, args.rounds)
     median = {name: statistics.median(values) for name, values in rates.items()}
     for name in runs:
         print(f"{name:18s} {median[name]:6.1f} tok/s end to end   first token "
@@ -228,6 +219,22 @@ def main() -> None:
     print(f"ratio studio / bare onnxruntime-genai = {median['studio'] / median['bare onnx']:.3f}   (goal >= 0.9)")
     print(f"ratio studio / transformers fp32     = {median['studio'] / median['transformers fp32']:.2f}   "
           "(goal >= 4)")
+
+
+def timed_rounds(runs: dict, rounds: int) -> tuple[dict, dict, dict]:
+    """Each run `rounds` times, the order rotated each round (the machine drifts): new tokens,
+    tokens/s and first-token seconds, per run."""
+    made: dict[str, list[int]] = {name: [] for name in runs}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    firsts: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for i in range(rounds):
+        for name in order[i % len(order):] + order[:i % len(order)]:
+            tokens, seconds, first = runs[name]()
+            made[name].append(tokens)
+            rates[name].append(tokens / seconds)
+            firsts[name].append(first)
+    return made, rates, firsts
 
 
 def follow_up(provider: LocalProvider, runtime, torch_baseline: TorchBaseline, rounds: int) -> None:
@@ -245,14 +252,7 @@ def follow_up(provider: LocalProvider, runtime, torch_baseline: TorchBaseline, r
 
     runs = {"studio, reusing": warm, "studio, cold": lambda: studio_run(provider, after),
             "transformers fp32": lambda: torch_baseline.run("follow")}
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    firsts: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs)
-    for i in range(rounds):
-        for name in order[i % 3:] + order[:i % 3]:
-            tokens, seconds, first = runs[name]()
-            rates[name].append(tokens / seconds)
-            firsts[name].append(first)
+    _, rates, firsts = timed_rounds(runs, rounds)
     new = len(runtime.prompt_ids(after)) - len(runtime.prompt_ids(before))
     print(f"follow-up turn: prompt {len(runtime.prompt_ids(after))} tokens, {new} of them new since the turn before")
     for name in runs:

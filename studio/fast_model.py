@@ -292,7 +292,7 @@ class FastModel:
         start = 0
         if (kept and reusable and kept.model is self and kept.party == party and kept.options == key
                 and len(ids) + max_new_tokens <= kept.max_length):
-            start = min(_shared_start(kept.prompt, ids), len(ids) - 2)   # never a one-token prompt
+            start = min(len(os.path.commonprefix([kept.prompt, ids])), len(ids) - 2)   # never a one-token prompt
         if start >= MIN_REUSE:
             generator, limit = kept.generator, kept.max_length
             generator.rewind_to(start)
@@ -322,15 +322,6 @@ class FastModel:
         if reusable:
             _kept = _Kept(self, party, generator, list(ids), key, limit)
         return new
-
-
-def _shared_start(a: list[int], b: list[int]) -> int:
-    """How many tokens `a` and `b` share from the start."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def load_fast_model(folder: Path) -> FastModel:

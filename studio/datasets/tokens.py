@@ -207,9 +207,9 @@ class WordCachedCounter:
         if len(self.first) + len(self.later) > self.MAX_CACHED:
             self.first, self.later = {}, {}
         first, later, newline, special = self.first, self.later, self.newline, self.special
-        missed: list[int] = []    # word by word, with a word not seen yet
+        missed: list[tuple[int, int, list[str]]] = []   # (index, newline, words) with a word not seen yet
         others: list[int] = []    # through the pattern
-        # Word lists are not kept across texts: millions of them made the garbage collector the cost.
+        # Word lists are kept only for the few misses: millions of them made the garbage collector the cost.
         for i, text in enumerate(texts):
             head = 1 if text[:1] == "\n" else 0
             body = text[head:] if head else text
@@ -219,18 +219,17 @@ class WordCachedCounter:
                 try:
                     counts[i] = head * newline + first[words[0]] + sum(map(later.__getitem__, words[1:]))
                 except KeyError:
-                    missed.append(i)
+                    missed.append((i, head, words))
             else:
                 others.append(i)
         if missed:
-            split = [texts[i][1:].split(" ") if texts[i][:1] == "\n" else texts[i].split(" ") for i in missed]
-            new_first = list({words[0] for words in split if words[0] not in first})
-            new_later = list({w for words in split for w in words[1:] if w not in later})
+            new_first = list({words[0] for _, _, words in missed if words[0] not in first})
+            new_later = list({w for _, _, words in missed for w in words[1:] if w not in later})
             found = self.by_pieces(new_first + [" " + w for w in new_later])
             first.update(zip(new_first, found[:len(new_first)], strict=True))
             later.update(zip(new_later, found[len(new_first):], strict=True))
-            for i, words in zip(missed, split, strict=True):
-                counts[i] = (texts[i][:1] == "\n") * newline + first[words[0]] + sum(map(later.__getitem__, words[1:]))
+            for i, head, words in missed:
+                counts[i] = head * newline + first[words[0]] + sum(map(later.__getitem__, words[1:]))
         if others:
             for i, n in zip(others, self.by_pieces([texts[i] for i in others]), strict=True):
                 counts[i] = n
