@@ -3,6 +3,7 @@ on the fine-tuning page with where it came from (OpenAI is the fake server)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from playwright.sync_api import expect  # noqa: E402
 from studio.accounts import OPERATOR, Accounts  # noqa: E402
 from studio.store import Actor, Store  # noqa: E402
 from tests.e2e.conftest import ARTIFACTS, running_app  # noqa: E402
-from tests.e2e.test_journeys import chat_input, reply_text, settle, signed_in_page  # noqa: E402
+from tests.e2e.test_journeys import ASSISTANT_MESSAGES, chat_input, settle, signed_in_page  # noqa: E402
 
 USERNAME, PASSWORD = "ria", "correct-horse-battery"
 
@@ -31,7 +32,9 @@ def test_a_rated_corrected_reply_lands_in_a_dataset_with_its_origin(browser, tmp
         page = signed_in_page(browser, url, USERNAME, PASSWORD)
         chat_input(page).fill("What camera do you use?")
         chat_input(page).press("Enter")
-        assert reply_text(page).startswith("You said: What camera do you use?")
+        # Waits for the whole reply: a streaming reply shows its first words at once, the rest paced.
+        expect(page.locator(ASSISTANT_MESSAGES).last.locator('[data-testid="stChatMessageContent"]')).to_have_text(
+            re.compile(r"^\s*You said: What camera do you use\?"))
         settle(page)
         page.locator('[data-testid="stFeedback"] button').first.click()      # 👍
         settle(page)
