@@ -27,6 +27,7 @@ from studio.datasets.validation import group_issues, rows_text
 PREPARED = "wizard_prepared"     # session_state: (inputs key, PreparedDataset) of the last prepare
 SOURCE = "wizard_source"         # session_state: (file key, what read_source made of it)
 FILES = "wizard_files"           # session_state: (PreparedDataset, its export files)
+SAVED = "wizard_saved"           # session_state: (PreparedDataset, name key, DatasetVersion) of the last save
 PREVIEW_ROWS = 20
 SEVERITY_ICON = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
 SYSTEM_CHOICES = ("None", "Type one", "From an assistant")
@@ -240,10 +241,18 @@ def _save_and_download(prepared: PreparedDataset, data: bytes, filename: str) ->
 def _save(name: str, prepared: PreparedDataset, data: bytes) -> None:
     try:
         name = check_name(name)
+        # The same dataset saved again under the same name (Enter, then the button): no copy.
+        last = st.session_state.get(SAVED)
+        if (last and last[0] is prepared and last[1] == name.casefold()
+                and dataset_store().get_version(last[2].id, session.actor()) is not None):
+            st.info(f"Already saved as **{plain(last[2].name)}**, version {last[2].version}: "
+                    "nothing has changed since.")
+            return
         version = dataset_store().save_version(name, prepared, session.actor(), source_bytes=data)
     except DatasetError as exc:
         st.error(plain(str(exc)))
         return
+    st.session_state[SAVED] = (prepared, name.casefold(), version)
     st.success(f"Saved **{plain(version.name)}**, version {version.version} "
                f"({version.counts.train} train, {version.counts.validation} validation examples).")
 

@@ -85,7 +85,7 @@ def new_evaluation(configurations: list[Configuration]) -> None:
     if problems:
         with st.expander(f"{len(problems)} line(s) left out"):
             st.text("\n".join(problems[:200]))
-    with st.form("new_evaluation"):
+    with st.form("new_evaluation", enter_to_submit=False):   # it may call a paid model: the button only
         name = st.text_input("Name", value=f"{source_name or 'Evaluation'} · {datetime.now():%Y-%m-%d %H:%M}",
                              max_chars=200)
         rule = st.text_input("Rule every reply must pass (a regular expression, optional)",

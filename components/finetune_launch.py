@@ -54,7 +54,8 @@ def launch_form() -> None:
 
 def _local_form(version: DatasetVersion) -> None:
     defaults = LocalTrainOptions()
-    with st.form("train_local"):
+    # Enter in a field must not start a job (only the button does): a half-filled form would train.
+    with st.form("train_local", enter_to_submit=False):
         cols = st.columns(4)
         epochs = cols[0].number_input("Epochs", 1, 20, defaults.epochs)
         rate = cols[1].number_input("Learning rate", 1e-6, 1e-2, defaults.learning_rate, format="%.0e", step=1e-4)
@@ -140,7 +141,7 @@ def _openai_form(version: DatasetVersion) -> None:
             return model_id
         return f"{model_id} (shuts down {m.shutdown_date:%Y-%m-%d}{', soon' if m.retiring_soon else ''})"
 
-    with st.form("train_openai"):
+    with st.form("train_openai", enter_to_submit=False):   # a billed job: the button only
         model = st.selectbox("Base model", list(by_id), format_func=label)
         cols = st.columns(3)
         suffix = cols[0].text_input("Suffix", max_chars=64, placeholder="sam")

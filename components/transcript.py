@@ -86,6 +86,8 @@ def show_message(message: Message, below: Callable[[], None] | None = None) -> N
         st.markdown(safe_markdown(message.content))
         if message.cut_off:
             st.caption("✂️ Cut off: this reply reached the length limit before it was finished.")
+        elif message.stopped:
+            st.caption("⏹️ Stopped: this reply was stopped before it was finished.")
         for note in message.notes:
             st.caption(f"⚠️ {plain(note)}")
         citations_footer(message)

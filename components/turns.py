@@ -104,6 +104,8 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
     if text is not None:
         # Saved before anything that may fail (loading the embedded model): nothing typed is lost.
         error = add_user_message(store, thread, text, actor)
+        if error is None:
+            remember_in_url(thread)   # a reload or Stop while the reply comes still finds the thread
     if error is None:
         if provider.name == "local":
             ensure_local_model(session.settings().model_dir)   # a failed load: the turn says so, Retry
@@ -128,4 +130,5 @@ def take_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantS
 
 def _drawn_as_stored(reply: Message) -> bool:
     # Tool calls, sources and a cut-off are drawn differently while streaming than when stored.
-    return reply.role == "assistant" and not (reply.tool_calls or reply.citations or reply.cut_off or reply.notes)
+    return reply.role == "assistant" and not (reply.tool_calls or reply.citations or reply.cut_off or reply.stopped
+                                              or reply.notes)

@@ -2,10 +2,12 @@
 
 The user's message is saved before the model is called, so a failed turn loses nothing
 and can be retried; the assistant's reply is saved once it is complete. A reply that a
-length limit stopped is saved marked `cut_off`, and `continue_turn` asks for the rest.
+length limit stopped is saved marked `cut_off`, one the user stopped (the reader closed the
+stream) as far as it came, marked `stopped`; `continue_turn` asks for the rest of either.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Iterator
 
@@ -22,6 +24,7 @@ from studio.types import (AssistantSpec, CitationFound, Done, ErrorEvent, Event,
 # What "Continue" sends: a plain user message, so every provider (and the thread's export)
 # sees the same history the user sees.
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped."
+log = logging.getLogger(__name__)
 THREAD_DELETED = "This thread was deleted (in another tab?). Start a new thread."
 
 
@@ -36,8 +39,10 @@ def needs_retry(thread: Thread) -> bool:
 
 
 def can_continue(thread: Thread) -> bool:
-    """True when the last message is a reply that a length limit cut off (offer "Continue")."""
-    return bool(thread.messages) and thread.messages[-1].role == "assistant" and thread.messages[-1].cut_off
+    """True when the last message is a reply that a length limit cut off or the user stopped
+    (offer "Continue")."""
+    last = thread.messages[-1] if thread.messages else None
+    return last is not None and last.role == "assistant" and (last.cut_off or last.stopped)
 
 
 def add_user_message(store: Store, thread: Thread, text: str, actor: Actor) -> ErrorEvent | None:
@@ -97,24 +102,39 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             return
 
     reply = Message(role="assistant", content="")
-    for event in answer(provider, thread, spec, actor, knowledge, reply):
-        if isinstance(event, Done):
+    events = answer(provider, thread, spec, actor, knowledge, reply)
+    settled = False   # Done (the reply saved) or an ErrorEvent came
+    try:
+        for event in events:
+            settled = isinstance(event, (Done, ErrorEvent))
+            if isinstance(event, Done):
+                try:
+                    if event.provider_ref and event.provider_ref != thread.provider_ref:
+                        store.set_provider_ref(thread, event.provider_ref, actor)
+                    store.add_message(thread, reply, actor)
+                except ThreadDeleted:   # deleted while the reply was coming
+                    yield ErrorEvent(THREAD_DELETED, retryable=False, code="thread_deleted")
+                    return
+                except StoreError as exc:
+                    yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
+                    return
+            elif isinstance(event, ErrorEvent) and event.forget_provider_ref:
+                try:
+                    store.set_provider_ref(thread, None, actor)
+                except StoreError:
+                    thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
+            yield event
+    except GeneratorExit:
+        # The reader stopped listening mid-reply (the page's Stop, a new message sent meanwhile):
+        # keep what had come, marked stopped, rather than lose it. (A provider whose server holds
+        # its own copy of the thread drops it then, and rebuilds it from this one next turn.)
+        events.close()   # answer() puts the text so far in `reply`
+        if not settled and reply.stopped and (reply.content.strip() or reply.tool_calls):
             try:
-                if event.provider_ref and event.provider_ref != thread.provider_ref:
-                    store.set_provider_ref(thread, event.provider_ref, actor)
                 store.add_message(thread, reply, actor)
-            except ThreadDeleted:   # deleted while the reply was coming
-                yield ErrorEvent(THREAD_DELETED, retryable=False, code="thread_deleted")
-                return
             except StoreError as exc:
-                yield ErrorEvent(f"The reply could not be saved: {exc}", retryable=True, code="store_error")
-                return
-        elif isinstance(event, ErrorEvent) and event.forget_provider_ref:
-            try:
-                store.set_provider_ref(thread, None, actor)
-            except StoreError:
-                thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
-        yield event
+                log.warning("a stopped reply could not be saved: %s", exc)
+        raise
 
 
 def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor,
@@ -147,29 +167,37 @@ def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor
     options = {"vector_stores": hosted.vector_stores} if hosted else {}
     if sampling is not None:
         options["sampling"] = sampling
-    for event in provider.stream_reply(thread, spec, **options):
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        elif isinstance(event, ToolCallFinished):
-            reply.tool_calls.append(event.call)
-        elif isinstance(event, CitationFound):
-            if mirror is not None:
-                if not _own_file(mirror, event.citation):
-                    continue           # a file deleted here, not yet there: no source to show
-                event.citation.number = len(reply.citations) + 1
-            reply.citations.append(event.citation)
-        elif isinstance(event, Done):
+    try:
+        for event in provider.stream_reply(thread, spec, **options):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            elif isinstance(event, ToolCallFinished):
+                reply.tool_calls.append(event.call)
+            elif isinstance(event, CitationFound):
+                if mirror is not None:
+                    if not _own_file(mirror, event.citation):
+                        continue           # a file deleted here, not yet there: no source to show
+                    event.citation.number = len(reply.citations) + 1
+                reply.citations.append(event.citation)
+            elif isinstance(event, Done):
+                reply.content = "".join(parts)
+                reply.cut_off = event.cut_off
+                if grounding is not None:   # the sources this reply used, shown under it
+                    for found in citations(reply.content, grounding.passages):
+                        reply.citations.append(found)
+                        yield CitationFound(found)
+            elif isinstance(event, ErrorEvent) and hosted is not None:
+                forget_checks(hosted.vector_stores)   # e.g. a store deleted on the dashboard: checked again next turn
+            yield event
+            if isinstance(event, (Done, ErrorEvent)):
+                return
+    except GeneratorExit:   # the reader stopped listening: `reply` holds what came (run_turn keeps it)
+        if not reply.content:
             reply.content = "".join(parts)
-            reply.cut_off = event.cut_off
-            if grounding is not None:   # the sources this reply used, shown under it
-                for found in citations(reply.content, grounding.passages):
-                    reply.citations.append(found)
-                    yield CitationFound(found)
-        elif isinstance(event, ErrorEvent) and hosted is not None:
-            forget_checks(hosted.vector_stores)   # e.g. a store deleted on the dashboard: the next turn checks again
-        yield event
-        if isinstance(event, (Done, ErrorEvent)):
-            return
+            if grounding is not None:
+                reply.citations.extend(citations(reply.content, grounding.passages))
+        reply.stopped = True
+        raise
     # A provider that stops without Done has failed; say so rather than save half a reply.
     yield ErrorEvent("The model stopped before finishing its reply.", retryable=True)
 

@@ -512,6 +512,8 @@ class Store:
                             "citations": [asdict(c) for c in message.citations]})
             if message.cut_off:   # a reply stopped by a length limit (the page offers Continue)
                 extra["cut_off"] = True
+            if message.stopped:   # a reply the user stopped (Continue too)
+                extra["stopped"] = True
             if message.notes:
                 extra["notes"] = [_text(n) for n in message.notes]
             extra.update(_feedback(message))
@@ -663,7 +665,7 @@ def _message_from_row(row) -> Message:
     return Message(id=row.id, role=row.role, content=row.content, created_at=_aware(row.created_at),
                    tool_calls=[ToolCall(**c) for c in extra.get("tool_calls", [])],
                    citations=[Citation(**c) for c in extra.get("citations", [])],
-                   cut_off=bool(extra.get("cut_off", False)),
+                   cut_off=bool(extra.get("cut_off", False)), stopped=bool(extra.get("stopped", False)),
                    notes=[str(n) for n in extra.get("notes", [])],
                    rating=extra.get("rating"), edited=str(extra.get("edited", "")))
 

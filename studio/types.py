@@ -85,7 +85,8 @@ class Usage:
 class Message:
     """One message of a thread. `cut_off`: an assistant reply that a length limit stopped
     (OpenAI `incomplete`, a compatible server's `finish_reason="length"`, the embedded model's
-    token cap); studio.chat.continue_turn asks for the rest."""
+    token cap); `stopped`: one the user stopped (the page's Stop, or a new message sent while
+    it streamed), kept as far as it came. studio.chat.continue_turn asks for the rest of either."""
     role: Literal["user", "assistant"]
     content: str
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -93,6 +94,7 @@ class Message:
     id: str = field(default_factory=lambda: new_id("msg"))
     created_at: datetime = field(default_factory=utcnow)
     cut_off: bool = False      # the reply hit a length limit before it was finished
+    stopped: bool = False      # the user stopped the reply before it was finished
     notes: list[str] = field(default_factory=list)    # e.g. a knowledge base this reply could not search
     rating: int | None = None  # the user's feedback on a reply: 1 thumbs up, 0 thumbs down
     edited: str = ""           # the reply as the user corrected it ("" = not edited)

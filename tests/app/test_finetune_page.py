@@ -37,6 +37,11 @@ def test_the_sample_csv_becomes_a_checked_split_dataset_that_can_be_saved(signed
     assert any("Saved **comments**, version 1" in s.value for s in at.success)
     saved = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).list_datasets(Actor("ada"))
     assert [d.name for d in saved] == ["comments"]
+    # Saved again unchanged (Enter in the name, then the button): no second, identical version.
+    at.button[[b.label for b in at.button].index("Save dataset")].click().run()
+    assert any("Already saved as **comments**, version 1" in i.value for i in at.info)
+    datasets = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
+    assert [v.version for v in datasets.list_versions(saved[0].id, Actor("ada"))] == [1]
     labels = [b.proto.label for b in at.get("download_button")]
     assert "train.jsonl" in labels and "validation.jsonl" in labels and len(labels) >= 4
 

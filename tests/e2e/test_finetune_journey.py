@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.accounts import OPERATOR, Accounts
-from studio.store import Store
+from studio.finetune.jobs import JobStore
+from studio.store import Actor, Store
 from tests.e2e.test_journeys import chat_input, reply_text, settle, signed_in_page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +17,8 @@ TRAIN_TIMEOUT_MS = 600_000
 
 def test_sample_csv_to_a_tuned_model_that_answers_in_the_chat(browser, app_url, workspace):
     from playwright.sync_api import expect
-    Accounts(Store(f"sqlite:///{workspace / 'studio.db'}").engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
+    store = Store(f"sqlite:///{workspace / 'studio.db'}")
+    Accounts(store.engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
     page = signed_in_page(browser, app_url, USERNAME, PASSWORD)
     page.get_by_role("link", name="Fine-tuning").click()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
@@ -32,8 +34,11 @@ def test_sample_csv_to_a_tuned_model_that_answers_in_the_chat(browser, app_url, 
     form = page.locator('[data-testid="stForm"]').filter(has_text="Start training on this machine")
     form.get_by_role("spinbutton", name="Epochs").fill("1")
     form.get_by_role("spinbutton", name="Max length (tokens)").fill("128")
+    form.get_by_role("spinbutton", name="Epochs").press("Enter")   # Enter in a field starts no job
     form.get_by_role("textbox", name="Name suffix").fill("sam")
+    form.get_by_role("textbox", name="Name suffix").press("Enter")
     settle(page)
+    assert JobStore(store.engine).list(Actor(USERNAME)) == []
     form.get_by_role("button", name="Start training on this machine").click()
     # The worker loads the model, then reports steps: the loss chart appears and grows.
     expect(page.locator('[data-testid="stVegaLiteChart"]')).to_be_visible(timeout=TRAIN_TIMEOUT_MS)

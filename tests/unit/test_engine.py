@@ -255,6 +255,38 @@ def test_a_reply_cut_off_by_a_length_limit_is_stored_so_and_continue_asks_for_th
     assert isinstance(refused, ErrorEvent) and "nothing to continue" in refused.message
 
 
+def test_a_reply_the_reader_stops_keeps_what_came_marked_stopped_and_can_be_continued(store):
+    # The page's Stop (or a new message sent meanwhile) closes the stream mid-reply.
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta("Once upon "), TextDelta("a time"), TextDelta(" there was"), Done()])
+    thread = new_thread("ada", spec, provider)
+    events = run_turn(store, provider, thread, spec, "Tell me a story", ADA)
+    assert [next(events).text, next(events).text] == ["Once upon ", "a time"]
+    events.close()
+    saved = store.get_thread(thread.id, ADA)
+    assert [(m.role, m.content, m.stopped) for m in saved.messages] == [
+        ("user", "Tell me a story", False), ("assistant", "Once upon a time", True)]
+    assert can_continue(saved) and not needs_retry(saved)
+    provider.events = [TextDelta(" a dragon."), Done()]
+    assert isinstance(list(continue_turn(store, provider, saved, spec, ADA))[-1], Done)
+    assert [m.content for m in store.get_thread(thread.id, ADA).messages][-2:] == [CONTINUE_PROMPT, " a dragon."]
+
+
+def test_a_reply_stopped_before_any_text_or_after_it_was_saved_is_not_saved_again(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta(""), TextDelta("Hi"), Done()])
+    thread = new_thread("ada", spec, provider)
+    events = run_turn(store, provider, thread, spec, "hello", ADA)
+    next(events)
+    events.close()   # nothing but an empty piece had come: the message waits for a Retry
+    assert needs_retry(store.get_thread(thread.id, ADA))
+    events = run_turn(store, provider, thread, spec, None, ADA)
+    assert isinstance([next(events) for _ in range(3)][-1], Done)
+    events.close()   # closed right after Done: the reply was saved once, complete
+    saved = store.get_thread(thread.id, ADA)
+    assert [(m.content, m.stopped) for m in saved.messages] == [("hello", False), ("Hi", False)]
+
+
 def test_a_failed_turn_that_discarded_the_providers_copy_forgets_its_id(store):
     spec = AssistantSpec(name="A", owner="ada")
     provider = FakeProvider([Done(provider_ref="conv_1")])
