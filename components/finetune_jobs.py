@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -142,9 +143,21 @@ def _progress(job: FineTuneJob, metrics) -> None:
     if job.trained_tokens:
         facts.append(f"{job.trained_tokens:,} tokens trained")
     st.caption(" · ".join(facts))
+    loss_chart(metrics)
+
+
+def loss_chart(metrics) -> None:
+    """Train loss as a line; validation loss (measured once an epoch, so at a few steps only) as
+    points joined by a line. (st.line_chart draws nothing for a value with gaps on both sides.)"""
     frame = pd.DataFrame([{"step": m.step, "train loss": m.train_loss, "validation loss": m.valid_loss}
-                          for m in metrics]).set_index("step")
-    st.line_chart(frame.dropna(axis=1, how="all"), height=260)
+                          for m in metrics])
+    points = frame.melt("step", var_name="series", value_name="loss").dropna()
+    base = alt.Chart(points).encode(
+        x=alt.X("step:Q", title="step"), y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["step:Q", "series:N", alt.Tooltip("loss:Q", format=".3f")])
+    marks = base.mark_point(filled=True, size=60).transform_filter(alt.datum.series == "validation loss")
+    st.altair_chart((base.mark_line() + marks).properties(height=260), width="stretch")
 
 
 @shows_store_errors

@@ -1,4 +1,5 @@
 """The fine-tuning page's dataset wizard: upload, map, check, preview, save, download."""
+import json
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,8 @@ def test_a_job_in_the_store_shows_its_status_loss_chart_and_events_and_can_be_ca
                                   base_model="smollm2-135m-instruct", dataset_version_id="dsv_x", suffix="sam",
                                   status="running"), Actor("ada"))
     jobs.add_metrics(job.id, [StepMetric(step=s, epoch=s / 10, train_loss=2.0 - s / 10, tokens_per_s=900.0,
-                                         eta_s=120.0) for s in range(1, 6)], Actor("ada"))
+                                         eta_s=120.0, valid_loss=2.5 if s in (2, 4) else None)
+                              for s in range(1, 6)], Actor("ada"))
     jobs.heartbeat(job.id, Actor("ada"))                       # its worker is alive
     now = datetime.now(timezone.utc)
     jobs.add_events(job.id, [JobEvent(now, "info", "Training started", id="e1"),
@@ -111,6 +113,12 @@ def test_a_job_in_the_store_shows_its_status_loss_chart_and_events_and_can_be_ca
     assert not at.exception
     assert any("running" in m.value and "smollm2-135m-instruct" in m.value for m in at.markdown)
     assert any("step 5" in c.value and "900 tokens/s" in c.value for c in at.caption)
+    # The validation loss, measured at two steps only, is drawn as points on the chart.
+    chart = at.get("vega_lite_chart")[0].proto
+    spec = json.loads(chart.spec)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "point"]
+    rows = [row for data in chart.datasets for row in _rows(data)]
+    assert sorted((r["step"], r["loss"]) for r in rows if r["series"] == "validation loss") == [(2, 2.5), (4, 2.5)]
     events = at.dataframe[-1].value
     assert list(events["message"]) == ["Epoch 1 done", "Training started"]   # newest first
     next(b for b in at.button if b.label == "Cancel job").click().run()
@@ -251,3 +259,9 @@ def test_an_admin_sets_a_workspace_price_and_the_estimate_uses_it(signed_in, wor
     assert not at.exception
     assert load_price_table(workspace).price_for("gpt-4.1-mini-2025-04-14").training_per_million == 7.5
     assert any("$7.50 per million" in c.value for c in at.caption)
+
+
+def _rows(named_dataset) -> list[dict]:
+    """The rows of a dataset in a chart's proto (Arrow IPC bytes)."""
+    import pyarrow as pa
+    return pa.ipc.open_stream(named_dataset.data.data).read_all().to_pylist()
