@@ -58,7 +58,10 @@ def citations_footer(message: Message) -> None:
     """The reply's sources, numbered as the reply cites them; each opens on its passage."""
     if not message.citations:
         return
-    st.caption("Sources")
+    if all(c.how == "given" for c in message.citations):
+        st.caption("Searched: the passages the model was given (the reply cites none of them)")
+    else:
+        st.caption("Sources")
     for n, c in enumerate(message.citations, 1):
         number = c.number or n
         with st.expander(plain(f"[{number}] {c.source or c.title}")):
@@ -71,6 +74,8 @@ def citations_footer(message: Message) -> None:
                 details.append(f"similarity {c.similarity:.3f}")
             if c.how == "matched":
                 details.append("the reply wrote no marker; its wording matches this passage")
+            elif c.how == "given":
+                details.append("given to the model with the question; the reply does not cite it")
             elif c.how == "file_search":
                 details.append("the best passage OpenAI's search returned from this file")
             st.caption(plain(" · ".join(details)))

@@ -168,8 +168,8 @@ def _chat(args, settings: Settings) -> int:
             print(f"\n[{call.name}({json.dumps(call.arguments)}) -> {call.result}]", file=sys.stderr)
         elif isinstance(event, CitationFound):
             cited = event.citation
-            print(f"\n[{cited.number}] {cited.source}" + (" (matched by wording)" if cited.how == "matched" else ""),
-                  file=sys.stderr)
+            how = {"matched": " (matched by wording)", "given": " (given to the model, not cited)"}.get(cited.how, "")
+            print(f"\n[{cited.number}] {cited.source}{how}", file=sys.stderr)
         elif isinstance(event, Notice):
             print(f"note: {event.text}", file=sys.stderr)
         elif isinstance(event, ErrorEvent):

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Iterator
 
 from studio.knowledge.embedding import EmbeddingUnavailable
-from studio.knowledge.grounding import HOSTED_RULES, NOTHING_FOUND, citations, ground
+from studio.knowledge.grounding import HOSTED_RULES, NOTHING_FOUND, ground, sources
 from studio.knowledge.hosted import Mirror, forget_checks
 from studio.knowledge.hosted_turns import stores_for_turn
 from studio.knowledge.storage import KnowledgeStore
@@ -182,8 +182,8 @@ def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor
             elif isinstance(event, Done):
                 reply.content = "".join(parts)
                 reply.cut_off = event.cut_off
-                if grounding is not None:   # the sources this reply used, shown under it
-                    for found in citations(reply.content, grounding.passages):
+                if grounding is not None:   # the sources this reply used (or was given), shown under it
+                    for found in sources(reply.content, grounding.passages):
                         reply.citations.append(found)
                         yield CitationFound(found)
             elif isinstance(event, ErrorEvent) and hosted is not None:
@@ -195,7 +195,7 @@ def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor
         if not reply.content:
             reply.content = "".join(parts)
             if grounding is not None:
-                reply.citations.extend(citations(reply.content, grounding.passages))
+                reply.citations.extend(sources(reply.content, grounding.passages))
         reply.stopped = True
         raise
     # A provider that stops without Done has failed; say so rather than save half a reply.

@@ -23,7 +23,8 @@ def thread_to_markdown(thread: Thread, spec: AssistantSpec | None = None) -> str
             lines += [*_tool_call(call), ""]
         lines += [safe_file_markdown(message.content), ""]
         for n, citation in enumerate(message.citations, 1):
-            lines.append(f"[{n}] {plain(citation.title)}")
+            given = " (given to the model, not cited)" if citation.how == "given" else ""
+            lines.append(f"[{n}] {plain(citation.title)}{given}")
     return "\n".join(lines).rstrip() + "\n"
 
 

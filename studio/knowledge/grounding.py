@@ -90,6 +90,13 @@ def citations(reply: str, passages: list[Passage]) -> list[Citation]:
     return [_citation(p, n, "matched") for n, p in enumerate(passages, 1) if _echoes(reply, p.text)]
 
 
+def sources(reply: str, passages: list[Passage]) -> list[Citation]:
+    """What to show under a grounded reply: the passages it cited or echoed (see citations);
+    if none, every passage it was given, how="given", so the user still sees what the search
+    put before the model (a small model often writes no marker)."""
+    return citations(reply, passages) or [_citation(p, n, "given") for n, p in enumerate(passages, 1)]
+
+
 def _marked(inside: str) -> list[int]:
     """The numbers one marker names: "1", "1, 3", "1-3" (a range of at most 10)."""
     out = []

@@ -292,6 +292,15 @@ def test_a_turn_gets_the_passages_and_its_reply_cites_the_right_file_and_page(st
     stored = store.get_thread(thread.id, ADA).messages[-1]
     assert stored.citations == cited                             # kept with the reply
 
+    # A reply that neither cites nor echoes a passage still shows what the model was given.
+    provider.events = [TextDelta("Quite a few, I think."), Done()]
+    events = list(run_turn(store, provider, thread, spec, "How many dimensions does MiniLM produce?", ADA, kstore))
+    given = [e.citation for e in events if isinstance(e, CitationFound)]
+    assert given and {c.how for c in given} == {"given"} and [c.number for c in given] == list(
+        range(1, len(given) + 1))
+    assert ("retrieval-augmented-generation.pdf", 4) in [(c.title, c.page) for c in given]
+    assert store.get_thread(thread.id, ADA).messages[-1].citations == given
+
     provider.events = [TextDelta("I do not know."), Done()]
     events = list(run_turn(store, provider, thread, spec, "How do I bake sourdough bread at home?", ADA, kstore))
     assert NOTHING_FOUND in seen[-1].instructions and "[1]" not in seen[-1].instructions
