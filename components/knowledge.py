@@ -21,7 +21,7 @@ from studio.providers import ProviderError
 from studio.store import Actor, StoreError
 
 CHOSEN = "knowledge_base"        # session_state: the base shown
-NOTES = "knowledge_notes"        # session_state: what the last upload did, file by file
+NOTES = "knowledge_notes"        # session_state: [(level, text, base id or None)] what the last action did
 UPLOADS = "knowledge_uploads"    # session_state: bumps the uploader's key to empty it after adding
 STAGES = {"queued": "⏳ queued", "extracting": "📄 extracting", "chunking": "✂️ chunking",
           "embedding": "🧮 embedding", "ready": "✅ ready", "failed": "❌ failed"}
@@ -98,16 +98,24 @@ def upload_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
             try:
                 record, known = store.add_file(base.id, upload.name, upload.getvalue(), session.actor())
                 notes.append(("info", f"{upload.name}: already in this knowledge base as {record.name} "
-                                      "(same content).") if known
-                             else ("success", f"{record.name}: added, indexing."))
+                                      "(same content).", base.id) if known
+                             else ("success", f"{record.name}: added, indexing.", base.id))
             except (ExtractionError, StoreError) as exc:
-                notes.append(("error", f"{plain(upload.name)}: {exc}"))
+                notes.append(("error", f"{plain(upload.name)}: {exc}", base.id))
         indexer_for(store).wake()
         st.session_state[NOTES] = notes
         st.session_state[UPLOADS] = st.session_state.get(UPLOADS, 0) + 1
         st.rerun()
-    for level, note in st.session_state.pop(NOTES, []):
+    show_notes(base)
+
+
+def show_notes(base: KnowledgeBase) -> None:
+    """What the last action did. A success shows once (the file list then says how indexing
+    goes); a refused file's reason stays until the next upload, as it has no row of its own."""
+    notes = [n for n in st.session_state.get(NOTES, []) if n[2] in (None, base.id)]
+    for level, note, _ in notes:
         getattr(st, level)(plain(note))
+    st.session_state[NOTES] = [n for n in notes if n[0] != "success"]
 
 
 def files_view(store: KnowledgeStore, base: KnowledgeBase) -> None:
@@ -196,7 +204,7 @@ def settings_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
                     count = store.set_chunking(base.id, int(size), int(overlap), session.actor())
                     indexer_for(store).wake()
                     st.session_state[NOTES] = [("success", f"Chunk settings saved: {count} files are being "
-                                                           "indexed again.")]
+                                                           "indexed again.", base.id)]
                 st.rerun()
             except StoreError as exc:
                 st.error(str(exc))
@@ -210,7 +218,8 @@ def settings_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
                     mirror.delete_base(base.id)
                 except ProviderError as exc:
                     st.session_state[NOTES] = [("warning", f"The OpenAI copy (vector store) could not be "
-                                                           f"deleted: {exc} Delete it in OpenAI's dashboard.")]
+                                                           f"deleted: {exc} Delete it in OpenAI's dashboard.",
+                                                None)]
             store.delete_base(base.id, session.actor())
             st.session_state.pop(CHOSEN, None)
             st.rerun()

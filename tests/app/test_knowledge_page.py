@@ -68,6 +68,10 @@ def test_uploads_index_in_the_background_and_bad_files_say_why(signed_in, worksp
     at = at.run()
     page_text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "binary data" in page_text and "ready" in " ".join(m.value for m in at.markdown)
+    # Once indexing is over, the refused file's reason is still on screen (it has no row); the
+    # "added" notes are not (the rows say how each file went).
+    assert any("empty.md: The file is empty." in shown(e) for e in at.error)
+    assert not any("added, indexing" in shown(s) for s in at.success)
 
     # The same file again is recognised by its content.
     uploader = next(u for u in at.get("file_uploader"))
