@@ -7,6 +7,7 @@ the uploader (and its bytes in session state), so a rerun or a bad choice loses 
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +17,7 @@ from components.errors import shows_store_errors
 from components.safe_text import plain
 from studio.datasets import (DatasetError, PrepareOptions, PreparedDataset, export_files, guess_columns, prepare,
                              read_source, system_prompt_from_assistant)
-from studio.datasets.reading import file_sha256
+from studio.datasets.reading import file_sha256, max_upload_bytes
 from studio.datasets.pricing import load_price_table, save_price_override
 from studio.datasets.report import money, summary_lines
 from studio.datasets.feedback import original_source
@@ -42,12 +43,14 @@ def dataset_wizard() -> None:
     """Upload -> map columns and options -> report, preview, estimate -> save and download."""
     upload = st.file_uploader("A CSV, an Excel sheet (.xlsx) or a chat-format JSONL",
                               type=["csv", "tsv", "txt", "xlsx", "jsonl", "json"], key="wizard_file",
-                              help="One prompt/response pair per row (e.g. a viewer comment and the reply).")
+                              help="One prompt/response pair per row (e.g. a viewer comment and the reply).",
+                              max_upload_size=math.ceil(max_upload_bytes() / 1e6))   # the limit it says
     if upload is None:
         st.caption("No file yet? data/samples/comments.csv holds 63 comment/reply pairs to try.")
         return
     data = upload.getvalue()
-    has_header = st.checkbox("The first row holds the column names", value=True, key="wizard_header")
+    is_chat = upload.name.lower().endswith((".jsonl", ".json"))   # a JSONL has no header row
+    has_header = is_chat or st.checkbox("The first row holds the column names", value=True, key="wizard_header")
     source = _read(data, upload.name, has_header)
     if source is None:
         return

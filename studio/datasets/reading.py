@@ -335,8 +335,9 @@ def read_chat_jsonl(data: bytes, filename: str = "train.jsonl", *, source_file: 
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            issues.append(ValidationIssue(number, "broken_line",
-                                          f"is not valid JSON ({exc.msg} at column {exc.colno}): left out", "error"))
+            # json's own words, some of which end in "at" ("Unterminated string starting at")
+            where = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+            issues.append(ValidationIssue(number, "broken_line", f"is not valid JSON ({where}): left out", "error"))
             continue
         except RecursionError:
             issues.append(ValidationIssue(number, "broken_line", "is nested too deeply: left out", "error"))

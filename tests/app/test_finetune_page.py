@@ -68,6 +68,7 @@ def test_a_broken_jsonl_reports_the_line_and_flagged_rows_can_be_left_out(signed
     lines.append(good % (1, 1))                               # a duplicate of line 2
     at = upload(open_page(signed_in), "train.jsonl", "\n".join(lines).encode(), "application/jsonl")
     assert not at.exception
+    assert not [c for c in at.checkbox if c.key == "wizard_header"]   # a JSONL has no header row to choose
     report = at.dataframe[0].value
     assert any("4" in str(rows) for rows in report["rows"])   # the broken line, by its number
     flagged = at.multiselect(key="wizard_exclude")
@@ -91,6 +92,8 @@ def test_a_file_over_the_size_limit_is_refused_with_the_limit_named(signed_in, m
     at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
     assert not at.exception
     assert any("the limit is" in e.value and "STUDIO_DATASET_MAX_MB" in e.value.replace("\\", "") for e in at.error)
+    # the uploader tells the browser the same limit (not Streamlit's default 200 MB)
+    assert at.get("file_uploader")[0].proto.max_upload_size_mb == 1
 
 
 def test_a_job_in_the_store_shows_its_status_loss_chart_and_events_and_can_be_cancelled(signed_in, workspace):
