@@ -19,7 +19,7 @@ from studio.datasets import (DatasetError, PrepareOptions, PreparedDataset, expo
                              read_source, system_prompt_from_assistant)
 from studio.datasets.reading import file_sha256, max_upload_bytes
 from studio.datasets.pricing import load_price_table, save_price_override
-from studio.datasets.report import money, summary_lines
+from studio.datasets.report import summary_lines
 from studio.datasets.feedback import original_source
 from studio.datasets.storage import DatasetStore, check_name
 from studio.datasets.types import ChatSource, DEFAULT_MODEL, DEFAULT_VALIDATION_FRACTION
@@ -165,29 +165,20 @@ def _prepared(source, options: PrepareOptions) -> PreparedDataset | None:
 
 
 def _summary(prepared: PreparedDataset) -> None:
-    c, t, e = prepared.counts, prepared.tokens, prepared.estimate
+    c, t = prepared.counts, prepared.tokens
     cols = st.columns(5)
     cols[0].metric("Kept", c.kept)
     cols[1].metric("Excluded", c.excluded, help=f"by you {c.excluded_by_user}, for errors {c.excluded_for_errors}")
     cols[2].metric("Train", c.train)
     cols[3].metric("Validation", c.validation)
     cols[4].metric("Train tokens", f"{t.train:,}", help=f"validation {t.validation:,}; counted with {t.tokenizer}")
-    for line in summary_lines(prepared)[1:]:
+    for line in summary_lines(prepared)[1:]:   # the last one: the estimate, labelled as one
         st.caption(plain(line))
-    if not e.local and e.cost is not None:
-        st.caption(f"Estimated cost {money(e.cost, e.currency)}: an estimate from the price table dated "
-                   f"{e.prices_as_of}, not a quote.")
 
 
 def _report(prepared: PreparedDataset) -> None:
-    grouped = group_issues(prepared.issues)
     st.subheader("Validation report")
-    if not grouped:
-        st.success("No problems found.")
-    else:
-        rows = [{"": SEVERITY_ICON[issue.severity], "rows": rows_text(rows) or "all", "problem": issue.message}
-                for issue, rows in grouped]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    issues_table(prepared.issues)
     # Rows with an error are out already; a warning leaves the row in unless the user takes it out.
     flagged = sorted({i.row for i in prepared.issues if i.row > 0 and i.severity == "warning"})
     if flagged or st.session_state.get("wizard_exclude"):
@@ -196,6 +187,17 @@ def _report(prepared: PreparedDataset) -> None:
                        help="Flagged rows stay in unless you take them out here (errors are always left out).")
     for issue in prepared.blocking("openai"):
         st.warning(("OpenAI would refuse this dataset: " if issue.blocks_openai_only else "") + issue.message)
+
+
+def issues_table(issues) -> None:
+    """The validation report: one line per problem, with its rows."""
+    grouped = group_issues(issues)
+    if not grouped:
+        st.success("No problems found.")
+        return
+    rows = [{"": SEVERITY_ICON[issue.severity], "rows": rows_text(rows) or "all", "problem": issue.message}
+            for issue, rows in grouped]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def _preview(prepared: PreparedDataset) -> None:
@@ -256,6 +258,10 @@ def _save(name: str, prepared: PreparedDataset, data: bytes) -> None:
         st.error(plain(str(exc)))
         return
     st.session_state[SAVED] = (prepared, name.casefold(), version)
+    # The other tabs open on what was just saved (their pickers are drawn later in this run).
+    st.session_state.update({"saved_dataset": version.dataset_id, "train_dataset": version.dataset_id,
+                             f"saved_version_{version.dataset_id}": version.version,
+                             f"train_version_{version.dataset_id}": version.version})
     st.success(f"Saved **{plain(version.name)}**, version {version.version} "
                f"({version.counts.train} train, {version.counts.validation} validation examples).")
 
@@ -315,6 +321,9 @@ def saved_datasets() -> None:
                + (f", system prompt {plain(o.system_from)}" if o.system_from else ""))
     for line in summary_lines(chosen.prepared):
         st.caption(plain(line))
+    with st.expander(f"Validation report ({len(chosen.prepared.issues)} "
+                     f"line{'s' if len(chosen.prepared.issues) != 1 else ''})"):
+        issues_table(chosen.prepared.issues)
     added = sum(1 for e in chosen.prepared.examples if e.origin)
     source = original_source(chosen.source_name)
     with st.expander(f"Rows and where they came from ({len(chosen.prepared.examples)}"

@@ -26,6 +26,7 @@ OPENAI_POLL_S = 10.0     # a running OpenAI job is asked about this often while 
 COMPARE_PROMPTS = 3      # validation prompts answered by the base and the tuned model at the end
 EVENTS_SHOWN = 50
 PICKED_JOB = "picked_job"      # session_state: the job shown (the launch form sets it)
+NOT_CANCELLED = "finetune_not_cancelled"   # session_state: (job id, why) when OpenAI refused a cancel
 STATUS_ICON = {SUCCEEDED: "✅", FAILED: "⛔", "cancelled": "⏹️", "running": "🏃", "queued": "⏳",
                "validating_files": "🔎", "preparing": "📦"}
 
@@ -57,10 +58,11 @@ def jobs_view() -> None:
     picked = st.selectbox("Job", list(by_id), format_func=lambda i: job_label(by_id[i]), key=PICKED_JOB)
     running = not by_id[picked].finished
     # A fragment that reruns itself while the job can still change; a finished job is drawn once.
-    st.fragment(run_every=REFRESH_S if running else None)(job_detail)(picked)
+    st.fragment(run_every=REFRESH_S if running else None)(job_detail)(picked, running)
 
 
-def job_detail(job_id: str) -> None:
+def job_detail(job_id: str, drawn_running: bool = False) -> None:
+    """The job's live view. `drawn_running`: the page around it shows the job as not finished."""
     signed_in_page()   # a fragment's own reruns skip the page's gate: a signed-out tab must not act
     store = job_store()
     job = store.get(job_id, session.actor())
@@ -68,6 +70,8 @@ def job_detail(job_id: str) -> None:
         st.warning("This job is gone (deleted in another tab?).")
         return
     job = _refreshed(job)
+    if drawn_running and job.finished:
+        st.rerun()   # the whole page: the job list's label says how it ended, and the timer stops
     st.markdown(f"**{STATUS_ICON.get(job.status, '•')} {plain(job.status)}** · {job.provider} · base "
                 f"{inline_code(job.base_model)}" + (f" · suffix {inline_code(job.suffix)}" if job.suffix else ""))
     if job.error_code or job.error_message:   # the provider's own words, as they came
@@ -80,6 +84,9 @@ def job_detail(job_id: str) -> None:
     if metrics:
         _progress(job, metrics)
     if not job.finished:
+        refused = st.session_state.pop(NOT_CANCELLED, None)
+        if refused and refused[0] == job.id:
+            st.error(f"OpenAI did not cancel the job: {plain(refused[1])}")
         if job.cancel_requested:
             st.caption("Cancel requested…")
         else:   # a callback: it runs before the redraw, which then shows the request
@@ -166,12 +173,11 @@ def _cancel(store: JobStore, job: FineTuneJob) -> None:
         try:
             from components.finetune_launch import openai_tuning
             openai_tuning().cancel(job, session.actor())
-        except ProviderError as exc:
-            st.error(f"OpenAI did not cancel the job: {plain(str(exc))}")
+        except ProviderError as exc:   # shown by the redraw (a callback draws nothing itself)
+            st.session_state[NOT_CANCELLED] = (job.id, str(exc))
             return
     else:   # a live worker stops at its next step; a job with none ends cancelled now
         cancel_local_job(session.store(), job, session.actor())
-    st.toast("Cancel requested.")
 
 
 @shows_store_errors

@@ -21,7 +21,9 @@ def upload(at, name: str, content: bytes, mime: str = "text/csv"):
 
 
 def test_the_sample_csv_becomes_a_checked_split_dataset_that_can_be_saved(signed_in, workspace, downloads):
+    earlier = save_sample(workspace, name="an earlier one")
     at = upload(open_page(signed_in), "comments.csv", SAMPLE.read_bytes())
+    assert at.selectbox(key="train_dataset").value == earlier.dataset_id
     assert not at.exception and not at.error
     assert at.selectbox(key="wizard_prompt").value == "comment"
     assert at.selectbox(key="wizard_response").value == "reply"
@@ -36,13 +38,20 @@ def test_the_sample_csv_becomes_a_checked_split_dataset_that_can_be_saved(signed
     at.text_input(key="wizard_name").input("comments")
     at.button[[b.label for b in at.button].index("Save dataset")].click().run()
     assert any("Saved **comments**, version 1" in s.value for s in at.success)
-    saved = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).list_datasets(Actor("ada"))
+    saved = [d for d in DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).list_datasets(Actor("ada"))
+             if d.id != earlier.dataset_id]
     assert [d.name for d in saved] == ["comments"]
     # Saved again unchanged (Enter in the name, then the button): no second, identical version.
     at.button[[b.label for b in at.button].index("Save dataset")].click().run()
     assert any("Already saved as **comments**, version 1" in i.value for i in at.info)
     datasets = DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine)
     assert [v.version for v in datasets.list_versions(saved[0].id, Actor("ada"))] == [1]
+    assert at.selectbox(key="train_dataset").value == saved[0].id   # the jobs tab offers it at once
+    # The Saved datasets tab shows the version with its validation report, as saved.
+    [saved_version] = datasets.list_versions(saved[0].id, Actor("ada"))
+    issues = datasets.get_version(saved_version.id, Actor("ada")).prepared.issues
+    report = next(e for e in at.expander if e.label.startswith("Validation report ("))
+    assert report.label == f"Validation report ({len(issues)} line{'s' if len(issues) != 1 else ''})"
     labels = [b.proto.label for b in at.get("download_button")]
     assert "train.jsonl" in labels and "validation.jsonl" in labels and len(labels) >= 4
 
@@ -142,13 +151,13 @@ def test_cancelling_a_local_job_whose_worker_is_gone_ends_it_at_once(signed_in, 
     assert any(b.label == "Start again" for b in at.button)
 
 
-def save_sample(workspace, owner="ada"):
+def save_sample(workspace, owner="ada", name="comments"):
     import os
 
     from studio.datasets import PrepareOptions, prepare, read_source
     source = read_source(SAMPLE.read_bytes(), "comments.csv")
     prepared = prepare(source, PrepareOptions("comment", "reply"), model_dir=Path(os.environ["STUDIO_MODEL_CACHE"]))
-    return DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).save_version("comments", prepared,
+    return DatasetStore(Store(f"sqlite:///{workspace / 'studio.db'}").engine).save_version(name, prepared,
                                                                                           Actor(owner))
 
 
