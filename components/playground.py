@@ -105,8 +105,9 @@ def pane_settings(i: int, providers: dict[str, Provider], choices: list[ModelCho
                   assistants: dict[str, AssistantSpec]) -> Configuration | None:
     """One pane's settings; its configuration, or None when it cannot run (nothing to pick)."""
     today = date.today()
-    kind = st.segmented_control("Runs", ["Model", "Assistant"], default="Model", key=f"pane{i}_kind",
-                                label_visibility="collapsed")
+    key = f"pane{i}_kind"   # a default only while the preset has not set one (Streamlit warns otherwise)
+    kind = st.segmented_control("Runs", ["Model", "Assistant"], key=key, label_visibility="collapsed",
+                                default=None if key in st.session_state else "Model")
     if kind == "Assistant":
         if not assistants:
             st.info("You have no assistants yet: create one on the Assistants page.")
@@ -241,7 +242,10 @@ def stats_line(stats: PaneStats) -> str:
     if stats.total_s is not None:
         parts.append(f"total {stats.total_s:.2f} s")
     parts.append(f"{stats.usage.input_tokens} in / {stats.usage.output_tokens} out tokens")
-    parts.append("cost unknown" if stats.cost is None else f"≈ ${stats.cost:.5f} (estimate)")
+    if stats.cost is None:
+        parts.append("cost unknown")
+    else:   # the embedded model (price 0) costs nothing
+        parts.append("no cost" if stats.cost == 0 else f"≈ ${stats.cost:.5f} (estimate)")
     return " · ".join(parts)
 
 

@@ -152,5 +152,5 @@ def test_one_pane_tries_the_embedded_model_with_a_seed(signed_in):
     at.chat_input[0].set_value("Say hello")
     at = at.run()
     assert not at.exception, at.exception
-    assert any("first token" in c.value and "≈ $0.00000" in c.value for c in at.caption)
+    assert any("first token" in c.value and c.value.endswith("no cost") for c in at.caption)   # runs here
     assert len(at.chat_message) == 2
