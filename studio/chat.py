@@ -102,6 +102,7 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
             return
 
     reply = Message(role="assistant", content="")
+    answering = thread.messages[-1].id   # the user's message this reply answers
     events = answer(provider, thread, spec, actor, knowledge, reply)
     settled = False   # Done (the reply saved) or an ErrorEvent came
     try:
@@ -128,10 +129,11 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
         # The reader stopped listening mid-reply (the page's Stop, a new message sent meanwhile):
         # keep what had come, marked stopped, rather than lose it. (A provider whose server holds
         # its own copy of the thread drops it then, and rebuilds it from this one next turn.)
+        # Only right after the message it answers: a message sent since must not come before it.
         events.close()   # answer() puts the text so far in `reply`
         if not settled and reply.stopped and (reply.content.strip() or reply.tool_calls):
             try:
-                store.add_message(thread, reply, actor)
+                store.add_message(thread, reply, actor, after=answering)
             except StoreError as exc:
                 log.warning("a stopped reply could not be saved: %s", exc)
         raise

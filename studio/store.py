@@ -357,24 +357,35 @@ class Store:
             return [_thread_from_row(r) for r in db.execute(query)]
 
     @_guarded("save the message")
-    def add_message(self, thread: Thread, message: Message, actor: Actor) -> None:
+    def add_message(self, thread: Thread, message: Message, actor: Actor, after: str | None = None) -> bool:
         """Append a message to the stored thread (and to `thread.messages` if missing there).
 
         Only the thread's owner may. The message's place is taken inside the write transaction,
         so concurrent writers never share one. A message already stored is left as it is.
+        `after`: append only while the thread's last message is still the one with this id
+        (else nothing is written and False is returned).
         """
+        if after is not None and not (thread.messages and thread.messages[-1].id == after):
+            return False
         appended = all(m.id != message.id for m in thread.messages)
         if appended:
             thread.messages.append(message)   # kept in the session even if the write fails
         try:
             with self._writer.begin() as db:
                 self._check_owner(db, thread, actor, create=False)
+                if after is not None and db.execute(
+                        select(messages.c.id).where(messages.c.thread_id == thread.id)
+                        .order_by(messages.c.seq.desc()).limit(1)).scalar() != after:
+                    if appended:
+                        thread.messages.remove(message)
+                    return False
                 if db.execute(select(messages.c.id).where(messages.c.id == message.id)).first() is None:
                     self._append(db, thread, [message])
         except NotAllowed:   # not theirs to keep, not even in the session
             if appended:
                 thread.messages.remove(message)
             raise
+        return True
 
     @_guarded("save your feedback")
     def set_feedback(self, thread: Thread, message_id: str, actor: Actor, **changes) -> None:

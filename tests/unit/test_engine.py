@@ -11,8 +11,8 @@ import pytest
 
 from studio import local_model
 from studio.assistants import compile_instructions, load_demo_assistant, spec_from_dict, spec_to_dict
-from studio.chat import (CONTINUE_PROMPT, can_continue, continue_turn, delete_thread, needs_retry, new_thread,
-                         run_turn)
+from studio.chat import (CONTINUE_PROMPT, add_user_message, can_continue, continue_turn, delete_thread, needs_retry,
+                         new_thread, run_turn)
 from studio.context import ContextTooLong, estimate_tokens, fit_history
 from studio.export import thread_to_json, thread_to_markdown
 from studio.providers.base import Capabilities, Provider, ProviderError
@@ -270,6 +270,22 @@ def test_a_reply_the_reader_stops_keeps_what_came_marked_stopped_and_can_be_cont
     provider.events = [TextDelta(" a dragon."), Done()]
     assert isinstance(list(continue_turn(store, provider, saved, spec, ADA))[-1], Done)
     assert [m.content for m in store.get_thread(thread.id, ADA).messages][-2:] == [CONTINUE_PROMPT, " a dragon."]
+
+
+def test_a_stopped_reply_is_not_saved_after_a_message_sent_since(store):
+    # A new message sent while a reply streams stops it; when the stopped reply's save comes
+    # late, after the new message, it is dropped rather than stored out of order.
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta("Once "), TextDelta("upon"), Done()])
+    thread = new_thread("ada", spec, provider)
+    events = run_turn(store, provider, thread, spec, "first", ADA)
+    next(events)
+    other_tab = store.get_thread(thread.id, ADA)                   # the same thread, another copy of it
+    add_user_message(store, other_tab, "second", ADA)
+    events.close()
+    assert [(m.role, m.content) for m in store.get_thread(thread.id, ADA).messages] == [
+        ("user", "first"), ("user", "second")]
+    assert [m.content for m in thread.messages] == ["first"]       # not kept in the session either
 
 
 def test_a_reply_stopped_before_any_text_or_after_it_was_saved_is_not_saved_again(store):
