@@ -84,7 +84,7 @@ def job_detail(job_id: str, drawn_running: bool = False) -> None:
     if metrics:
         _progress(job, metrics)
     if not job.finished:
-        refused = st.session_state.pop(NOT_CANCELLED, None)
+        refused = st.session_state.get(NOT_CANCELLED)   # kept until the next try (this part redraws itself)
         if refused and refused[0] == job.id:
             st.error(f"OpenAI did not cancel the job: {plain(refused[1])}")
         if job.cancel_requested:
@@ -169,6 +169,7 @@ def loss_chart(metrics) -> None:
 
 @shows_store_errors
 def _cancel(store: JobStore, job: FineTuneJob) -> None:
+    st.session_state.pop(NOT_CANCELLED, None)
     if job.provider == "openai":   # also one that never reached OpenAI (no provider job id yet)
         try:
             from components.finetune_launch import openai_tuning

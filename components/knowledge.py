@@ -110,12 +110,14 @@ def upload_form(store: KnowledgeStore, base: KnowledgeBase) -> None:
 
 
 def show_notes(base: KnowledgeBase) -> None:
-    """What the last action did. A success shows once (the file list then says how indexing
-    goes); a refused file's reason stays until the next upload, as it has no row of its own."""
-    notes = [n for n in st.session_state.get(NOTES, []) if n[2] in (None, base.id)]
-    for level, note, _ in notes:
+    """What the last action did. Successes and infos show once (the file list then says how
+    indexing goes); a refused file's reason (or a warning) stays until the next action, as it
+    has no row of its own. Another base's notes wait for that base."""
+    notes = st.session_state.get(NOTES, [])
+    here = [n for n in notes if n[2] in (None, base.id)]
+    for level, note, _ in here:
         getattr(st, level)(plain(note))
-    st.session_state[NOTES] = [n for n in notes if n[0] != "success"]
+    st.session_state[NOTES] = [n for n in notes if n not in here or n[0] in ("error", "warning")]
 
 
 def files_view(store: KnowledgeStore, base: KnowledgeBase) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 from studio.knowledge.embedding import EmbeddingUnavailable
 from studio.knowledge.grounding import HOSTED_RULES, NOTHING_FOUND, ground, sources
@@ -103,11 +103,21 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
 
     reply = Message(role="assistant", content="")
     answering = thread.messages[-1].id   # the user's message this reply answers
-    events = answer(provider, thread, spec, actor, knowledge, reply)
-    settled = False   # Done (the reply saved) or an ErrorEvent came
+
+    def keep_stopped() -> None:
+        # The reader stopped listening mid-reply (the page's Stop, a new message sent meanwhile):
+        # keep what had come, marked stopped, rather than lose it; saved before the provider
+        # cleans up (its server's copy of the thread is dropped then, and rebuilt from this one
+        # next turn). Only right after the message it answers: one sent since must stay after it.
+        if reply.content.strip() or reply.tool_calls:
+            try:
+                store.add_message(thread, reply, actor, after=answering)
+            except StoreError as exc:
+                log.warning("a stopped reply could not be saved: %s", exc)
+
+    events = answer(provider, thread, spec, actor, knowledge, reply, on_stop=keep_stopped)
     try:
         for event in events:
-            settled = isinstance(event, (Done, ErrorEvent))
             if isinstance(event, Done):
                 try:
                     if event.provider_ref and event.provider_ref != thread.provider_ref:
@@ -126,24 +136,18 @@ def run_turn(store: Store, provider: Provider, thread: Thread, spec: AssistantSp
                     thread.provider_ref = None   # the provider finds the old one gone and rebuilds anyway
             yield event
     except GeneratorExit:
-        # The reader stopped listening mid-reply (the page's Stop, a new message sent meanwhile):
-        # keep what had come, marked stopped, rather than lose it. (A provider whose server holds
-        # its own copy of the thread drops it then, and rebuilds it from this one next turn.)
-        # Only right after the message it answers: a message sent since must not come before it.
-        events.close()   # answer() puts the text so far in `reply`
-        if not settled and reply.stopped and (reply.content.strip() or reply.tool_calls):
-            try:
-                store.add_message(thread, reply, actor, after=answering)
-            except StoreError as exc:
-                log.warning("a stopped reply could not be saved: %s", exc)
+        events.close()   # now, not whenever it is collected: a reply not yet over calls keep_stopped
         raise
 
 
 def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor,
-           knowledge: KnowledgeStore | None, reply: Message, sampling: Sampling | None = None) -> Iterator[Event]:
+           knowledge: KnowledgeStore | None, reply: Message, sampling: Sampling | None = None,
+           on_stop: Callable[[], None] | None = None) -> Iterator[Event]:
     """The reply to the thread's last (user) message, stored nowhere: the assistant's knowledge
     searched, the provider's events passed on, and `reply` filled in (text, tool calls, cited
-    sources, notes) by the time Done comes. Always ends with Done or ErrorEvent.
+    sources, notes) by the time Done comes. Always ends with Done or ErrorEvent, unless the
+    reader stops listening first: then `reply` holds what came, marked `stopped`, and
+    `on_stop()` is called before the provider cleans up.
 
     run_turn saves what this writes; the playground and evaluations use it directly.
     """
@@ -166,6 +170,7 @@ def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor
         yield Notice(note)
     reply.notes = list(notes)
     parts: list[str] = []
+    ended = False   # Done or an ErrorEvent came: nothing is stopped after that
     options = {"vector_stores": hosted.vector_stores} if hosted else {}
     if sampling is not None:
         options["sampling"] = sampling
@@ -182,23 +187,28 @@ def answer(provider: Provider, thread: Thread, spec: AssistantSpec, actor: Actor
                     event.citation.number = len(reply.citations) + 1
                 reply.citations.append(event.citation)
             elif isinstance(event, Done):
+                ended = True
                 reply.content = "".join(parts)
                 reply.cut_off = event.cut_off
                 if grounding is not None:   # the sources this reply used (or was given), shown under it
-                    for found in sources(reply.content, grounding.passages):
-                        reply.citations.append(found)
-                        yield CitationFound(found)
-            elif isinstance(event, ErrorEvent) and hosted is not None:
-                forget_checks(hosted.vector_stores)   # e.g. a store deleted on the dashboard: checked again next turn
+                    found = sources(reply.content, grounding.passages)
+                    reply.citations.extend(found)   # all of them, before the page draws the first
+                    for citation in found:
+                        yield CitationFound(citation)
+            elif isinstance(event, ErrorEvent):
+                ended = True
+                if hosted is not None:   # e.g. a store deleted on the dashboard: checked again next turn
+                    forget_checks(hosted.vector_stores)
             yield event
             if isinstance(event, (Done, ErrorEvent)):
                 return
-    except GeneratorExit:   # the reader stopped listening: `reply` holds what came (run_turn keeps it)
-        if not reply.content:
-            reply.content = "".join(parts)
+    except GeneratorExit:   # the reader stopped listening
+        if not ended:
+            reply.content, reply.stopped = "".join(parts), True
             if grounding is not None:
                 reply.citations.extend(sources(reply.content, grounding.passages))
-        reply.stopped = True
+            if on_stop is not None:
+                on_stop()
         raise
     # A provider that stops without Done has failed; say so rather than save half a reply.
     yield ErrorEvent("The model stopped before finishing its reply.", retryable=True)

@@ -362,29 +362,37 @@ class Store:
 
         Only the thread's owner may. The message's place is taken inside the write transaction,
         so concurrent writers never share one. A message already stored is left as it is.
-        `after`: append only while the thread's last message is still the one with this id
-        (else nothing is written and False is returned).
+        `after`: append only while the stored thread's last message is still the one with this
+        id (else nothing is written and False is returned); `thread.messages` then gets it only
+        once stored, placed right after that message, whatever another run added meanwhile.
         """
-        if after is not None and not (thread.messages and thread.messages[-1].id == after):
-            return False
+        if after is not None:
+            return self._add_after(thread, message, actor, after)
         appended = all(m.id != message.id for m in thread.messages)
         if appended:
             thread.messages.append(message)   # kept in the session even if the write fails
         try:
             with self._writer.begin() as db:
                 self._check_owner(db, thread, actor, create=False)
-                if after is not None and db.execute(
-                        select(messages.c.id).where(messages.c.thread_id == thread.id)
-                        .order_by(messages.c.seq.desc()).limit(1)).scalar() != after:
-                    if appended:
-                        thread.messages.remove(message)
-                    return False
                 if db.execute(select(messages.c.id).where(messages.c.id == message.id)).first() is None:
                     self._append(db, thread, [message])
         except NotAllowed:   # not theirs to keep, not even in the session
             if appended:
                 thread.messages.remove(message)
             raise
+        return True
+
+    def _add_after(self, thread: Thread, message: Message, actor: Actor, after: str) -> bool:
+        with self._writer.begin() as db:
+            self._check_owner(db, thread, actor, create=False)
+            last = db.execute(select(messages.c.id).where(messages.c.thread_id == thread.id)
+                              .order_by(messages.c.seq.desc()).limit(1)).scalar()
+            if last != after:
+                return False
+            self._append(db, thread, [message])
+        ids = [m.id for m in thread.messages]
+        if message.id not in ids:
+            thread.messages.insert(ids.index(after) + 1 if after in ids else len(ids), message)
         return True
 
     @_guarded("save your feedback")

@@ -35,13 +35,15 @@ def example_from_reply(history: list[Message], reply: Message, system_prompt: st
     as the user corrected them; "Continue" requests folded into the reply they continued), and
     the reply itself (its edited text, if edited). `where` names the conversation (e.g. "chat
     thread “Pricing” with Sam"). Raises DatasetError for a reply that cannot teach anything
-    (rated 👎 or cut off and not corrected, or empty)."""
+    (rated 👎, cut off or stopped and not corrected, or empty)."""
     if reply.role != "assistant":
         raise DatasetError("Only an assistant's reply can become a training example.")
     if reply.rating == 0 and not reply.edited.strip():
         raise DatasetError("This reply is rated 👎 and not corrected: edit it to the reply you want, then add it.")
     if reply.cut_off and not reply.edited.strip():
         raise DatasetError("This reply was cut off by a length limit: correct it to the whole reply first.")
+    if reply.stopped and not reply.edited.strip():
+        raise DatasetError("This reply was stopped before it was finished: correct it to the whole reply first.")
     target = _clean(reply.edited or reply.content)
     if not target:
         raise DatasetError("The reply is empty: edit it first.")

@@ -29,11 +29,17 @@ def test_a_stopped_reply_is_kept_marked_stopped_and_continue_gets_the_rest(brows
     workspace = tmp_path_factory.mktemp("stop-workspace")
     store = Store(f"sqlite:///{workspace / 'studio.db'}")
     Accounts(store.engine).add_user(USERNAME, PASSWORD, actor=OPERATOR)
-    fake_server.delta_delay = 0.25   # 40 words: about 10 s, time enough to stop it
     try:
         with running_app(workspace, STUDIO_PROVIDER="openai", OPENAI_API_KEY="sk-test-e2e-stop",
                          OPENAI_BASE_URL=fake_server.base_url, STUDIO_MODEL="gpt-4.1-mini") as url:
             page = signed_in_page(browser, url, USERNAME, PASSWORD)
+            chat_input(page).fill("Hello")                   # a whole turn first: the thread's Conversation
+            chat_input(page).press("Enter")
+            expect(page.locator(ASSISTANT_MESSAGES).last).to_contain_text("You said: Hello")
+            settle(page)
+            first_conversation = store.list_threads(Actor(USERNAME))[0].provider_ref
+            assert first_conversation in fake_server.conversations
+            fake_server.delta_delay = 0.25   # 40 words: about 10 s, time enough to stop it
             chat_input(page).fill(WORDS)
             chat_input(page).press("Enter")
             reply = page.locator(ASSISTANT_MESSAGES).last.locator('[data-testid="stChatMessageContent"]')
@@ -45,6 +51,7 @@ def test_a_stopped_reply_is_kept_marked_stopped_and_continue_gets_the_rest(brows
             stopped = store.get_thread(thread.id, Actor(USERNAME)).messages[-1]
             assert stopped.role == "assistant" and stopped.stopped
             assert stopped.content.startswith("You said: word0") and "word39" not in stopped.content
+            assert first_conversation not in fake_server.conversations   # dropped: it lacked the part shown
 
             page.reload()
             settle(page)
@@ -56,9 +63,13 @@ def test_a_stopped_reply_is_kept_marked_stopped_and_continue_gets_the_rest(brows
                 re.compile(r"You said: Continue exactly where your last reply stopped"), timeout=30_000)
             settle(page)
             assert page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
-            messages = store.get_thread(thread.id, Actor(USERNAME)).messages
-            assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
-            assert not messages[-1].stopped
+            after = store.get_thread(thread.id, Actor(USERNAME))
+            assert [m.role for m in after.messages] == ["user", "assistant"] * 3
+            assert not after.messages[-1].stopped
+            # The next turn rebuilt the Conversation from the app's copy: the stopped part is in it.
+            rebuilt = fake_server.conversations[after.provider_ref]
+            texts = [part.get("text", "") for item in rebuilt.items for part in item.get("content") or []]
+            assert stopped.content.strip() in [t.strip() for t in texts]
             page.context.close()
     finally:
         fake_server.reset()

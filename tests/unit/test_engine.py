@@ -288,6 +288,22 @@ def test_a_stopped_reply_is_not_saved_after_a_message_sent_since(store):
     assert [m.content for m in thread.messages] == ["first"]       # not kept in the session either
 
 
+def test_a_stopped_reply_saved_while_another_run_adds_a_message_keeps_its_place_in_the_session(store):
+    # Another run of the same session appends a message to the same Thread object after the
+    # stopped reply was stored: the session's list matches the store's order.
+    spec = AssistantSpec(name="A", owner="ada")
+    thread = new_thread("ada", spec, FakeProvider([]))
+    add_user_message(store, thread, "first", ADA)
+    first = thread.messages[-1]
+    reply = Message("assistant", "Once", stopped=True)
+    later = Message("user", "second")
+    thread.messages.append(later)                                  # the other run's copy, not yet stored
+    assert store.add_message(thread, reply, ADA, after=first.id)
+    store.add_message(thread, later, ADA)
+    assert [m.content for m in thread.messages] == ["first", "Once", "second"]
+    assert [m.content for m in store.get_thread(thread.id, ADA).messages] == ["first", "Once", "second"]
+
+
 def test_a_reply_stopped_before_any_text_or_after_it_was_saved_is_not_saved_again(store):
     spec = AssistantSpec(name="A", owner="ada")
     provider = FakeProvider([TextDelta(""), TextDelta("Hi"), Done()])
@@ -301,6 +317,24 @@ def test_a_reply_stopped_before_any_text_or_after_it_was_saved_is_not_saved_agai
     events.close()   # closed right after Done: the reply was saved once, complete
     saved = store.get_thread(thread.id, ADA)
     assert [(m.content, m.stopped) for m in saved.messages] == [("hello", False), ("Hi", False)]
+    assert [(m.content, m.stopped) for m in thread.messages] == [("hello", False), ("Hi", False)]   # the session's
+
+    provider.events = [TextDelta("half"), ErrorEvent("Rate limited (429).", retryable=True), Done()]
+    events = run_turn(store, provider, thread, spec, "again", ADA)
+    assert isinstance([next(events) for _ in range(2)][-1], ErrorEvent)
+    events.close()   # closed after the failure was shown: the half reply is not kept (Retry instead)
+    assert needs_retry(store.get_thread(thread.id, ADA)) and needs_retry(thread)
+
+
+def test_a_stopped_reply_that_cannot_be_saved_is_not_kept_in_the_session(store):
+    spec = AssistantSpec(name="A", owner="ada")
+    provider = FakeProvider([TextDelta("Once "), TextDelta("upon"), Done()])
+    thread = new_thread("ada", spec, provider)
+    events = run_turn(store, provider, thread, spec, "first", ADA)
+    next(events)
+    store.delete_thread(thread.id, ADA)   # in another tab: the save fails
+    events.close()
+    assert [m.content for m in thread.messages] == ["first"]   # a later save cannot store it out of order
 
 
 def test_a_failed_turn_that_discarded_the_providers_copy_forgets_its_id(store):

@@ -114,6 +114,10 @@ def test_cut_off_replies_continuations_and_validation_files():
                Message("user", CONTINUE_PROMPT)]
     with pytest.raises(DatasetError, match="cut off"):
         example_from_reply(history, Message("assistant", "and part", cut_off=True), "", "x", "ada")
+    with pytest.raises(DatasetError, match="stopped before it was finished"):   # the user stopped it
+        example_from_reply(history, Message("assistant", "and part", stopped=True), "", "x", "ada")
+    corrected = Message("assistant", "and part", stopped=True, edited="and part two.")
+    assert example_from_reply(history, corrected, "", "x", "ada").messages[-1]["content"] == "Part one and part two."
     example = example_from_reply(history, Message("assistant", "part two."), "", "x", "ada")
     assert example.messages == [{"role": "user", "content": "Tell me everything"},
                                 {"role": "assistant", "content": "Part one part two."}]
