@@ -52,8 +52,9 @@ def openai_jsonl(examples: Iterable[Example]) -> bytes:
                 parts.append(text)
             else:
                 parts.append(dumps(message))
-        lines.append('{"messages": [' + ", ".join(parts) + "]}\n")
-    return "".join(lines).encode("utf-8")
+        # Encoded line by line: one emoji would make a joined str four bytes a character.
+        lines.append(('{"messages": [' + ", ".join(parts) + "]}\n").encode("utf-8"))
+    return b"".join(lines)
 
 
 _string = json.encoder.encode_basestring   # the JSON string json.dumps(..., ensure_ascii=False) writes

@@ -12,8 +12,13 @@ train/validation overlap -> the promised signature -> dataset size -> epochs and
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import math
+import threading
+from collections import Counter
+from itertools import compress
 from pathlib import Path
 
 from studio.datasets import pricing, tokens, validation
@@ -23,6 +28,7 @@ from studio.datasets.types import (EXCLUDED, TRAIN, VALIDATION, ChatSource, Coun
 MAX_VALIDATION_FRACTION = 0.5
 EXCLUDED_BY_USER = "excluded by you"
 READER_ERRORS = ("bad_line", "broken_line", "wrong_shape")
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def system_prompt_from_assistant(spec) -> str:
@@ -65,20 +71,45 @@ def build_examples(table: SourceTable, options: PrepareOptions) -> tuple[list[Ex
     suffix = options.suffix
     signature = suffix.strip()
     issues: list[ValidationIssue] = []
-    examples: list[Example] = []
-    system_message = {"role": "system", "content": system} if system else None
-    for row, prompt, response in zip(table.rows, prompts, responses, strict=True):
-        if signature and response.strip():
-            if response.rstrip().endswith(signature):
-                issues.append(ValidationIssue(row, "suffix_present", f"already ends with {signature!r}: "
-                                              "not added again", "info"))
-            else:
-                response = response + suffix
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        if system_message:
-            messages.insert(0, dict(system_message))
-        examples.append(Example(row, messages))
+    if signature:   # (whole-list passes: a dataset can have hundreds of thousands of rows)
+        signed = [r.rstrip().endswith(signature) and bool(r.strip()) for r in responses]
+        issues = [ValidationIssue(row, "suffix_present", f"already ends with {signature!r}: not added again", "info")
+                  for row in compress(table.rows, signed)]
+        responses = [r if done or not r.strip() else r + suffix for r, done in zip(responses, signed, strict=True)]
+    rows = zip(table.rows, prompts, responses, strict=True)
+    if system:
+        examples = [Example(row, [{"role": "system", "content": system}, {"role": "user", "content": prompt},
+                                  {"role": "assistant", "content": response}]) for row, prompt, response in rows]
+    else:
+        examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
+                    for row, prompt, response in rows]
     return examples, issues
+
+
+_collector_lock = threading.Lock()
+_collector_pauses = 0
+_collector_was_on = False
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Pause Python's cyclic garbage collector while a dataset is built. Hundreds of thousands of
+    examples are hundreds of thousands of new dicts and lists that hold no cycles: the
+    collector's passes over them free nothing and cost about a sixth of the time. Pauses from
+    several threads nest; the last one to end turns it back on (if it was on before)."""
+    global _collector_pauses, _collector_was_on
+    with _collector_lock:
+        if _collector_pauses == 0:
+            _collector_was_on = gc.isenabled()
+            gc.disable()
+        _collector_pauses += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_pauses -= 1
+            if _collector_pauses == 0 and _collector_was_on:
+                gc.enable()
 
 
 def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
@@ -93,6 +124,11 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
     columns that cannot work; everything else is in the returned report.
     """
     check_options(options)
+    with collector_paused():
+        return _prepare(source, options, validation_source, model_dir, data_dir, price_table)
+
+
+def _prepare(source, options, validation_source, model_dir, data_dir, price_table) -> PreparedDataset:
     notes = list(source.notes)
     issues: list[ValidationIssue] = list(source.issues)
     if isinstance(source, ChatSource):
@@ -112,51 +148,55 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
         issues.extend(built_issues)
         structural = False   # built here: only empty cells can be wrong
 
-    for example in examples:
-        if example.row in options.exclude_rows:
-            example.split, example.excluded_because = EXCLUDED, EXCLUDED_BY_USER
+    if options.exclude_rows:
+        for example in examples:
+            if example.row in options.exclude_rows:
+                example.split, example.excluded_because = EXCLUDED, EXCLUDED_BY_USER
 
     # Structure and emptiness.
-    for example in examples:
-        if structural:
-            problems = validation.message_errors(example.messages)
+    if structural:
+        problems = [validation.message_errors(e.messages) for e in examples]
+    else:
+        problems = [[("empty_prompt", "the prompt is " + ("only whitespace" if p else "empty"))] if not p.strip()
+                    else [] for p in [e.prompt for e in examples]]
+        for found, r in zip(problems, [e.response for e in examples], strict=True):
+            if not r.strip():
+                found.append(("empty_response", "the response is " + ("only whitespace" if r else "empty")))
+    for example, found in zip(examples, problems, strict=True):
+        if not found:
+            continue
+        issues.extend(ValidationIssue(example.row, code, f"{reason}: left out", "error") for code, reason in found)
+        if example.split != EXCLUDED:
+            example.split, example.excluded_because = EXCLUDED, found[0][1]
         else:
-            problems = []
-            prompt, response = example.prompt, example.response
-            if not prompt.strip():
-                problems.append(("empty_prompt", "the prompt is " + ("only whitespace" if prompt else "empty")))
-            if not response.strip():
-                problems.append(("empty_response", "the response is " + ("only whitespace" if response else "empty")))
-        for code, reason in problems:
-            issues.append(ValidationIssue(example.row, code, f"{reason}: left out", "error"))
-        if problems and example.split != EXCLUDED:
-            example.split, example.excluded_because = EXCLUDED, problems[0][1]
-        elif problems:
-            example.excluded_because = EXCLUDED_BY_USER + "; " + problems[0][1]
+            example.excluded_because = EXCLUDED_BY_USER + "; " + found[0][1]
 
     # Tokens (every example that can be counted, so re-including a row shows its size at once).
     counter = tokens.counter_for(options.model, model_dir)
     table = price_table or pricing.load_price_table(data_dir)
     limit = table.price_for(options.model).max_example_tokens
     countable = [e for e in examples if not e.excluded_because or e.excluded_because == EXCLUDED_BY_USER]
-    for example, n in zip(countable, counter.count_examples([e.messages for e in countable]), strict=True):
+    sizes = counter.count_examples([e.messages for e in countable])
+    for example, n in zip(countable, sizes, strict=True):
         example.tokens = n
-        if n > limit and example.split != EXCLUDED:
-            example.split, example.excluded_because = EXCLUDED, f"{n:,} tokens, over the limit of {limit:,}"
-            issues.append(ValidationIssue(example.row, "too_long", f"has {n:,} tokens; {options.model} trains "
-                                          f"on examples of at most {limit:,}: left out", "error"))
+    for example in [e for e, n in zip(countable, sizes, strict=True) if n > limit and e.split != EXCLUDED]:
+        n = example.tokens
+        example.split, example.excluded_because = EXCLUDED, f"{n:,} tokens, over the limit of {limit:,}"
+        issues.append(ValidationIssue(example.row, "too_long", f"has {n:,} tokens; {options.model} trains "
+                                      f"on examples of at most {limit:,}: left out", "error"))
 
     kept = [e for e in examples if e.split != EXCLUDED]
-    normalized = validation.Normalized()
-    issues.extend(validation.duplicate_issues(kept, normalized))
+    prompts = validation.normalize_all([e.prompt for e in kept])
+    issues.extend(validation.duplicate_issues(kept, prompts))
     if isinstance(source, ChatSource) and validation_source is not None:
         for example in kept:
             example.split = VALIDATION if example.source_file == "validation" else TRAIN
     else:
-        assign_split(kept, options.validation_fraction, options.seed, normalized)
-    issues.extend(validation.leak_issues(kept, normalized))
-    issues.extend(validation.signature_issues(kept))
-    n_train = sum(1 for e in kept if e.split == TRAIN)
+        assign_split(kept, options.validation_fraction, options.seed, prompts)
+    issues.extend(validation.leak_issues(kept, prompts))
+    issues.extend(validation.signature_issues(kept, [e.response for e in kept]))
+    sides = [e.split for e in kept]
+    n_train = sides.count(TRAIN)
     n_validation = len(kept) - n_train
     fraction = options.validation_fraction if validation_source is None else 1.0
     issues.extend(validation.size_issues(n_train, n_validation, fraction))
@@ -166,12 +206,12 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
     counts = Counts(rows=len(examples) + reader_lost, kept=len(kept), excluded_by_user=by_user,
                     excluded_for_errors=len(examples) - len(kept) - by_user + reader_lost,
                     train=n_train, validation=n_validation)
-    train_tokens = [e.tokens for e in kept if e.split == TRAIN]
-    summary = TokenSummary(train=sum(train_tokens), validation=sum(e.tokens for e in kept if e.split == VALIDATION),
-                           longest=max((e.tokens for e in kept), default=0), limit=limit,
-                           tokenizer=counter.name, exact=counter.exact)
+    sizes = [e.tokens for e in kept]
+    train_tokens = [n for n, side in zip(sizes, sides, strict=True) if side == TRAIN]
+    summary = TokenSummary(train=sum(train_tokens), validation=sum(sizes) - sum(train_tokens),
+                           longest=max(sizes, default=0), limit=limit, tokenizer=counter.name, exact=counter.exact)
     estimate = pricing.estimate_cost(train_tokens, options.model, table, options.epochs)
-    issues.sort(key=lambda i: (i.row, {"error": 0, "warning": 1, "info": 2}[i.severity]))
+    issues.sort(key=lambda i: (i.row, SEVERITY_ORDER[i.severity]))
     return PreparedDataset(source.kind, source.filename, source.sha256, options, examples, issues, counts,
                            summary, estimate, notes, validation_given=validation_source is not None)
 
@@ -183,9 +223,9 @@ def split_score(seed: int, normalized_prompt: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def assign_split(examples: list[Example], fraction: float, seed: int,
-                 normalized: validation.Normalized | None = None) -> None:
+def assign_split(examples: list[Example], fraction: float, seed: int, prompts: list[str] | None = None) -> None:
     """Put round(fraction x n) of `examples` in validation, the rest in train (in place).
+    `prompts`: each example's normalized prompt, when already at hand.
 
     The algorithm (so anyone can reproduce it): group the examples by their normalized prompt
     (a repeated prompt never sits on both sides); give each group the score
@@ -196,22 +236,20 @@ def assign_split(examples: list[Example], fraction: float, seed: int,
     seed always give the same split, on any machine and Python version; a row's side depends
     on its own prompt and the seed, so adding rows moves few others.
     """
-    for example in examples:
-        example.split = TRAIN
     n = len(examples)
-    if fraction <= 0 or n < 2:
-        return
-    wanted = min(max(1, math.floor(fraction * n + 0.5)), n - 1)
-    normalized = validation.Normalized() if normalized is None else normalized
-    groups: dict[str, list[Example]] = {}
-    for example in examples:
-        groups.setdefault(normalized[example.prompt], []).append(example)
-    ordered = sorted(groups.items(), key=lambda item: (split_score(seed, item[0]), item[1][0].row))
-    taken = 0
-    for _key, members in ordered:
-        if taken + len(members) <= wanted:
-            for example in members:
-                example.split = VALIDATION
-            taken += len(members)
+    wanted = min(max(1, math.floor(fraction * n + 0.5)), n - 1) if fraction > 0 and n >= 2 else 0
+    prompts = validation.normalize_all([e.prompt for e in examples]) if prompts is None else prompts
+    sizes = Counter(prompts)
+    first_row = dict(zip(reversed(prompts), [e.row for e in reversed(examples)], strict=True))
+    # The first 8 bytes of the digest sort as their big-endian number does (split_score).
+    ordered = sorted(zip([hashlib.sha256(f"{seed}\x1f{p}".encode()).digest()[:8] for p in first_row],
+                         first_row.values(), first_row, strict=True))
+    chosen, taken = set(), 0
+    for _score, _row, prompt in ordered if wanted else ():
+        if taken + sizes[prompt] <= wanted:
+            chosen.add(prompt)
+            taken += sizes[prompt]
             if taken == wanted:
                 break
+    for example, prompt in zip(examples, prompts, strict=True):
+        example.split = VALIDATION if prompt in chosen else TRAIN

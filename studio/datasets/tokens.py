@@ -23,6 +23,7 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
+from itertools import accumulate, compress, repeat
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -37,40 +38,34 @@ class TokenCounter:
     """Counts the tokens of whole chat examples for one model."""
     name: str                                   # shown to the user, e.g. "o200k_base (quicktok)"
     exact: bool
-    count_texts: Callable[[list[str]], list[int]]   # tokens of each text, in order
+    count_texts: Callable[[list[str]], list[int]]   # tokens of each message text, in order, as the
+                                                    # template writes it (with what it puts before)
     per_message: int                             # formatting tokens around each message
     role_tokens: dict                            # extra tokens for a role's name (local template)
     default_system_tokens: int = 0               # added when an example has no system message
-    prefix: str = ""                             # text the template puts right before content
 
     def count_examples(self, examples: Sequence[Sequence[dict]]) -> list[int]:
-        """Total tokens of each example (a list of messages), formatting included."""
-        unique: dict[str, int] = {}
-        for messages in examples:
-            for message in messages:
-                content = message.get("content") if isinstance(message, dict) else None
-                if isinstance(content, str) and content not in unique:
-                    unique[content] = 0
-        texts = list(unique)
-        counts = self.count_texts([self.prefix + t for t in texts] if self.prefix else texts)
-        for text, n in zip(texts, counts, strict=True):
-            unique[text] = n
-        totals = []
+        """Total tokens of each example (a list of messages), formatting included.
+
+        Written as whole-list passes (no loop body per message): preparing a dataset counts
+        hundreds of thousands of messages."""
+        flat = [m if isinstance(m, dict) else None for messages in examples for m in messages]
+        contents = [m.get("content") if m is not None else None for m in flat]
+        # Each distinct text is counted once (the system prompt every example repeats: one encode).
+        distinct = list(dict.fromkeys([c for c in contents if type(c) is str]))
+        counted = dict(zip(distinct, self.count_texts(distinct), strict=True))
         per_role = {role: self.per_message + n for role, n in self.role_tokens.items()}
-        other_role = self.per_message + 1
-        default_system = self.default_system_tokens
-        for messages in examples:
-            total = 0
-            if default_system and not (messages and isinstance(messages[0], dict)
-                                       and messages[0].get("role") == "system"):
-                total = default_system
-            for message in messages:
-                if isinstance(message, dict):
-                    content = message.get("content")
-                    total += per_role.get(message.get("role"), other_role)
-                    if isinstance(content, str):
-                        total += unique[content]
-            totals.append(total)
+        other = self.per_message + 1
+        roles = [m.get("role") if m is not None else None for m in flat]
+        sizes = [0 if m is None else (per_role.get(r, other) if type(r) is str else other)
+                 + (counted[c] if type(c) is str else 0) for m, r, c in zip(flat, roles, contents, strict=True)]
+        running = [0, *accumulate(sizes)]
+        ends = list(accumulate(map(len, examples)))
+        totals = [running[end] - running[start] for start, end in zip([0, *ends][:-1], ends, strict=True)]
+        if self.default_system_tokens:
+            default = self.default_system_tokens
+            totals = [t if messages and type(messages[0]) is dict and messages[0].get("role") == "system"
+                      else t + default for t, messages in zip(totals, examples, strict=True)]
         return totals
 
 
@@ -135,26 +130,23 @@ def _model_dir(model_dir: Path | None) -> Path:
 @functools.lru_cache(maxsize=2)
 def _local_counter(model_dir: str) -> TokenCounter:
     tokenizer = load_local_tokenizer(Path(model_dir))
-    count = WordCachedCounter(tokenizer) if WordCachedCounter.fits(tokenizer) else _plain_counter(tokenizer)
-
     # ChatML as SmolLM2's template writes it: "<|im_start|>" role "\n" content "<|im_end|>" "\n".
     # Content is counted with the "\n" before it (whitespace at its start can merge with it);
     # the role (a word) and the special tokens never merge with their neighbours.
+    if WordCachedCounter.fits(tokenizer):
+        count = functools.partial(WordCachedCounter(tokenizer), prefix="\n")
+    else:
+        def count(texts: list[str]) -> list[int]:
+            if not texts:
+                return []
+            return [len(e.ids) for e in tokenizer.encode_batch(["\n" + t for t in texts], add_special_tokens=False)]
     role_tokens = {role: len(tokenizer.encode(role, add_special_tokens=False).ids)
                    for role in ("system", "user", "assistant")}
     per_message = 3   # <|im_start|>, <|im_end|>, the "\n" after it
     default_system = ("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
-    default_tokens = per_message + role_tokens["system"] + count(["\n" + default_system])[0]
+    default_tokens = per_message + role_tokens["system"] + count([default_system])[0]
     return TokenCounter("SmolLM2 tokenizer (chat template included)", True, count, per_message,
-                        role_tokens, default_system_tokens=default_tokens, prefix="\n")
-
-
-def _plain_counter(tokenizer) -> Callable[[list[str]], list[int]]:
-    def count(texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
-    return count
+                        role_tokens, default_system_tokens=default_tokens)
 
 
 # GPT-2's pre-tokenizer pattern, which a `tokenizers` ByteLevel pre-tokenizer (use_regex) applies.
@@ -179,6 +171,7 @@ class WordCachedCounter:
     goes through the pattern."""
 
     MAX_CACHED = 500_000
+    CHUNK = 10_000   # texts per whole-list pass
 
     def __init__(self, tokenizer):
         import regex   # a dependency of transformers: Unicode classes (\p{L}) for non-ASCII text
@@ -189,7 +182,6 @@ class WordCachedCounter:
         self.cache: dict[str, int] = {}    # piece -> tokens
         self.first: dict[str, int] = {}    # a text's first word -> tokens
         self.later: dict[str, int] = {}    # a later word -> tokens of " " + word
-        self.newline = self.by_pieces(["\n"])[0]
 
     @staticmethod
     def fits(tokenizer) -> bool:
@@ -200,40 +192,50 @@ class WordCachedCounter:
         return (config.get("normalizer") is None and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
                 and not pre.get("add_prefix_space") and model.get("type") == "BPE" and not model.get("dropout"))
 
-    def __call__(self, texts: list[str]) -> list[int]:
-        counts = [0] * len(texts)
+    def __call__(self, texts: list[str], prefix: str = "") -> list[int]:
+        """Tokens of prefix + text, for each text. `prefix`: "" or one whitespace character other
+        than the space (the chat template's newline): a piece of its own before a text that starts
+        with a non-space (a space would join the first word's piece)."""
+        if len(prefix) > 1 or prefix.strip() or prefix == " ":
+            raise ValueError("the prefix must be one whitespace character other than the space, or empty")
         # One counter serves every session's thread, and the tokenizer lets go of the GIL: a full
         # cache is replaced, never cleared, and each call works on the dicts it started with.
         if len(self.first) + len(self.later) > self.MAX_CACHED:
             self.first, self.later = {}, {}
-        first, later, newline, special = self.first, self.later, self.newline, self.special
-        missed: list[tuple[int, int, list[str]]] = []   # (index, newline, words) with a word not seen yet
-        others: list[int] = []    # through the pattern
-        # Word lists are kept only for the few misses: millions of them made the garbage collector the cost.
-        for i, text in enumerate(texts):
-            head = 1 if text[:1] == "\n" else 0
-            body = text[head:] if head else text
-            words = body.split(" ")
-            # isprintable(): no whitespace but the plain space (no tabs, breaks or Unicode spaces).
-            if body and body.isprintable() and "" not in words and not (special and special.search(body)):
-                try:
-                    counts[i] = head * newline + first[words[0]] + sum(map(later.__getitem__, words[1:]))
-                except KeyError:
-                    missed.append((i, head, words))
-            else:
-                others.append(i)
-        if missed:
-            new_first = list({words[0] for _, _, words in missed if words[0] not in first})
-            new_later = list({w for _, _, words in missed for w in words[1:] if w not in later})
-            found = self.by_pieces(new_first + [" " + w for w in new_later])
-            first.update(zip(new_first, found[:len(new_first)], strict=True))
-            later.update(zip(new_later, found[len(new_first):], strict=True))
-            for i, head, words in missed:
-                counts[i] = head * newline + first[words[0]] + sum(map(later.__getitem__, words[1:]))
-        if others:
-            for i, n in zip(others, self.by_pieces([texts[i] for i in others]), strict=True):
-                counts[i] = n
-        return counts
+        first, later = self.first, self.later
+        head = self.by_pieces([prefix])[0] if prefix else 0
+        # Simple: words with single spaces between them, no other whitespace, no special token.
+        simple = [bool(t) and t.isprintable() and t[0] != " " and t[-1] != " " and "  " not in t for t in texts]
+        if self.special is not None and self.special.search(" ".join(compress(texts, simple))):
+            simple = [s and not self.special.search(t) for s, t in zip(simple, texts, strict=True)]
+        plain = list(compress(texts, simple))
+        counts: list[int] = []
+        # Whole-list passes over chunks: one split and one lookup per word, no loop body per text
+        # (kept in chunks so the word lists stay small).
+        for at in range(0, len(plain), self.CHUNK):
+            chunk = plain[at:at + self.CHUNK]
+            words = " ".join(chunk).split(" ")
+            ends = list(accumulate([t.count(" ") + 1 for t in chunk]))
+            starts = [0, *ends[:-1]]
+            heads = [words[i] for i in starts]
+            found = list(map(later.get, words, repeat(0, len(words))))
+            if 0 in found:    # a word not seen yet after a space (first words included: cheap, and
+                new = [w for w in set(words) if w not in later]   # next time no miss at all)
+                later.update(zip(new, self.by_pieces([" " + w for w in new]), strict=True))
+                found = list(map(later.__getitem__, words))
+            opening = list(map(first.get, heads, repeat(0, len(heads))))
+            if 0 in opening:
+                new = [w for w in set(heads) if w not in first]
+                first.update(zip(new, self.by_pieces(new), strict=True))
+                opening = list(map(first.__getitem__, heads))
+            running = [0, *accumulate(found)]
+            counts += [head + n + running[end] - running[start + 1]
+                       for n, start, end in zip(opening, starts, ends, strict=True)]
+        if len(plain) == len(texts):
+            return counts
+        others = iter(self.by_pieces([prefix + t for t in compress(texts, [not s for s in simple])]))
+        done = iter(counts)
+        return [next(done) if s else next(others) for s in simple]
 
     def by_pieces(self, texts: list[str]) -> list[int]:
         """Counts through the pattern's pieces (each distinct piece encoded once)."""

@@ -61,7 +61,12 @@ class Example:
     @property
     def prompt(self) -> str:
         """The last user message (what the model answers)."""
-        for message in reversed(self.messages):
+        messages = self.messages
+        if len(messages) >= 2 and type(messages[-2]) is dict and messages[-2].get("role") == "user" \
+                and type(messages[-1]) is dict and messages[-1].get("role") != "user":   # the usual shape, quickly
+            content = messages[-2].get("content")
+            return content if isinstance(content, str) else ""
+        for message in reversed(messages):
             if isinstance(message, dict) and message.get("role") == "user":
                 content = message.get("content")
                 return content if isinstance(content, str) else ""

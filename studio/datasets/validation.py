@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
+from itertools import compress
 from typing import Iterable
 
 from studio.datasets.types import TRAIN, VALIDATION, Example, ValidationIssue
@@ -40,12 +41,19 @@ def normalize(text: str) -> str:
     return " ".join(_PUNCTUATION.sub(" ", text).split())
 
 
-class Normalized(dict):
-    """normalize() with memory: each distinct text is normalized once per prepare()."""
+# normalize() on ASCII text, as a table for str.translate: what [^\w\s] matches becomes a space,
+# except NUL, which normalize_all() puts between texts.
+_ASCII_TABLE = str.maketrans({chr(c): " " for c in range(1, 128) if _ASCII_PUNCTUATION.match(chr(c))})
 
-    def __missing__(self, text: str) -> str:
-        value = self[text] = normalize(text)
-        return value
+
+def normalize_all(texts: list[str]) -> list[str]:
+    """[normalize(t) for t in texts], with the ASCII texts done in a few passes over their join
+    (a dataset normalizes hundreds of thousands of texts)."""
+    plain = [t.isascii() and "\x00" not in t for t in texts]
+    joined = "\x00".join(compress(texts, plain)).lower().translate(_ASCII_TABLE)
+    joined = " ".join(joined.split()).replace("\x00 ", "\x00").replace(" \x00", "\x00")
+    done = iter(joined.split("\x00"))
+    return [next(done) if p else normalize(t) for p, t in zip(plain, texts, strict=True)]
 
 
 def message_errors(messages: list) -> list[tuple[str, str]]:
@@ -99,21 +107,22 @@ def message_errors(messages: list) -> list[tuple[str, str]]:
     return problems
 
 
-def duplicate_issues(examples: Iterable[Example], normalized: Normalized | None = None) -> list[ValidationIssue]:
+def duplicate_issues(examples: list[Example], prompts: list[str]) -> list[ValidationIssue]:
     """Warnings for examples that repeat an earlier one exactly, or apart from case, spacing
-    and punctuation (same prompt and same response)."""
-    normalized = Normalized() if normalized is None else normalized
+    and punctuation (same prompt and same response). `prompts`: each example's normalized
+    prompt; only examples that share one can repeat each other, so only those are compared."""
+    repeated = {p for p, n in Counter(prompts).items() if n > 1}
     exact: dict[tuple, int] = {}
     loose: dict[tuple, int] = {}
     issues = []
-    for example in examples:
+    for example in [e for e, p in zip(examples, prompts, strict=True) if p in repeated]:
         key = tuple([(m.get("role"), m.get("content")) for m in example.messages
                      if isinstance(m, dict) and isinstance(m.get("content"), str)])
         if key in exact:
             issues.append(ValidationIssue(example.row, "duplicate", f"repeats row {exact[key]} exactly"))
             continue
         exact[key] = example.row
-        norm = tuple([(role, normalized[content]) for role, content in key if role != "system"])
+        norm = tuple([(role, normalize(content)) for role, content in key if role != "system"])
         if norm in loose:
             issues.append(ValidationIssue(example.row, "near_duplicate", f"repeats row {loose[norm]} apart "
                                           "from case, spacing or punctuation"))
@@ -122,20 +131,15 @@ def duplicate_issues(examples: Iterable[Example], normalized: Normalized | None 
     return issues
 
 
-def leak_issues(examples: Iterable[Example], normalized: Normalized | None = None) -> list[ValidationIssue]:
+def leak_issues(examples: list[Example], prompts: list[str]) -> list[ValidationIssue]:
     """Warnings for validation examples whose prompt is also a training prompt (the
-    validation loss would then measure memory, not learning)."""
-    normalized = Normalized() if normalized is None else normalized
-    train_prompts: dict[str, int] = {}
-    validation = []
-    for example in examples:
-        if example.split == TRAIN:
-            train_prompts.setdefault(normalized[example.prompt], example.row)
-        elif example.split == VALIDATION:
-            validation.append(example)
-    return [ValidationIssue(e.row, "train_validation_overlap",
-                            f"its prompt is also in the training set (row {train_prompts[normalized[e.prompt]]})")
-            for e in validation if normalized[e.prompt] in train_prompts]
+    validation loss would then measure memory, not learning). `prompts`: normalized."""
+    sides = [e.split for e in examples]
+    train = [(p, e.row) for e, p, side in zip(examples, prompts, sides, strict=True) if side == TRAIN]
+    first_row = dict(reversed(train))   # a prompt's first training row
+    return [ValidationIssue(e.row, "train_validation_overlap", f"its prompt is also in the training set "
+                            f"(row {first_row[p]})")
+            for e, p, side in zip(examples, prompts, sides, strict=True) if side == VALIDATION and p in first_row]
 
 
 def promised_signature(system_prompt: str) -> str | None:
@@ -148,29 +152,22 @@ def _dash_name(text: str) -> str:
     return " and ".join(f"{DASHES[c]} U+{ord(c):04X}" for c in dict.fromkeys(text) if c in DASHES) or "no dash"
 
 
-def signature_issues(examples: Iterable[Example]) -> list[ValidationIssue]:
+def signature_issues(examples: list[Example], responses: list[str]) -> list[ValidationIssue]:
     """Warnings for responses whose sign-off disagrees with the one the system prompt promises:
-    another dash ("-Sam" against a promised "–Sam"), other spacing, or none at all."""
+    another dash ("-Sam" against a promised "–Sam"), other spacing, or none at all.
+    `responses`: each example's response."""
+    firsts = [e.messages[0] if e.messages else None for e in examples]
+    systems = [m.get("content") if isinstance(m, dict) and m.get("role") == "system" else "" for m in firsts]
+    systems = [s if isinstance(s, str) else "" for s in systems]
+    promises = {}   # system prompt -> (its promise, a pattern for the name at the end), or None
+    for system in dict.fromkeys(systems):
+        promise = promised_signature(system) if system else None
+        name = promise.lstrip("".join(DASHES)).strip() if promise else ""
+        promises[system] = promise and (promise, re.compile("(" + _DASH_CLASS + r"?\s*)" + re.escape(name) + r"\s*$"))
     issues = []
-    cache: dict[str, tuple[str, re.Pattern] | None] = {}
-    for example in examples:
-        first = example.messages[0] if example.messages else None
-        system = first.get("content") if isinstance(first, dict) and first.get("role") == "system" else ""
-        if not isinstance(system, str) or not system:
-            continue
-        if system not in cache:
-            promise = promised_signature(system)
-            if promise:
-                name = promise.lstrip("".join(DASHES)).strip()
-                cache[system] = (promise, re.compile("(" + _DASH_CLASS + r"?\s*)" + re.escape(name) + r"\s*$"))
-            else:
-                cache[system] = None
-        if cache[system] is None:
-            continue
-        promise, pattern = cache[system]
-        reply = example.response.rstrip()
-        if reply.endswith(promise):
-            continue
+    for example, reply, (promise, pattern) in [
+            (e, r.rstrip(), promises[s]) for e, r, s in zip(examples, responses, systems, strict=True)
+            if promises[s] and not r.rstrip().endswith(promises[s][0])]:
         match = pattern.search(reply)
         if match:
             written = reply[match.start():]

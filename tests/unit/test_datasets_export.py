@@ -169,10 +169,11 @@ def test_fast_local_counts_match_the_tokenizer_on_words_between_single_spaces():
         texts.append(rng.choice(["", "\n"]) + words + rng.choice(["", "", " ", "  ", "\n", "\t"]))
     texts += ["", "\n", " ", "\n ", "\n\n", "a  b", " a", "a "]
     counter = WordCachedCounter(tokenizer)
-    expected = [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
-    assert counter(texts) == expected
+    for prefix in ("", "\n", "\t"):   # what the template writes before the text: counted with it
+        expected = [len(e.ids) for e in tokenizer.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
+        assert counter(texts, prefix=prefix) == expected
+        assert counter(texts[::-1], prefix=prefix) == expected[::-1]   # again, from what the first call kept
     assert len(counter.first) > 20 and len(counter.later) > 20   # most went word by word
-    assert counter(texts[::-1]) == expected[::-1]   # again, from what the first call kept
 
 
 def test_one_counter_shared_by_threads_with_a_small_cache_still_counts_exactly(monkeypatch):
@@ -185,12 +186,12 @@ def test_one_counter_shared_by_threads_with_a_small_cache_still_counts_exactly(m
     counter = WordCachedCounter(tokenizer)
     rng = random.Random(2)
     words = [f"w{n}" for n in range(20000)] + ["don't", "!!", "café", "数据"]
-    batches = [["\n" + " ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) + rng.choice(["", "", "\t"])
+    batches = [[" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) + rng.choice(["", "", "\t"])
                 for _ in range(200)] for _ in range(40)]
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(counter, batches))
+        results = list(pool.map(lambda batch: counter(batch, prefix="\n"), batches))
     for batch, counts in zip(batches, results, strict=True):
-        assert counts == [len(e.ids) for e in tokenizer.encode_batch(batch, add_special_tokens=False)]
+        assert counts == [len(e.ids) for e in tokenizer.encode_batch(["\n" + t for t in batch], add_special_tokens=False)]
 
 
 def test_a_character_newer_than_pythons_unicode_tables_is_counted_by_the_tokenizer():

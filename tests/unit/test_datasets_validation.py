@@ -127,6 +127,22 @@ def test_exact_and_normalized_duplicates_are_warnings_with_the_first_row():
     assert prepared.counts.kept == 14   # warnings keep the row unless the user excludes it
 
 
+def test_texts_normalized_together_equal_each_normalized_alone():
+    # normalize_all joins the ASCII texts with NUL and works on the join: check it against
+    # normalize() on texts with NUL, control characters, odd spacing and non-ASCII letters.
+    import random
+    from studio.datasets.validation import normalize, normalize_all
+    rng = random.Random(0)
+    alphabet = ([chr(c) for c in range(0, 128)] + ["  ", " ", " ", "Ab", "_x", "é", "ß", "–", "🎉", "ﬁ", "\u00a0",
+                                                  "\u2028", "\x85", "İ", "Σ"])
+    texts = ["".join(rng.choice(alphabet[:131 if n % 2 else None]) for _ in range(rng.randint(0, 30)))
+             for n in range(3000)]   # every other text ASCII only
+    texts += ["", "", " ", "\x00", "a\x00b", "!!", "Great video!!", "great  video", " \t\x1c "]
+    assert normalize_all(texts) == [normalize(t) for t in texts]
+    assert normalize_all([]) == [] and normalize_all([""]) == [""]
+    assert normalize_all(["Great video!!", "great  video"]) == ["great video", "great video"]
+
+
 def test_a_repeated_prompt_never_lands_on_both_sides_of_the_split():
     rows = many(30) + [("Question number 7 about data", "Another reply -Sam")] * 3
     for seed in range(10):
