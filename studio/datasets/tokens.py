@@ -23,7 +23,7 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, compress
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -171,7 +171,7 @@ class WordCachedCounter:
     goes through the pattern."""
 
     MAX_CACHED = 500_000
-    CHUNK = 10_000   # texts per whole-list pass
+    CHUNK = 50_000   # texts counted together
 
     def __init__(self, tokenizer):
         import regex   # a dependency of transformers: Unicode classes (\p{L}) for non-ASCII text
@@ -210,32 +210,37 @@ class WordCachedCounter:
             simple = [s and not self.special.search(t) for s, t in zip(simple, texts, strict=True)]
         plain = list(compress(texts, simple))
         counts: list[int] = []
-        # Whole-list passes over chunks: one split and one lookup per word, no loop body per text
-        # (kept in chunks so the word lists stay small).
-        for at in range(0, len(plain), self.CHUNK):
-            chunk = plain[at:at + self.CHUNK]
-            words = " ".join(chunk).split(" ")
-            ends = list(accumulate([t.count(" ") + 1 for t in chunk]))
-            starts = [0, *ends[:-1]]
-            heads = [words[i] for i in starts]
-            found = list(map(later.get, words, repeat(0, len(words))))
-            if 0 in found:    # a word not seen yet after a space (first words included: cheap, and
-                new = [w for w in set(words) if w not in later]   # next time no miss at all)
-                later.update(zip(new, self.by_pieces([" " + w for w in new]), strict=True))
-                found = list(map(later.__getitem__, words))
-            opening = list(map(first.get, heads, repeat(0, len(heads))))
-            if 0 in opening:
-                new = [w for w in set(heads) if w not in first]
-                first.update(zip(new, self.by_pieces(new), strict=True))
-                opening = list(map(first.__getitem__, heads))
-            running = [0, *accumulate(found)]
-            counts += [head + n + running[end] - running[start + 1]
-                       for n, start, end in zip(opening, starts, ends, strict=True)]
+        for at in range(0, len(plain), self.CHUNK):   # in chunks, so the word arrays stay small
+            counts += self.by_words(plain[at:at + self.CHUNK], head, first, later)
         if len(plain) == len(texts):
             return counts
         others = iter(self.by_pieces([prefix + t for t in compress(texts, [not s for s in simple])]))
         done = iter(counts)
         return [next(done) if s else next(others) for s in simple]
+
+    def by_words(self, texts: list[str], head: int, first: dict, later: dict) -> list[int]:
+        """Counts of simple texts (see __call__), `head` tokens before each: the texts are split
+        into words and the words looked up in Arrow and numpy, with no Python object per word
+        (a dataset has millions of words); each distinct word is looked up once."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        if not texts:
+            return []
+        words = pc.split_pattern(pa.array(texts, type=pa.large_string()), " ")
+        coded = pc.dictionary_encode(words.flatten())
+        distinct = coded.dictionary.to_pylist()
+        index = coded.indices.to_numpy()
+        starts = words.offsets.to_numpy()[:-1]      # each text's first word (every text has one)
+        heads = index[starts]
+        new = [w for w in distinct if w not in later]
+        later.update(zip(new, self.by_pieces([" " + w for w in new]), strict=True))
+        new = [w for w in (distinct[i] for i in np.unique(heads).tolist()) if w not in first]
+        first.update(zip(new, self.by_pieces(new), strict=True))
+        after_space = np.array([later[w] for w in distinct], dtype=np.int64)
+        opening = np.array([first.get(w, 0) for w in distinct], dtype=np.int64)
+        totals = np.add.reduceat(after_space[index], starts) - after_space[heads] + opening[heads] + head
+        return totals.tolist()
 
     def by_pieces(self, texts: list[str]) -> list[int]:
         """Counts through the pattern's pieces (each distinct piece encoded once)."""
