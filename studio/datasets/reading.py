@@ -88,9 +88,9 @@ def _looks_like_jsonl(data: bytes) -> bool:
 
 # --- CSV ------------------------------------------------------------------------------
 
-def decode_text(data: bytes) -> tuple[str, list[str], list[int]]:
-    """Text from bytes, the notes on how it was decoded, and the (1-based) lines of a mixed-
-    encoding file that were not UTF-8.
+def decode_text(data: bytes) -> tuple[str, list[str], list[int], str]:
+    """Text from bytes, the notes on how it was decoded, the (1-based) lines of a mixed-
+    encoding file that were not UTF-8, and the encoding ("utf-8", "utf-16", "cp1252" or "mixed").
 
     UTF-8 (with or without BOM) first; UTF-16 when it starts with a UTF-16 BOM (Excel's
     "Unicode text"); else Windows-1252 (Latin-1 for the few bytes it leaves undefined), which
@@ -98,14 +98,14 @@ def decode_text(data: bytes) -> tuple[str, list[str], list[int]]:
     """
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
-            return data.decode("utf-16"), ["Encoding: UTF-16 (with BOM)."], []
+            return data.decode("utf-16"), ["Encoding: UTF-16 (with BOM)."], [], "utf-16"
         except UnicodeDecodeError:
             raise DatasetError("The file starts like UTF-16 text but is not valid UTF-16. "
                                "Save it as \"CSV UTF-8\" and upload it again.") from None
     try:
         text = data.decode("utf-8-sig")
         bom = data.startswith(codecs.BOM_UTF8)
-        return text, [f"Encoding: UTF-8{' (with BOM)' if bom else ''}."], []
+        return text, [f"Encoding: UTF-8{' (with BOM)' if bom else ''}."], [], "utf-8"
     except UnicodeDecodeError:
         pass
     lines = data.split(b"\n")
@@ -124,9 +124,9 @@ def decode_text(data: bytes) -> tuple[str, list[str], list[int]]:
         shown = ", ".join(str(n) for n in foreign[:10]) + (" …" if len(foreign) > 10 else "")
         return text, [f"The file mixes encodings: line{'s' if len(foreign) > 1 else ''} {shown} "
                       "are not UTF-8 and were read as Windows-1252; the rest is UTF-8. Check the "
-                      "letters on those lines (re-save the file as \"CSV UTF-8\" to be sure)."], foreign
+                      "letters on those lines (re-save the file as \"CSV UTF-8\" to be sure)."], foreign, "mixed"
     return text, ["Encoding: not UTF-8, read as Windows-1252 (Western European). If some letters "
-                  "look wrong, save the file as \"CSV UTF-8\" and upload it again."], []
+                  "look wrong, save the file as \"CSV UTF-8\" and upload it again."], [], "cp1252"
 
 
 def _decode_western(data: bytes) -> str:
@@ -174,7 +174,7 @@ def read_csv(data: bytes, filename: str = "data.csv", *, has_header: bool = True
     if b"\x00" in data[:8192] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DatasetError("This file is not a CSV: it holds binary data. Upload a .csv, .tsv, "
                            ".xlsx or chat .jsonl file.")
-    text, notes, _foreign = decode_text(data)
+    text, notes, _foreign, encoding = decode_text(data)
     if not text.strip():
         raise DatasetError("The file is empty.")
     delimiter = delimiter or sniff_delimiter(text, filename)
@@ -183,7 +183,10 @@ def read_csv(data: bytes, filename: str = "data.csv", *, has_header: bool = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+            # UTF-8 goes to pandas as the bytes it is (faster than re-encoding the text), and cells
+            # come back as Python strings (object), which is what the dataset is built from.
+            handle = io.BytesIO(data.removeprefix(codecs.BOM_UTF8)) if encoding == "utf-8" else io.StringIO(text)
+            frame = pd.read_csv(handle, sep=delimiter, dtype=object, keep_default_na=False,
                                 skip_blank_lines=False, on_bad_lines="warn",
                                 header=0 if has_header else None, engine="c")
         except pd.errors.EmptyDataError:
