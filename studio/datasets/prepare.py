@@ -191,9 +191,9 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     if isinstance(source, ChatSource) and validation_source is not None:
         for example in kept:
             example.split = VALIDATION if example.source_file == "validation" else TRAIN
-    else:
+        issues.extend(validation.leak_issues(kept, prompts))
+    else:   # the seeded split keeps each prompt on one side: no overlap to look for
         assign_split(kept, options.validation_fraction, options.seed, prompts)
-    issues.extend(validation.leak_issues(kept, prompts))
     issues.extend(validation.signature_issues(kept, [e.response for e in kept]))
     sides = [e.split for e in kept]
     n_train = sides.count(TRAIN)

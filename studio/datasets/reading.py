@@ -207,11 +207,7 @@ def read_csv(data: bytes, filename: str = "data.csv", *, has_header: bool = True
     frame = frame.fillna("")
     first = 2 if has_header else 1
     skipped_set = set(skipped)
-    rows, number = [], first
-    while len(rows) < len(frame):
-        if number not in skipped_set:
-            rows.append(number)
-        number += 1
+    rows = [n for n in range(first, first + len(frame) + len(skipped_set)) if n not in skipped_set][:len(frame)]
     frame, rows, blank_issues = _drop_blank_rows(frame, rows)
     issues.extend(blank_issues)
     if frame.empty and not skipped:

@@ -41,9 +41,10 @@ def normalize(text: str) -> str:
     return " ".join(_PUNCTUATION.sub(" ", text).split())
 
 
-# normalize() on ASCII text, as a table for str.translate: what [^\w\s] matches becomes a space,
-# except NUL, which normalize_all() puts between texts.
-_ASCII_TABLE = str.maketrans({chr(c): " " for c in range(1, 128) if _ASCII_PUNCTUATION.match(chr(c))})
+# normalize() on ASCII text, as a table for str.translate: what [^\w\s] matches and all other
+# whitespace become a space, except NUL, which normalize_all() puts between texts.
+_ASCII_TABLE = str.maketrans({chr(c): " " for c in range(1, 128)
+                              if _ASCII_PUNCTUATION.match(chr(c)) or chr(c).isspace()})
 
 
 def normalize_all(texts: list[str]) -> list[str]:
@@ -51,7 +52,9 @@ def normalize_all(texts: list[str]) -> list[str]:
     (a dataset normalizes hundreds of thousands of texts)."""
     plain = [t.isascii() and "\x00" not in t for t in texts]
     joined = "\x00".join(compress(texts, plain)).lower().translate(_ASCII_TABLE)
-    joined = " ".join(joined.split()).replace("\x00 ", "\x00").replace(" \x00", "\x00")
+    while "  " in joined:   # runs of spaces to one (a few passes: each halves the longest run)
+        joined = joined.replace("  ", " ")
+    joined = joined.replace("\x00 ", "\x00").replace(" \x00", "\x00").strip(" ")
     done = iter(joined.split("\x00"))
     return [next(done) if p else normalize(t) for p, t in zip(plain, texts, strict=True)]
 
