@@ -41,14 +41,16 @@ def openai_jsonl(examples: Iterable[Example]) -> bytes:
         parts = []
         for message in example.messages:
             # The usual {"role", "content"} message, written by hand exactly as json.dumps writes it.
-            if type(message) is dict and len(message) == 2 and next(iter(message)) == "role" \
-                    and type(message.get("content")) is str and type(message["role"]) is str:
+            role = message.get("role") if type(message) is dict and len(message) == 2 else None
+            if type(role) is str and role in _HEADS and type(message.get("content")) is str \
+                    and next(iter(message)) == "role":
                 content = message["content"]
-                text = known.get(content) if message["role"] == "system" else None
-                if text is None:
-                    text = '{"role": ' + _string(message["role"]) + ', "content": ' + _string(content) + "}"
-                    if message["role"] == "system":
-                        known[content] = text
+                if role == "system":
+                    text = known.get(content)
+                    if text is None:
+                        text = known[content] = _HEADS[role] + _string(content) + "}"
+                else:
+                    text = _HEADS[role] + _string(content) + "}"
                 parts.append(text)
             else:
                 parts.append(dumps(message))
@@ -58,6 +60,7 @@ def openai_jsonl(examples: Iterable[Example]) -> bytes:
 
 
 _string = json.encoder.encode_basestring   # the JSON string json.dumps(..., ensure_ascii=False) writes
+_HEADS = {role: '{"role": ' + _string(role) + ', "content": ' for role in ("system", "user", "assistant")}
 
 
 def sharegpt_json(examples: Iterable[Example]) -> bytes:

@@ -154,14 +154,13 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
                 example.split, example.excluded_because = EXCLUDED, EXCLUDED_BY_USER
 
     # Structure and emptiness.
+    prompts = [e.prompt for e in examples]
+    responses = [e.response for e in examples]
     if structural:
         problems = [validation.message_errors(e.messages) for e in examples]
     else:
-        problems = [[("empty_prompt", "the prompt is " + ("only whitespace" if p else "empty"))] if not p.strip()
-                    else [] for p in [e.prompt for e in examples]]
-        for found, r in zip(problems, [e.response for e in examples], strict=True):
-            if not r.strip():
-                found.append(("empty_response", "the response is " + ("only whitespace" if r else "empty")))
+        problems = [None if p.strip() and r.strip() else _empty_cells(p, r)
+                    for p, r in zip(prompts, responses, strict=True)]
     for example, found in zip(examples, problems, strict=True):
         if not found:
             continue
@@ -185,8 +184,9 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
         issues.append(ValidationIssue(example.row, "too_long", f"has {n:,} tokens; {options.model} trains "
                                       f"on examples of at most {limit:,}: left out", "error"))
 
-    kept = [e for e in examples if e.split != EXCLUDED]
-    prompts = validation.normalize_all([e.prompt for e in kept])
+    keep = [e.split != EXCLUDED for e in examples]
+    kept = list(compress(examples, keep))
+    prompts = validation.normalize_all(list(compress(prompts, keep)))
     issues.extend(validation.duplicate_issues(kept, prompts))
     if isinstance(source, ChatSource) and validation_source is not None:
         for example in kept:
@@ -194,7 +194,7 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
         issues.extend(validation.leak_issues(kept, prompts))
     else:   # the seeded split keeps each prompt on one side: no overlap to look for
         assign_split(kept, options.validation_fraction, options.seed, prompts)
-    issues.extend(validation.signature_issues(kept, [e.response for e in kept]))
+    issues.extend(validation.signature_issues(kept, list(compress(responses, keep))))
     sides = [e.split for e in kept]
     n_train = sides.count(TRAIN)
     n_validation = len(kept) - n_train
@@ -214,6 +214,12 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     issues.sort(key=lambda i: (i.row, SEVERITY_ORDER[i.severity]))
     return PreparedDataset(source.kind, source.filename, source.sha256, options, examples, issues, counts,
                            summary, estimate, notes, validation_given=validation_source is not None)
+
+
+def _empty_cells(prompt: str, response: str) -> list[tuple[str, str]]:
+    return [(code, f"the {what} is " + ("only whitespace" if text else "empty"))
+            for code, what, text in (("empty_prompt", "prompt", prompt), ("empty_response", "response", response))
+            if not text.strip()]
 
 
 def split_score(seed: int, normalized_prompt: str) -> int:

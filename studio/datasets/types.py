@@ -42,7 +42,7 @@ class ValidationIssue:
     blocks_openai_only: bool = False   # e.g. fewer than 10 examples: fine locally, refused by OpenAI
 
 
-@dataclass
+@dataclass(slots=True)
 class Example:
     """One training example in OpenAI chat format, and where it came from.
 
