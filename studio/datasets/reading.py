@@ -175,7 +175,7 @@ def read_csv(data: bytes, filename: str = "data.csv", *, has_header: bool = True
         raise DatasetError("This file is not a CSV: it holds binary data. Upload a .csv, .tsv, "
                            ".xlsx or chat .jsonl file.")
     text, notes, _foreign, encoding = decode_text(data)
-    if not text.strip():
+    if not text or text.isspace():
         raise DatasetError("The file is empty.")
     delimiter = delimiter or sniff_delimiter(text, filename)
     notes.append(f"Delimiter: {DELIMITER_NAMES.get(delimiter, repr(delimiter))}.")
@@ -218,7 +218,7 @@ def read_csv(data: bytes, filename: str = "data.csv", *, has_header: bool = True
         raise DatasetError(f"Only one column was found (delimiter: {DELIMITER_NAMES.get(delimiter)}). "
                            "A dataset needs a prompt column and a response column; check the file's "
                            "delimiter or quoting.")
-    for column in frame.columns:
+    for column in frame.columns if "\r" in text else ():   # CR line breaks inside cells become "\n"
         cells = frame[column]
         if cells.str.contains("\r", regex=False).any():
             frame[column] = cells.str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)

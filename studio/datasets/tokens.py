@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import re
 import shutil
 import unicodedata
@@ -52,13 +53,21 @@ class TokenCounter:
         flat = [m if isinstance(m, dict) else None for messages in examples for m in messages]
         contents = [m.get("content") if m is not None else None for m in flat]
         # Each distinct text is counted once (the system prompt every example repeats: one encode).
-        distinct = list(dict.fromkeys([c for c in contents if type(c) is str]))
+        texts = [c for c in contents if type(c) is str]
+        distinct = list(dict.fromkeys(texts))
         counted = dict(zip(distinct, self.count_texts(distinct), strict=True))
         per_role = {role: self.per_message + n for role, n in self.role_tokens.items()}
         other = self.per_message + 1
         roles = [m.get("role") if m is not None else None for m in flat]
-        sizes = [0 if m is None else (per_role.get(r, other) if type(r) is str else other)
-                 + (counted[c] if type(c) is str else 0) for m, r, c in zip(flat, roles, contents, strict=True)]
+        try:
+            usual = len(texts) == len(contents) and set(roles) <= per_role.keys()   # all text, known roles
+        except TypeError:   # a role that is a list or an object
+            usual = False
+        if usual:
+            sizes = list(map(operator.add, map(per_role.__getitem__, roles), map(counted.__getitem__, contents)))
+        else:
+            sizes = [0 if m is None else (per_role.get(r, other) if type(r) is str else other)
+                     + (counted[c] if type(c) is str else 0) for m, r, c in zip(flat, roles, contents, strict=True)]
         running = [0, *accumulate(sizes)]
         ends = list(accumulate(map(len, examples)))
         totals = [running[end] - running[start] for start, end in zip([0, *ends][:-1], ends, strict=True)]
@@ -179,6 +188,7 @@ class WordCachedCounter:
         self.unicode_pattern = regex.compile(GPT2_PATTERN)
         specials = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.content]
         self.special = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self.special_starts = sorted({t[0] for t in specials})   # text without these holds no special token
         self.cache: dict[str, int] = {}    # piece -> tokens
         self.first: dict[str, int] = {}    # a text's first word -> tokens
         self.later: dict[str, int] = {}    # a later word -> tokens of " " + word
@@ -206,7 +216,8 @@ class WordCachedCounter:
         head = self.by_pieces([prefix])[0] if prefix else 0
         # Simple: words with single spaces between them, no other whitespace, no special token.
         simple = [bool(t) and t.isprintable() and t[0] != " " and t[-1] != " " and "  " not in t for t in texts]
-        if self.special is not None and self.special.search(" ".join(compress(texts, simple))):
+        joined = " ".join(compress(texts, simple))
+        if self.special is not None and any(c in joined for c in self.special_starts) and self.special.search(joined):
             simple = [s and not self.special.search(t) for s, t in zip(simple, texts, strict=True)]
         plain = list(compress(texts, simple))
         counts: list[int] = []
