@@ -191,7 +191,8 @@ def test_one_counter_shared_by_threads_with_a_small_cache_still_counts_exactly(m
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda batch: counter(batch, prefix="\n"), batches))
     for batch, counts in zip(batches, results, strict=True):
-        assert counts == [len(e.ids) for e in tokenizer.encode_batch(["\n" + t for t in batch], add_special_tokens=False)]
+        expected = tokenizer.encode_batch(["\n" + t for t in batch], add_special_tokens=False)
+        assert counts == [len(e.ids) for e in expected]
 
 
 def test_a_character_newer_than_pythons_unicode_tables_is_counted_by_the_tokenizer():
