@@ -49,7 +49,11 @@ _ASCII_TABLE = str.maketrans({chr(c): " " for c in range(1, 128)
 
 def normalize_all(texts: list[str]) -> list[str]:
     """[normalize(t) for t in texts], with the ASCII texts done in a few passes over their join
-    (a dataset normalizes hundreds of thousands of texts)."""
+    (a dataset normalizes hundreds of thousands of texts), and a text that repeats done once."""
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) < len(texts):
+        done = dict(zip(distinct, normalize_all(distinct), strict=True))
+        return [done[t] for t in texts]
     plain = [t.isascii() and "\x00" not in t for t in texts]
     joined = "\x00".join(compress(texts, plain)).lower().translate(_ASCII_TABLE)
     while "  " in joined:   # runs of spaces to one (a few passes: each halves the longest run)
@@ -57,6 +61,13 @@ def normalize_all(texts: list[str]) -> list[str]:
     joined = joined.replace("\x00 ", "\x00").replace(" \x00", "\x00").strip(" ")
     done = iter(joined.split("\x00"))
     return [next(done) if p else normalize(t) for p, t in zip(plain, texts, strict=True)]
+
+
+class _Normalized(dict):
+    """normalize() of each text looked up, computed on first use."""
+    def __missing__(self, text: str) -> str:
+        self[text] = value = normalize(text)
+        return value
 
 
 def message_errors(messages: list) -> list[tuple[str, str]]:
@@ -117,6 +128,7 @@ def duplicate_issues(examples: list[Example], prompts: list[str]) -> list[Valida
     repeated = {p for p, n in Counter(prompts).items() if n > 1}
     exact: dict[tuple, int] = {}
     loose: dict[tuple, int] = {}
+    normalized = _Normalized()   # each text once: a repeated prompt can be long
     issues = []
     for example in [e for e, p in zip(examples, prompts, strict=True) if p in repeated]:
         key = tuple([(m.get("role"), m.get("content")) for m in example.messages
@@ -125,7 +137,7 @@ def duplicate_issues(examples: list[Example], prompts: list[str]) -> list[Valida
             issues.append(ValidationIssue(example.row, "duplicate", f"repeats row {exact[key]} exactly"))
             continue
         exact[key] = example.row
-        norm = tuple([(role, normalize(content)) for role, content in key if role != "system"])
+        norm = tuple([(role, normalized[content]) for role, content in key if role != "system"])
         if norm in loose:
             issues.append(ValidationIssue(example.row, "near_duplicate", f"repeats row {loose[norm]} apart "
                                           "from case, spacing or punctuation"))

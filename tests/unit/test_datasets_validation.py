@@ -143,6 +143,19 @@ def test_texts_normalized_together_equal_each_normalized_alone():
     assert normalize_all(["Great video!!", "great  video"]) == ["great video", "great video"]
 
 
+def test_a_long_prompt_repeated_on_every_row_is_normalized_once(monkeypatch):
+    # A class's dataset often asks one long question many times: checking it for duplicates
+    # must not cost a normalization per row (it did: 20,000 rows took seconds, not a fraction).
+    from studio.datasets import validation
+    seen = []
+    real = validation.normalize
+    monkeypatch.setattr(validation, "normalize", lambda text: seen.append(text) or real(text))
+    prompt = "Résumez cet article, s'il vous plaît : " + "données très intéressantes " * 50
+    prepared = run([(prompt, f"Réponse {i} -Sam") for i in range(300)] + [(prompt, "Réponse 0 -Sam")])
+    assert (302, "duplicate") in codes(prepared)
+    assert seen.count(prompt) <= 1 and len(seen) <= 302
+
+
 def test_a_repeated_prompt_never_lands_on_both_sides_of_the_split():
     rows = many(30) + [("Question number 7 about data", "Another reply -Sam")] * 3
     for seed in range(10):
