@@ -86,30 +86,30 @@ def build_examples(table: SourceTable, options: PrepareOptions) -> tuple[list[Ex
     return examples, issues
 
 
-_collector_lock = threading.Lock()
-_collector_pauses = 0
-_collector_was_on = False
+_freeze_lock = threading.Lock()
+_freezes = 0
 
 
 @contextlib.contextmanager
-def collector_paused():
-    """Pause Python's cyclic garbage collector while a dataset is built. Hundreds of thousands of
-    examples are hundreds of thousands of new dicts and lists that hold no cycles: the
-    collector's passes over them free nothing and cost about a sixth of the time. Pauses from
-    several threads nest; the last one to end turns it back on (if it was on before)."""
-    global _collector_pauses, _collector_was_on
-    with _collector_lock:
-        if _collector_pauses == 0:
-            _collector_was_on = gc.isenabled()
-            gc.disable()
-        _collector_pauses += 1
+def older_objects_frozen():
+    """While a dataset is built, the garbage collector skips the objects that existed before
+    (gc.freeze). Its full passes otherwise walk the whole server's heap again, several times
+    while hundreds of thousands of new examples pile up, to free nothing.
+    The collector stays on: garbage made meanwhile, here or in other sessions, is collected
+    as usual; garbage that already existed waits until the last preparation running ends
+    (gc.unfreeze). The app itself freezes nothing else."""
+    global _freezes
+    with _freeze_lock:
+        if _freezes == 0:
+            gc.freeze()
+        _freezes += 1
     try:
         yield
     finally:
-        with _collector_lock:
-            _collector_pauses -= 1
-            if _collector_pauses == 0 and _collector_was_on:
-                gc.enable()
+        with _freeze_lock:
+            _freezes -= 1
+            if _freezes == 0:
+                gc.unfreeze()
 
 
 def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
@@ -124,7 +124,7 @@ def prepare(source: SourceTable | ChatSource, options: PrepareOptions, *,
     columns that cannot work; everything else is in the returned report.
     """
     check_options(options)
-    with collector_paused():
+    with older_objects_frozen():
         return _prepare(source, options, validation_source, model_dir, data_dir, price_table)
 
 

@@ -295,3 +295,40 @@ def test_a_workspace_price_overrides_the_shipped_table(tmp_path):
     assert not load_price_table(tmp_path).price_for(OPENAI).overridden
     with pytest.raises(DatasetError):
         save_price_override(tmp_path, OPENAI, -1)
+
+
+def test_garbage_made_while_datasets_are_prepared_is_still_collected():
+    # A server prepares datasets while other sessions run: the collector must keep collecting
+    # (it was switched off during preparations, and overlapping ones kept it off for good).
+    import gc
+    import threading
+    import weakref
+
+    from studio.datasets.prepare import older_objects_frozen
+
+    class Node:
+        pass
+
+    def cyclic_garbage():
+        node = Node()
+        node.me = node
+        return weakref.ref(node)
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def another_preparation():
+        with older_objects_frozen():
+            inside.set()
+            leave.wait(10)
+
+    other = threading.Thread(target=another_preparation)
+    other.start()
+    inside.wait(10)
+    with older_objects_frozen():
+        probe = cyclic_garbage()
+        for _ in range(20_000):   # enough allocations for the collector to run by itself
+            cyclic_garbage()
+        assert probe() is None
+    leave.set()
+    other.join()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
