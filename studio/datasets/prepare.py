@@ -21,6 +21,8 @@ from collections import Counter
 from itertools import compress
 from pathlib import Path
 
+import numpy as np
+
 from studio.datasets import pricing, tokens, validation
 from studio.datasets.types import (EXCLUDED, TRAIN, VALIDATION, ChatSource, Counts, DatasetError, Example,
                                    PrepareOptions, PreparedDataset, SourceTable, TokenSummary, ValidationIssue)
@@ -54,6 +56,12 @@ def build_examples(table: SourceTable, options: PrepareOptions) -> tuple[list[Ex
     """One chat example per table row: [system], user (the prompt cell), assistant (the
     response cell + the suffix). Cells are trimmed when `strip_whitespace` is on; the suffix is
     appended as typed, and not a second time to a response that already ends with it."""
+    examples, issues, _prompts, _responses = _table_examples(table, options)
+    return examples, issues
+
+
+def _table_examples(table: SourceTable, options: PrepareOptions):
+    """build_examples(), plus each example's prompt and response text."""
     columns = table.columns
     for label, column in (("prompt", options.prompt_column), ("response", options.response_column)):
         if not column:
@@ -83,7 +91,7 @@ def build_examples(table: SourceTable, options: PrepareOptions) -> tuple[list[Ex
     else:
         examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
                     for row, prompt, response in rows]
-    return examples, issues
+    return examples, issues, prompts, responses
 
 
 _freeze_lock = threading.Lock()
@@ -144,7 +152,7 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     else:
         if validation_source is not None:
             raise DatasetError("A separate validation file goes with an imported JSONL, not with a table.")
-        examples, built_issues = build_examples(source, options)
+        examples, built_issues, prompts, responses = _table_examples(source, options)
         issues.extend(built_issues)
         structural = False   # built here: only empty cells can be wrong
 
@@ -154,9 +162,9 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
                 example.split, example.excluded_because = EXCLUDED, EXCLUDED_BY_USER
 
     # Structure and emptiness.
-    prompts = [e.prompt for e in examples]
-    responses = [e.response for e in examples]
     if structural:
+        prompts = [e.prompt for e in examples]
+        responses = [e.response for e in examples]
         problems = [validation.message_errors(e.messages) for e in examples]
     else:
         problems = [None if p.strip() and r.strip() else _empty_cells(p, r)
@@ -247,11 +255,13 @@ def assign_split(examples: list[Example], fraction: float, seed: int, prompts: l
     prompts = validation.normalize_all([e.prompt for e in examples]) if prompts is None else prompts
     sizes = Counter(prompts)
     first_row = dict(zip(reversed(prompts), [e.row for e in reversed(examples)], strict=True))
-    # The first 8 bytes of the digest sort as their big-endian number does (split_score).
-    ordered = sorted(zip([hashlib.sha256(f"{seed}\x1f{p}".encode()).digest()[:8] for p in first_row],
-                         first_row.values(), first_row, strict=True))
+    # Each prompt's split_score (its digest's first 8 bytes, big-endian), sorted with numpy.
+    scores = np.frombuffer(b"".join([hashlib.sha256(f"{seed}\x1f{p}".encode()).digest()[:8] for p in first_row]),
+                           dtype=">u8")
+    groups = list(first_row)
+    ordered = np.lexsort((np.fromiter(first_row.values(), dtype=np.int64, count=len(groups)), scores)).tolist()
     chosen, taken = set(), 0
-    for _score, _row, prompt in ordered if wanted else ():
+    for prompt in map(groups.__getitem__, ordered) if wanted else ():
         if taken + sizes[prompt] <= wanted:
             chosen.add(prompt)
             taken += sizes[prompt]

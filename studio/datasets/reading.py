@@ -220,7 +220,7 @@ def read_csv(data: bytes, filename: str = "data.csv", *, has_header: bool = True
                            "delimiter or quoting.")
     for column in frame.columns if "\r" in text else ():   # CR line breaks inside cells become "\n"
         cells = frame[column]
-        if cells.str.contains("\r", regex=False).any():
+        if "\r" in "".join(map(str, cells.tolist())):   # (quicker than .str.contains)
             frame[column] = cells.str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
     return SourceTable("csv", filename, file_sha256(data), frame, rows, notes, issues)
 

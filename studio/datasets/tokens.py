@@ -24,7 +24,7 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
-from itertools import accumulate, compress
+from itertools import accumulate, chain, compress
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -50,32 +50,61 @@ class TokenCounter:
 
         Written as whole-list passes (no loop body per message): preparing a dataset counts
         hundreds of thousands of messages."""
-        flat = [m if isinstance(m, dict) else None for messages in examples for m in messages]
-        contents = [m.get("content") if m is not None else None for m in flat]
+        per_role = {role: self.per_message + n for role, n in self.role_tokens.items()}
+        flat = list(chain.from_iterable(examples))
+        usual = _usual_messages(flat, per_role)   # the usual case: every message {role, content: text}
+        if usual is not None:
+            roles, contents = usual
+            texts = contents
+        else:
+            flat = [m if isinstance(m, dict) else None for m in flat]
+            contents = [m.get("content") if m is not None else None for m in flat]
+            roles = [m.get("role") if m is not None else None for m in flat]
+            texts = [c for c in contents if type(c) is str]
         # Each distinct text is counted once (the system prompt every example repeats: one encode).
-        texts = [c for c in contents if type(c) is str]
         distinct = list(dict.fromkeys(texts))
         counted = dict(zip(distinct, self.count_texts(distinct), strict=True))
-        per_role = {role: self.per_message + n for role, n in self.role_tokens.items()}
-        other = self.per_message + 1
-        roles = [m.get("role") if m is not None else None for m in flat]
-        try:
-            usual = len(texts) == len(contents) and set(roles) <= per_role.keys()   # all text, known roles
-        except TypeError:   # a role that is a list or an object
-            usual = False
-        if usual:
+        if usual is not None:
             sizes = list(map(operator.add, map(per_role.__getitem__, roles), map(counted.__getitem__, contents)))
         else:
+            other = self.per_message + 1
             sizes = [0 if m is None else (per_role.get(r, other) if type(r) is str else other)
                      + (counted[c] if type(c) is str else 0) for m, r, c in zip(flat, roles, contents, strict=True)]
-        running = [0, *accumulate(sizes)]
-        ends = list(accumulate(map(len, examples)))
-        totals = [running[end] - running[start] for start, end in zip([0, *ends][:-1], ends, strict=True)]
+        lengths = set(map(len, examples))
+        width = lengths.pop() if len(lengths) == 1 else 0
+        if width:   # all examples as long: sums of consecutive runs, and their first roles at a stride
+            totals = list(map(sum, zip(*[iter(sizes)] * width, strict=True)))
+        else:
+            running = [0, *accumulate(sizes)]
+            ends = list(accumulate(map(len, examples)))
+            totals = [running[end] - running[start] for start, end in zip([0, *ends][:-1], ends, strict=True)]
         if self.default_system_tokens:
             default = self.default_system_tokens
-            totals = [t if messages and type(messages[0]) is dict and messages[0].get("role") == "system"
-                      else t + default for t, messages in zip(totals, examples, strict=True)]
+            if usual is not None and width:
+                firsts = roles[::width]
+                if firsts.count("system") != len(firsts):
+                    totals = [t if r == "system" else t + default for t, r in zip(totals, firsts, strict=True)]
+            else:
+                totals = [t if messages and type(messages[0]) is dict and messages[0].get("role") == "system"
+                          else t + default for t, messages in zip(totals, examples, strict=True)]
         return totals
+
+
+def _usual_messages(messages: list, roles: dict) -> tuple[list, list] | None:
+    """(roles, contents) when every message is a dict with a role among `roles` and a text
+    content, found in passes that run in C; else None."""
+    if set(map(type, messages)) - {dict}:
+        return None
+    try:
+        found, contents = list(map(_ROLE, messages)), list(map(_CONTENT, messages))
+        if set(found) - roles.keys() or set(map(type, contents)) - {str}:
+            return None
+    except (KeyError, TypeError):   # a missing key, a role that is a list or an object
+        return None
+    return found, contents
+
+
+_ROLE, _CONTENT = operator.itemgetter("role"), operator.itemgetter("content")
 
 
 def encoding_for(model: str) -> str | None:
