@@ -90,6 +90,23 @@ class TokenCounter:
         return totals
 
 
+def _simple_texts(texts: list[str], array) -> list[bool]:
+    """For each text, whether it is words with single spaces between them: not empty, every
+    character printable (str.isprintable), no space at either end, no two in a row. Checked in
+    Arrow for ASCII texts (most of them), with Python's own isprintable for the others."""
+    import numpy as np
+    import pyarrow.compute as pc
+    ascii_only = pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
+    odd = pc.or_(pc.or_(pc.starts_with(array, " "), pc.ends_with(array, " ")),
+                 pc.or_(pc.match_substring(array, "  "), pc.match_substring_regex(array, "[\\x00-\\x1f\\x7f]")))
+    simple = (ascii_only & ~odd.to_numpy(zero_copy_only=False)
+              & (pc.binary_length(array).to_numpy(zero_copy_only=False) > 0)).tolist()
+    for i in np.flatnonzero(~ascii_only).tolist():
+        t = texts[i]
+        simple[i] = bool(t) and t.isprintable() and t[0] != " " and t[-1] != " " and "  " not in t
+    return simple
+
+
 def _usual_messages(messages: list, roles: dict) -> tuple[list, list] | None:
     """(roles, contents) when every message is a dict with a role among `roles` and a text
     content, found in passes that run in C; else None."""
@@ -243,31 +260,32 @@ class WordCachedCounter:
             self.first, self.later = {}, {}
         first, later = self.first, self.later
         head = self.by_pieces([prefix])[0] if prefix else 0
+        import pyarrow as pa
         # Simple: words with single spaces between them, no other whitespace, no special token.
-        simple = [bool(t) and t.isprintable() and t[0] != " " and t[-1] != " " and "  " not in t for t in texts]
+        array = pa.array(texts, type=pa.large_string())
+        simple = _simple_texts(texts, array)
         joined = " ".join(compress(texts, simple))
         if self.special is not None and any(c in joined for c in self.special_starts) and self.special.search(joined):
             simple = [s and not self.special.search(t) for s, t in zip(simple, texts, strict=True)]
-        plain = list(compress(texts, simple))
+        plain = array.filter(pa.array(simple, type=pa.bool_())) if not all(simple) else array
         counts: list[int] = []
         for at in range(0, len(plain), self.CHUNK):   # in chunks, so the word arrays stay small
-            counts += self.by_words(plain[at:at + self.CHUNK], head, first, later)
+            counts += self.by_words(plain.slice(at, self.CHUNK), head, first, later)
         if len(plain) == len(texts):
             return counts
         others = iter(self.by_pieces([prefix + t for t in compress(texts, [not s for s in simple])]))
         done = iter(counts)
         return [next(done) if s else next(others) for s in simple]
 
-    def by_words(self, texts: list[str], head: int, first: dict, later: dict) -> list[int]:
-        """Counts of simple texts (see __call__), `head` tokens before each: the texts are split
-        into words and the words looked up in Arrow and numpy, with no Python object per word
-        (a dataset has millions of words); each distinct word is looked up once."""
+    def by_words(self, texts, head: int, first: dict, later: dict) -> list[int]:
+        """Counts of simple texts (see __call__; an Arrow string array), `head` tokens before
+        each: the texts are split into words and the words looked up in Arrow and numpy, with no
+        Python object per word (a dataset has millions of words); each distinct word once."""
         import numpy as np
-        import pyarrow as pa
         import pyarrow.compute as pc
-        if not texts:
+        if not len(texts):
             return []
-        words = pc.split_pattern(pa.array(texts, type=pa.large_string()), " ")
+        words = pc.split_pattern(texts, " ")
         coded = pc.dictionary_encode(words.flatten())
         distinct = coded.dictionary.to_pylist()
         index = coded.indices.to_numpy()
