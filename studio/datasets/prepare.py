@@ -153,6 +153,8 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
         if validation_source is not None:
             raise DatasetError("A separate validation file goes with an imported JSONL, not with a table.")
         examples, built_issues, prompts, responses = _table_examples(source, options)
+        if set(map(type, prompts + responses)) - {str}:   # a table built by hand: text only, as Example.prompt
+            prompts, responses = [e.prompt for e in examples], [e.response for e in examples]
         issues.extend(built_issues)
         structural = False   # built here: only empty cells can be wrong
 
@@ -259,7 +261,10 @@ def assign_split(examples: list[Example], fraction: float, seed: int, prompts: l
     scores = np.frombuffer(b"".join([hashlib.sha256(f"{seed}\x1f{p}".encode()).digest()[:8] for p in first_row]),
                            dtype=">u8")
     groups = list(first_row)
-    ordered = np.lexsort((np.fromiter(first_row.values(), dtype=np.int64, count=len(groups)), scores)).tolist()
+    if len(np.unique(scores)) == len(scores):
+        ordered = np.argsort(scores).tolist()
+    else:   # equal scores (never seen in practice): the lowest row first
+        ordered = sorted(range(len(groups)), key=lambda i: (int(scores[i]), first_row[groups[i]]))
     chosen, taken = set(), 0
     for prompt in map(groups.__getitem__, ordered) if wanted else ():
         if taken + sizes[prompt] <= wanted:

@@ -332,3 +332,24 @@ def test_garbage_made_while_datasets_are_prepared_is_still_collected():
     leave.set()
     other.join()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_table_built_by_hand_with_non_text_cells_reports_them_as_empty():
+    # Through the engine's API (not the file readers, which give text only): a number or a
+    # missing cell is not a prompt, and says so instead of failing the whole dataset.
+    import pandas as pd
+
+    from studio.datasets.types import SourceTable
+    frame = pd.DataFrame({"comment": ["a", 5, None, "b"], "reply": ["x -Sam", "y", "z", None]}, dtype=object)
+    source = SourceTable("csv", "t.csv", "0" * 64, frame, [2, 3, 4, 5])
+    prepared = prepare(source, PrepareOptions("comment", "reply", model=OPENAI, strip_whitespace=False))
+    assert {(3, "empty_prompt"), (4, "empty_prompt"), (5, "empty_response")} <= codes(prepared, "error")
+
+
+def test_the_split_takes_any_row_numbers():
+    from studio.datasets import assign_split
+    from studio.datasets.types import Example
+    examples = [Example(row, [{"role": "user", "content": f"p{i}"}, {"role": "assistant", "content": "a"}])
+                for i, row in enumerate([2**70, 1, 2, 3])]
+    assign_split(examples, 0.5, 3)
+    assert [e.split for e in examples].count("validation") == 2
