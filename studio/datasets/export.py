@@ -19,10 +19,10 @@ import functools
 import io
 import json
 from itertools import chain, repeat
-from operator import itemgetter
 from pathlib import Path
 from typing import Iterable
 
+from studio.datasets.tokens import plain_messages
 from studio.datasets.types import TRAIN, VALIDATION, DatasetError, Example, PreparedDataset
 
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -77,12 +77,10 @@ def _uniform_pieces(examples: list[Example]) -> list[bytes] | None:
     if set(map(type, flat)) != {dict} or set(map(len, flat)) != {2} \
             or list(map(next, map(iter, flat))).count("role") != len(flat):   # role first, then content
         return None
-    try:
-        roles, contents = list(map(_ROLE, flat)), list(map(_CONTENT, flat))
-    except KeyError:
+    plain = plain_messages(flat, _HEADS)   # roles we write, text content
+    if plain is None:
         return None
-    if set(map(type, contents)) != {str}:
-        return None
+    roles, contents = plain
     n, columns = len(messages), []
     for i, role in enumerate(roles[:width]):
         if type(role) is not str or role not in _HEADS or roles[i::width].count(role) != n:
@@ -100,7 +98,6 @@ def _uniform_pieces(examples: list[Example]) -> list[bytes] | None:
 
 _string = json.encoder.encode_basestring   # the JSON string json.dumps(..., ensure_ascii=False) writes
 _HEADS = {role: '{"role": ' + _string(role) + ', "content": ' for role in ("system", "user", "assistant")}
-_ROLE, _CONTENT = itemgetter("role"), itemgetter("content")
 
 
 def sharegpt_json(examples: Iterable[Example]) -> bytes:

@@ -52,7 +52,7 @@ class TokenCounter:
         hundreds of thousands of messages."""
         per_role = {role: self.per_message + n for role, n in self.role_tokens.items()}
         flat = list(chain.from_iterable(examples))
-        usual = _usual_messages(flat, per_role)   # the usual case: every message {role, content: text}
+        usual = plain_messages(flat, per_role)   # the usual case: every message {role, content: text}
         if usual is not None:
             roles, contents = usual
             texts = contents
@@ -107,7 +107,7 @@ def _simple_texts(texts: list[str], array) -> list[bool]:
     return simple
 
 
-def _usual_messages(messages: list, roles: dict) -> tuple[list, list] | None:
+def plain_messages(messages: list, roles: dict) -> tuple[list, list] | None:
     """(roles, contents) when every message is a dict with a role among `roles` and a text
     content, found in passes that run in C; else None."""
     if set(map(type, messages)) - {dict}:
