@@ -184,8 +184,13 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     counter = tokens.counter_for(options.model, model_dir)
     table = price_table or pricing.load_price_table(data_dir)
     limit = table.price_for(options.model).max_example_tokens
-    countable = [e for e in examples if not e.excluded_because or e.excluded_because == EXCLUDED_BY_USER]
-    sizes = counter.count_examples([e.messages for e in countable])
+    counts = [not e.excluded_because or e.excluded_because == EXCLUDED_BY_USER for e in examples]
+    countable = list(compress(examples, counts))
+    if structural:
+        sizes = counter.count_examples([e.messages for e in countable])
+    else:   # built here: [system], user, assistant, with the texts at hand
+        sizes = counter.count_chats(options.system_prompt.strip(), list(compress(prompts, counts)),
+                                    list(compress(responses, counts)))
     for example, n in zip(countable, sizes, strict=True):
         example.tokens = n
     for example in [e for e, n in zip(countable, sizes, strict=True) if n > limit and e.split != EXCLUDED]:

@@ -45,6 +45,18 @@ class TokenCounter:
     role_tokens: dict                            # extra tokens for a role's name (local template)
     default_system_tokens: int = 0               # added when an example has no system message
 
+    def count_chats(self, system: str, prompts: list[str], responses: list[str]) -> list[int]:
+        """count_examples() of the examples [system (none when ""), user: prompt, assistant:
+        response], from their texts: every dataset built from a table has this shape, and its
+        columns are at hand (no pass over each message)."""
+        other = self.per_message + 1
+        fixed = sum(self.per_message + self.role_tokens[role] if role in self.role_tokens else other
+                    for role in (["system"] if system else []) + ["user", "assistant"])
+        fixed += self.count_texts([system])[0] if system else self.default_system_tokens
+        counts = self.count_texts(list(prompts) + list(responses))
+        n = len(counts) // 2
+        return list(map(fixed.__add__, map(operator.add, counts[:n], counts[n:])))
+
     def count_examples(self, examples: Sequence[Sequence[dict]]) -> list[int]:
         """Total tokens of each example (a list of messages), formatting included.
 
@@ -92,19 +104,42 @@ class TokenCounter:
 
 def _simple_texts(texts: list[str], array) -> list[bool]:
     """For each text, whether it is words with single spaces between them: not empty, every
-    character printable (str.isprintable), no space at either end, no two in a row. Checked in
-    Arrow for ASCII texts (most of them), with Python's own isprintable for the others."""
+    character printable (str.isprintable), no space at either end, no two in a row. Checked on
+    the Arrow array's bytes for ASCII texts (most of them), with Python's own isprintable for
+    the others."""
     import numpy as np
     import pyarrow.compute as pc
     ascii_only = pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
-    odd = pc.or_(pc.or_(pc.starts_with(array, " "), pc.ends_with(array, " ")),
-                 pc.or_(pc.match_substring(array, "  "), pc.match_substring_regex(array, "[\\x00-\\x1f\\x7f]")))
-    simple = (ascii_only & ~odd.to_numpy(zero_copy_only=False)
-              & (pc.binary_length(array).to_numpy(zero_copy_only=False) > 0)).tolist()
+    ends = pc.or_(pc.starts_with(array, " "), pc.ends_with(array, " ")).to_numpy(zero_copy_only=False)
+    simple = ascii_only & ~ends & (pc.binary_length(array).to_numpy(zero_copy_only=False) > 0)
+    simple[_texts_holding(array, _odd_bytes)] = False
+    simple = simple.tolist()
     for i in np.flatnonzero(~ascii_only).tolist():
         t = texts[i]
         simple[i] = bool(t) and t.isprintable() and t[0] != " " and t[-1] != " " and "  " not in t
     return simple
+
+
+def _odd_bytes(data):
+    """Where ASCII text is not simple: a control character, or a space after a space (one
+    across two texts is harmless: the second text starts with a space)."""
+    odd = data < 32
+    odd |= data == 127
+    space = data == 32
+    odd[1:] |= space[1:] & space[:-1]
+    return odd
+
+
+def _texts_holding(array, found):
+    """Indices of the texts of `array` (an Arrow large_string array) whose UTF-8 bytes hold a
+    byte where `found` (numpy uint8 array -> bool array) is true. No Python object per text."""
+    import numpy as np
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    if not len(array) or offsets[-1] == offsets[0]:
+        return np.zeros(0, dtype=np.int64)
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    hits = np.flatnonzero(found(data)) + offsets[0]
+    return np.unique(np.searchsorted(offsets, hits, side="right") - 1)
 
 
 def plain_messages(messages: list, roles: dict) -> tuple[list, list] | None:
@@ -264,9 +299,9 @@ class WordCachedCounter:
         # Simple: words with single spaces between them, no other whitespace, no special token.
         array = pa.array(texts, type=pa.large_string())
         simple = _simple_texts(texts, array)
-        joined = " ".join(compress(texts, simple))
-        if self.special is not None and any(c in joined for c in self.special_starts) and self.special.search(joined):
-            simple = [s and not self.special.search(t) for s, t in zip(simple, texts, strict=True)]
+        if self.special is not None:   # texts that may hold a special token's text
+            for i in self.maybe_special(texts, array, simple):
+                simple[i] = not self.special.search(texts[i])
         plain = array.filter(pa.array(simple, type=pa.bool_())) if not all(simple) else array
         counts: list[int] = []
         for at in range(0, len(plain), self.CHUNK):   # in chunks, so the word arrays stay small
@@ -276,6 +311,20 @@ class WordCachedCounter:
         others = iter(self.by_pieces([prefix + t for t in compress(texts, [not s for s in simple])]))
         done = iter(counts)
         return [next(done) if s else next(others) for s in simple]
+
+    def maybe_special(self, texts: list[str], array, simple: list[bool]) -> list[int]:
+        """The simple texts holding the first character of a special token (ASCII ones found in
+        the Arrow array's bytes, the rest in the non-ASCII texts)."""
+        import numpy as np
+        import pyarrow.compute as pc
+        starts = [ord(c) for c in self.special_starts if c.isascii()]
+        found = set(_texts_holding(array, lambda b: functools.reduce(np.logical_or, [b == c for c in starts]))
+                    .tolist()) if starts else set()
+        others = [c for c in self.special_starts if not c.isascii()]
+        if others:
+            ascii_only = pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
+            found.update(i for i in np.flatnonzero(~ascii_only).tolist() if any(c in texts[i] for c in others))
+        return [i for i in sorted(found) if simple[i]]
 
     def by_words(self, texts, head: int, first: dict, later: dict) -> list[int]:
         """Counts of simple texts (see __call__; an Arrow string array), `head` tokens before

@@ -54,6 +54,18 @@ def test_the_embedded_models_count_is_its_chat_template_tokenized():
     assert counter.exact and counter.count_examples(examples) == expected
 
 
+def test_a_tables_columns_count_as_its_examples_do():
+    prompts = ["Great video 🎉", "Line\nbreak?", "two  spaces", "<|im_start|>user", "x", "数据科学 ünïcödé"]
+    responses = ["Thanks -Sam", "Yes\r\nit works", " lead", "ok", "<|endoftext|>", "42"]
+    for model in ("smollm2-135m-instruct", "gpt-4o-2024-08-06", "some-other-model"):
+        counter = counter_for(model, MODEL_DIR)
+        for system in ("", "You are Sam. Sign every reply '-Sam'."):
+            examples = [([{"role": "system", "content": system}] if system else [])
+                        + [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+                        for p, r in zip(prompts, responses, strict=True)]
+            assert counter.count_chats(system, prompts, responses) == counter.count_examples(examples), (model, system)
+
+
 def test_without_a_tokenizer_the_count_is_a_labelled_overestimate():
     counter = counter_for("some-other-model")
     assert not counter.exact and "estimate" in counter.name
