@@ -22,7 +22,7 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Iterable
 
-from studio.datasets.tokens import plain_messages
+from studio.datasets.tokens import plain_messages, texts_holding
 from studio.datasets.types import TRAIN, VALIDATION, DatasetError, Example, PreparedDataset
 
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -37,9 +37,9 @@ FORMATS = {
 def openai_jsonl(examples: Iterable[Example]) -> bytes:
     """OpenAI chat JSONL bytes (see the module's docstring for the exact layout)."""
     examples = examples if isinstance(examples, list) else list(examples)
-    pieces = _uniform_pieces(examples)
-    if pieces is not None:
-        return b"".join(pieces)
+    data = _uniform_bytes(examples)
+    if data is not None:
+        return data
     dumps = functools.partial(json.dumps, ensure_ascii=False)
     known: dict[str, str] = {}   # a message text every line repeats (the system prompt) is encoded once
     lines = []
@@ -65,10 +65,10 @@ def openai_jsonl(examples: Iterable[Example]) -> bytes:
     return b"".join(lines)
 
 
-def _uniform_pieces(examples: list[Example]) -> list[bytes] | None:
-    """The file's bytes in pieces, built column by column, when every example has the same
-    roles in the same order and every message is exactly {"role", "content": text} (a dataset
-    built from a table always is); None otherwise. The same bytes as the general path."""
+def _uniform_bytes(examples: list[Example]) -> bytes | None:
+    """The file's bytes, built column by column, when every example has the same roles in the
+    same order and every message is exactly {"role", "content": text} (a dataset built from a
+    table always is); None otherwise. The same bytes as the general path."""
     messages = [e.messages for e in examples]
     width = len(messages[0]) if messages else 0
     if not width or set(map(type, messages)) != {list} or set(map(len, messages)) != {width}:
@@ -81,19 +81,36 @@ def _uniform_pieces(examples: list[Example]) -> list[bytes] | None:
     if plain is None:
         return None
     roles, contents = plain
-    n, columns = len(messages), []
+    n, parts = len(messages), [""]   # parts: text every line has, and columns of text (a list each)
     for i, role in enumerate(roles[:width]):
-        if type(role) is not str or role not in _HEADS or roles[i::width].count(role) != n:
+        if roles[i::width].count(role) != n:
             return None
-        head = ('{"messages": [' if i == 0 else ", ") + _HEADS[role]
         texts = contents[i::width]
-        if role == "system":   # the same text on every line: encoded once
-            encoded = {text: (head + _string(text) + "}").encode() for text in dict.fromkeys(texts)}
-            columns.append(list(map(encoded.__getitem__, texts)))
+        parts[-1] += ('{"messages": [' if i == 0 else ", ") + _HEADS[role]
+        if texts.count(texts[0]) == n:   # the same text on every line (a system prompt): encoded once
+            parts[-1] += _string(texts[0]) + "}"
         else:
-            columns += [repeat(head.encode(), n), list(map(str.encode, map(_string, texts))), repeat(b"}", n)]
-    columns.append(repeat(b"]}\n", n))
-    return list(chain.from_iterable(zip(*columns, strict=True)))
+            parts[-1] += '"'
+            parts += [_inside_quotes(texts), '"}']
+    parts[-1] += "]}\n"
+    # Each line is the text before its first column, then the rest: the file is that text, then
+    # the rests joined by it (one join, however long the shared system prompt).
+    head = parts[0].encode()
+    rests = [repeat(part, n) if isinstance(part, str) else part for part in parts[1:]]
+    if not rests:
+        return head * n
+    return head + head.join(map(str.encode, map("".join, zip(*rests, strict=True))))
+
+
+def _inside_quotes(texts: list[str]) -> list[str]:
+    """Each text as json.dumps(..., ensure_ascii=False) writes it between the quotes: as it is,
+    unless it holds a quote, a backslash or a control character (found in an Arrow array's bytes)."""
+    import pyarrow as pa
+    escaped = texts_holding(pa.array(texts, type=pa.large_string()), lambda b: (b < 32) | (b == 34) | (b == 92))
+    inside = list(texts)
+    for i in escaped.tolist():
+        inside[i] = _string(texts[i])[1:-1]
+    return inside
 
 
 _string = json.encoder.encode_basestring   # the JSON string json.dumps(..., ensure_ascii=False) writes

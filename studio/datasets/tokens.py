@@ -112,7 +112,7 @@ def _simple_texts(texts: list[str], array) -> list[bool]:
     ascii_only = pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
     ends = pc.or_(pc.starts_with(array, " "), pc.ends_with(array, " ")).to_numpy(zero_copy_only=False)
     simple = ascii_only & ~ends & (pc.binary_length(array).to_numpy(zero_copy_only=False) > 0)
-    simple[_texts_holding(array, _odd_bytes)] = False
+    simple[texts_holding(array, _odd_bytes)] = False
     simple = simple.tolist()
     for i in np.flatnonzero(~ascii_only).tolist():
         t = texts[i]
@@ -130,7 +130,7 @@ def _odd_bytes(data):
     return odd
 
 
-def _texts_holding(array, found):
+def texts_holding(array, found):
     """Indices of the texts of `array` (an Arrow large_string array) whose UTF-8 bytes hold a
     byte where `found` (numpy uint8 array -> bool array) is true. No Python object per text."""
     import numpy as np
@@ -318,7 +318,7 @@ class WordCachedCounter:
         import numpy as np
         import pyarrow.compute as pc
         starts = [ord(c) for c in self.special_starts if c.isascii()]
-        found = set(_texts_holding(array, lambda b: functools.reduce(np.logical_or, [b == c for c in starts]))
+        found = set(texts_holding(array, lambda b: functools.reduce(np.logical_or, [b == c for c in starts]))
                     .tolist()) if starts else set()
         others = [c for c in self.special_starts if not c.isascii()]
         if others:
