@@ -7,6 +7,7 @@ that provider).
 """
 from __future__ import annotations
 
+import operator
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -56,11 +57,23 @@ def normalize_all(texts: list[str]) -> list[str]:
         return [done[t] for t in texts]
     plain = [t.isascii() and "\x00" not in t for t in texts]
     joined = "\x00".join(compress(texts, plain)).lower().translate(_ASCII_TABLE)
-    while "  " in joined:   # runs of spaces to one (a few passes: each halves the longest run)
-        joined = joined.replace("  ", " ")
-    joined = joined.replace("\x00 ", "\x00").replace(" \x00", "\x00").strip(" ")
-    done = iter(joined.split("\x00"))
+    done = iter(_single_spaced(joined).split("\x00"))
     return [next(done) if p else normalize(t) for p, t in zip(plain, texts, strict=True)]
+
+
+def _single_spaced(joined: str) -> str:
+    """ASCII texts joined by NUL, each with runs of spaces made one and no space at either end
+    (in numpy: a few passes over the bytes, however many texts)."""
+    import numpy as np
+    data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    space = data == 32
+    keep = ~space
+    keep[1:] |= ~space[:-1]   # a space stays when what comes before it is not a space
+    data = data[keep]
+    space = data == 32
+    edge = np.ones(len(data) + 2, dtype=bool)   # a text's ends: NUL, or the start or end of the join
+    edge[1:-1] = data == 0
+    return data[~(space & (edge[:-2] | edge[2:]))].tobytes().decode("ascii")
 
 
 class _Normalized(dict):
@@ -167,22 +180,26 @@ def _dash_name(text: str) -> str:
     return " and ".join(f"{DASHES[c]} U+{ord(c):04X}" for c in dict.fromkeys(text) if c in DASHES) or "no dash"
 
 
-def signature_issues(examples: list[Example], responses: list[str]) -> list[ValidationIssue]:
+def signature_issues(examples: list[Example], responses: list[str],
+                     systems: list[str] | None = None) -> list[ValidationIssue]:
     """Warnings for responses whose sign-off disagrees with the one the system prompt promises:
     another dash ("-Sam" against a promised "–Sam"), other spacing, or none at all.
-    `responses`: each example's response."""
-    firsts = [e.messages[0] if e.messages else None for e in examples]
-    systems = [m.get("content") if isinstance(m, dict) and m.get("role") == "system" else "" for m in firsts]
-    systems = [s if isinstance(s, str) else "" for s in systems]
+    `responses`: each example's response; `systems`: each example's system prompt ("" for
+    none), when at hand."""
+    if systems is None:
+        firsts = [e.messages[0] if e.messages else None for e in examples]
+        systems = [m.get("content") if isinstance(m, dict) and m.get("role") == "system" else "" for m in firsts]
+        systems = [s if isinstance(s, str) else "" for s in systems]
     promises = {}   # system prompt -> (its promise, a pattern for the name at the end), or None
     for system in dict.fromkeys(systems):
         promise = promised_signature(system) if system else None
         name = promise.lstrip("".join(DASHES)).strip() if promise else ""
         promises[system] = promise and (promise, re.compile("(" + _DASH_CLASS + r"?\s*)" + re.escape(name) + r"\s*$"))
+    wanted = {system: promise[0] if promise else "" for system, promise in promises.items()}
+    signed = map(str.endswith, map(str.rstrip, responses), map(wanted.__getitem__, systems))   # ("" always)
     issues = []
-    for example, reply, (promise, pattern) in [
-            (e, r.rstrip(), promises[s]) for e, r, s in zip(examples, responses, systems, strict=True)
-            if promises[s] and not r.rstrip().endswith(promises[s][0])]:
+    for i in compress(range(len(examples)), map(operator.not_, signed)):
+        example, reply, (promise, pattern) = examples[i], responses[i].rstrip(), promises[systems[i]]
         match = pattern.search(reply)
         if match:
             written = reply[match.start():]
