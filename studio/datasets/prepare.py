@@ -19,6 +19,7 @@ import math
 import threading
 from collections import Counter
 from itertools import compress, repeat
+from operator import attrgetter, eq, methodcaller, ne
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,7 @@ def _table_examples(table: SourceTable, options: PrepareOptions):
     return examples, issues, prompts, responses
 
 
+_SPLIT, _EXCLUDED_BECAUSE = attrgetter("split"), attrgetter("excluded_because")
 _freeze_lock = threading.Lock()
 _freezes = 0
 
@@ -171,9 +173,7 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     else:
         problems = [None if p.strip() and r.strip() else _empty_cells(p, r)
                     for p, r in zip(prompts, responses, strict=True)]
-    for example, found in zip(examples, problems, strict=True):
-        if not found:
-            continue
+    for example, found in zip(compress(examples, problems), filter(None, problems), strict=True):
         issues.extend(ValidationIssue(example.row, code, f"{reason}: left out", "error") for code, reason in found)
         if example.split != EXCLUDED:
             example.split, example.excluded_because = EXCLUDED, found[0][1]
@@ -184,7 +184,7 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     counter = tokens.counter_for(options.model, model_dir)
     table = price_table or pricing.load_price_table(data_dir)
     limit = table.price_for(options.model).max_example_tokens
-    counts = [not e.excluded_because or e.excluded_because == EXCLUDED_BY_USER for e in examples]
+    counts = list(map({"", EXCLUDED_BY_USER}.__contains__, map(_EXCLUDED_BECAUSE, examples)))
     countable = list(compress(examples, counts))
     if structural:
         sizes = counter.count_examples([e.messages for e in countable])
@@ -192,13 +192,14 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
         sizes = counter.count_chats(options.system_prompt.strip(), list(compress(prompts, counts)),
                                     list(compress(responses, counts)))
     list(map(setattr, countable, repeat("tokens"), sizes))
-    for example in [e for e, n in zip(countable, sizes, strict=True) if n > limit and e.split != EXCLUDED]:
+    for example in [e for e, n in zip(countable, sizes, strict=True) if n > limit and e.split != EXCLUDED] \
+            if max(sizes, default=0) > limit else ():
         n = example.tokens
         example.split, example.excluded_because = EXCLUDED, f"{n:,} tokens, over the limit of {limit:,}"
         issues.append(ValidationIssue(example.row, "too_long", f"has {n:,} tokens; {options.model} trains "
                                       f"on examples of at most {limit:,}: left out", "error"))
 
-    keep = [e.split != EXCLUDED for e in examples]
+    keep = list(map(ne, map(_SPLIT, examples), repeat(EXCLUDED)))
     kept = list(compress(examples, keep))
     prompts = validation.normalize_all(list(compress(prompts, keep)))
     issues.extend(validation.duplicate_issues(kept, prompts))
@@ -210,19 +211,19 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
         assign_split(kept, options.validation_fraction, options.seed, prompts)
     systems = None if structural else [options.system_prompt.strip()] * len(kept)
     issues.extend(validation.signature_issues(kept, list(compress(responses, keep)), systems))
-    sides = [e.split for e in kept]
+    sides = list(map(_SPLIT, kept))
     n_train = sides.count(TRAIN)
     n_validation = len(kept) - n_train
     fraction = options.validation_fraction if validation_source is None else 1.0
     issues.extend(validation.size_issues(n_train, n_validation, fraction))
 
     reader_lost = sum(1 for i in issues if i.code in READER_ERRORS)
-    by_user = sum(1 for e in examples if e.excluded_because.startswith(EXCLUDED_BY_USER))
+    by_user = sum(map(methodcaller("startswith", EXCLUDED_BY_USER), map(_EXCLUDED_BECAUSE, examples)))
     counts = Counts(rows=len(examples) + reader_lost, kept=len(kept), excluded_by_user=by_user,
                     excluded_for_errors=len(examples) - len(kept) - by_user + reader_lost,
                     train=n_train, validation=n_validation)
-    sizes = [e.tokens for e in kept]
-    train_tokens = [n for n, side in zip(sizes, sides, strict=True) if side == TRAIN]
+    sizes = list(map(attrgetter("tokens"), kept))
+    train_tokens = list(compress(sizes, map(eq, sides, repeat(TRAIN))))
     summary = TokenSummary(train=sum(train_tokens), validation=sum(sizes) - sum(train_tokens),
                            longest=max(sizes, default=0), limit=limit, tokenizer=counter.name, exact=counter.exact)
     estimate = pricing.estimate_cost(train_tokens, options.model, table, options.epochs)
@@ -260,8 +261,8 @@ def assign_split(examples: list[Example], fraction: float, seed: int, prompts: l
     n = len(examples)
     wanted = min(max(1, math.floor(fraction * n + 0.5)), n - 1) if fraction > 0 and n >= 2 else 0
     prompts = validation.normalize_all([e.prompt for e in examples]) if prompts is None else prompts
-    sizes = Counter(prompts)
     first_row = dict(zip(reversed(prompts), [e.row for e in reversed(examples)], strict=True))
+    sizes = Counter(prompts) if len(first_row) < n else dict.fromkeys(first_row, 1)
     # Each prompt's split_score (its digest's first 8 bytes, big-endian), sorted with numpy.
     scores = np.frombuffer(b"".join([hashlib.sha256(f"{seed}\x1f{p}".encode()).digest()[:8] for p in first_row]),
                            dtype=">u8")
