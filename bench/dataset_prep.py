@@ -102,6 +102,7 @@ def main() -> None:
         print(f"{args.rows:,} rows, {csv_path.stat().st_size / 1e6:.1f} MB CSV; model {args.model}")
         ours, theirs = [], []
         for _ in range(args.rounds):   # interleaved, so both sides see the same machine load
+            prepared = None   # and the same heap: the last round's examples are freed first
             theirs.append(tutorial(csv_path, folder, system, suffix))
             seconds, prepared = studio(csv_path, folder, system, suffix, args.model)
             ours.append(seconds)

@@ -86,16 +86,45 @@ def _table_examples(table: SourceTable, options: PrepareOptions):
                   for row in compress(table.rows, signed)]
         responses = [r if done or not r.strip() else r + suffix for r, done in zip(responses, signed, strict=True)]
     rows = zip(table.rows, prompts, responses, strict=True)
-    if system:
-        examples = [Example(row, [{"role": "system", "content": system}, {"role": "user", "content": prompt},
-                                  {"role": "assistant", "content": response}]) for row, prompt, response in rows]
-    else:
-        examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
-                    for row, prompt, response in rows]
+    with collection_paused():
+        if system:
+            examples = [Example(row, [{"role": "system", "content": system}, {"role": "user", "content": prompt},
+                                      {"role": "assistant", "content": response}]) for row, prompt, response in rows]
+        else:
+            examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
+                        for row, prompt, response in rows]
     return examples, issues, prompts, responses
 
 
 _SPLIT, _EXCLUDED_BECAUSE = attrgetter("split"), attrgetter("excluded_because")
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
+@contextlib.contextmanager
+def collection_paused():
+    """While a table's examples are built, the garbage collector waits. Building them makes
+    hundreds of thousands of small objects in a fraction of a second, and the collector's
+    passes would walk the new ones again and again and free nothing. This is process-wide, so
+    it is kept short: only that one list comprehension. The collector resumes when the last
+    build running ends, and garbage made meanwhile, here or in other sessions, is collected
+    then. Builds that overlap share the pause (a counter), so none turns it back on early."""
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume:
+                gc.enable()
+
+
 _freeze_lock = threading.Lock()
 _freezes = 0
 
@@ -105,9 +134,9 @@ def older_objects_frozen():
     """While a dataset is built, the garbage collector skips the objects that existed before
     (gc.freeze). Its full passes otherwise walk the whole server's heap again, several times
     while hundreds of thousands of new examples pile up, to free nothing.
-    The collector stays on: garbage made meanwhile, here or in other sessions, is collected
-    as usual; garbage that already existed waits until the last preparation running ends
-    (gc.unfreeze). The app itself freezes nothing else."""
+    The collector stays on (apart from collection_paused's short pause): garbage made meanwhile,
+    here or in other sessions, is collected as usual; garbage that already existed waits until
+    the last preparation running ends (gc.unfreeze). The app itself freezes nothing else."""
     global _freezes
     with _freeze_lock:
         if _freezes == 0:
