@@ -117,7 +117,9 @@ def main() -> None:
     print(f"  kept {c.kept:,} (train {c.train:,}, validation {c.validation:,}), {len(prepared.issues):,} issues; "
           f"{tok.train + tok.validation:,} tokens counted ({tok.tokenizer})")
     print(f"  Parquet + ShareGPT for the training split, extra: {open_formats:.2f} s")
-    print(f"ratio studio/tutorial: {o / t:.2f}  (goal <= 1.0)")
+    paired = sorted(a / b for a, b in zip(ours, theirs, strict=True))   # each round's two runs are neighbours in time
+    print(f"ratio studio/tutorial: {o / t:.2f}  (goal <= 1.0); per round: {', '.join(f'{r:.2f}' for r in paired)}, "
+          f"median {statistics.median(paired):.2f}")
 
 
 if __name__ == "__main__":
