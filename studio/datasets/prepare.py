@@ -17,7 +17,7 @@ import gc
 import hashlib
 import math
 import threading
-from collections import Counter
+from collections import Counter, deque
 from itertools import compress, repeat
 from operator import attrgetter, eq, methodcaller, ne
 from pathlib import Path
@@ -86,45 +86,22 @@ def _table_examples(table: SourceTable, options: PrepareOptions):
                   for row in compress(table.rows, signed)]
         responses = [r if done or not r.strip() else r + suffix for r, done in zip(responses, signed, strict=True)]
     rows = zip(table.rows, prompts, responses, strict=True)
-    with collection_paused():
-        if system:
-            examples = [Example(row, [{"role": "system", "content": system}, {"role": "user", "content": prompt},
-                                      {"role": "assistant", "content": response}]) for row, prompt, response in rows]
-        else:
-            examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
-                        for row, prompt, response in rows]
+    if system:
+        examples = [Example(row, [{"role": "system", "content": system}, {"role": "user", "content": prompt},
+                                  {"role": "assistant", "content": response}]) for row, prompt, response in rows]
+    else:
+        examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
+                    for row, prompt, response in rows]
     return examples, issues, prompts, responses
 
 
 _SPLIT, _EXCLUDED_BECAUSE = attrgetter("split"), attrgetter("excluded_because")
-_pause_lock = threading.Lock()
-_pauses = 0
-_resume = False
 
 
-@contextlib.contextmanager
-def collection_paused():
-    """While a table's examples are built, the garbage collector waits. Building them makes
-    hundreds of thousands of small objects in a fraction of a second, and the collector's
-    passes would walk the new ones again and again and free nothing. This is process-wide, so
-    it is kept short: only that one list comprehension. The collector resumes when the last
-    build running ends, and garbage made meanwhile, here or in other sessions, is collected
-    then. Builds that overlap share the pause (a counter), so none turns it back on early."""
-    global _pauses, _resume
-    with _pause_lock:
-        if _pauses == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _resume:
-                gc.enable()
-
-
+def _set_each(objects: list, name: str, values) -> None:
+    """setattr(object, name, value) for each pair, in a loop that runs in C (a dataset can have
+    hundreds of thousands of examples)."""
+    deque(map(setattr, objects, repeat(name), values), maxlen=0)
 _freeze_lock = threading.Lock()
 _freezes = 0
 
@@ -134,9 +111,9 @@ def older_objects_frozen():
     """While a dataset is built, the garbage collector skips the objects that existed before
     (gc.freeze). Its full passes otherwise walk the whole server's heap again, several times
     while hundreds of thousands of new examples pile up, to free nothing.
-    The collector stays on (apart from collection_paused's short pause): garbage made meanwhile,
-    here or in other sessions, is collected as usual; garbage that already existed waits until
-    the last preparation running ends (gc.unfreeze). The app itself freezes nothing else."""
+    The collector stays on: garbage made meanwhile, here or in other sessions, is collected as
+    usual; garbage that already existed waits until the last preparation running ends
+    (gc.unfreeze). The app itself freezes nothing else."""
     global _freezes
     with _freeze_lock:
         if _freezes == 0:
@@ -213,16 +190,18 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     counter = tokens.counter_for(options.model, model_dir)
     table = price_table or pricing.load_price_table(data_dir)
     limit = table.price_for(options.model).max_example_tokens
-    counts = list(map({"", EXCLUDED_BY_USER}.__contains__, map(_EXCLUDED_BECAUSE, examples)))
-    countable = list(compress(examples, counts))
+    can_count = list(map({"", EXCLUDED_BY_USER}.__contains__, map(_EXCLUDED_BECAUSE, examples)))
+    countable = list(compress(examples, can_count))
     if structural:
         sizes = counter.count_examples([e.messages for e in countable])
     else:   # built here: [system], user, assistant, with the texts at hand
-        sizes = counter.count_chats(options.system_prompt.strip(), list(compress(prompts, counts)),
-                                    list(compress(responses, counts)))
-    list(map(setattr, countable, repeat("tokens"), sizes))
-    for example in [e for e, n in zip(countable, sizes, strict=True) if n > limit and e.split != EXCLUDED] \
-            if max(sizes, default=0) > limit else ():
+        sizes = counter.count_chats(options.system_prompt.strip(), list(compress(prompts, can_count)),
+                                    list(compress(responses, can_count)))
+    _set_each(countable, "tokens", sizes)
+    too_long = [n > limit for n in sizes] if max(sizes, default=0) > limit else []
+    for example in compress(countable, too_long):
+        if example.split == EXCLUDED:
+            continue
         n = example.tokens
         example.split, example.excluded_because = EXCLUDED, f"{n:,} tokens, over the limit of {limit:,}"
         issues.append(ValidationIssue(example.row, "too_long", f"has {n:,} tokens; {options.model} trains "
@@ -293,11 +272,12 @@ def assign_split(examples: list[Example], fraction: float, seed: int, prompts: l
     first_row = dict(zip(reversed(prompts), [e.row for e in reversed(examples)], strict=True))
     sizes = Counter(prompts) if len(first_row) < n else dict.fromkeys(first_row, 1)
     # Each prompt's split_score (its digest's first 8 bytes, big-endian), sorted with numpy.
-    scores = np.frombuffer(b"".join([hashlib.sha256(f"{seed}\x1f{p}".encode()).digest()[:8] for p in first_row]),
-                           dtype=">u8")
+    prefix, sha256 = f"{seed}\x1f", hashlib.sha256
+    scores = np.frombuffer(b"".join([sha256((prefix + p).encode()).digest() for p in first_row]), dtype=">u8")[::4]
     groups = list(first_row)
-    if len(np.unique(scores)) == len(scores):
-        ordered = np.argsort(scores).tolist()
+    ordered = np.argsort(scores, kind="stable")
+    if not (scores[ordered[1:]] == scores[ordered[:-1]]).any():
+        ordered = ordered.tolist()
     else:   # equal scores (never seen in practice): the lowest row first
         ordered = sorted(range(len(groups)), key=lambda i: (int(scores[i]), first_row[groups[i]]))
     chosen, taken = set(), 0
@@ -307,5 +287,4 @@ def assign_split(examples: list[Example], fraction: float, seed: int, prompts: l
             taken += sizes[prompt]
             if taken == wanted:
                 break
-    sides = map((TRAIN, VALIDATION).__getitem__, map(chosen.__contains__, prompts))
-    list(map(setattr, examples, repeat("split"), sides))   # (a loop in C: a dataset can be long)
+    _set_each(examples, "split", map((TRAIN, VALIDATION).__getitem__, map(chosen.__contains__, prompts)))

@@ -53,8 +53,10 @@ class TokenCounter:
         fixed = sum(self.per_message + self.role_tokens[role] if role in self.role_tokens else other
                     for role in (["system"] if system else []) + ["user", "assistant"])
         fixed += self.count_texts([system])[0] if system else self.default_system_tokens
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         counts = self.count_texts(list(prompts) + list(responses))
-        n = len(counts) // 2
+        n = len(prompts)
         return list(map(fixed.__add__, map(operator.add, counts[:n], counts[n:])))
 
     def count_examples(self, examples: Sequence[Sequence[dict]]) -> list[int]:
@@ -72,7 +74,7 @@ class TokenCounter:
             flat = [m if isinstance(m, dict) else None for m in flat]
             contents = [m.get("content") if m is not None else None for m in flat]
             roles = [m.get("role") if m is not None else None for m in flat]
-            texts = [c for c in contents if type(c) is str]
+            texts = [c for c in contents if isinstance(c, str)]
         # Each distinct text is counted once (the system prompt every example repeats: one encode).
         distinct = list(dict.fromkeys(texts))
         counted = dict(zip(distinct, self.count_texts(distinct), strict=True))
@@ -80,8 +82,8 @@ class TokenCounter:
             sizes = list(map(operator.add, map(per_role.__getitem__, roles), map(counted.__getitem__, contents)))
         else:
             other = self.per_message + 1
-            sizes = [0 if m is None else (per_role.get(r, other) if type(r) is str else other)
-                     + (counted[c] if type(c) is str else 0) for m, r, c in zip(flat, roles, contents, strict=True)]
+            sizes = [0 if m is None else (per_role.get(r, other) if isinstance(r, str) else other)
+                     + (counted[c] if isinstance(c, str) else 0) for m, r, c in zip(flat, roles, contents, strict=True)]
         lengths = set(map(len, examples))
         width = lengths.pop() if len(lengths) == 1 else 0
         if width:   # all examples as long: sums of consecutive runs, and their first roles at a stride
@@ -134,6 +136,9 @@ def texts_holding(array, found):
     """Indices of the texts of `array` (an Arrow large_string array) whose UTF-8 bytes hold a
     byte where `found` (numpy uint8 array -> bool array) is true. No Python object per text."""
     import numpy as np
+    import pyarrow as pa
+    if array.type != pa.large_string() or array.null_count:
+        raise TypeError("texts_holding reads a large_string array without nulls")
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
     if not len(array) or offsets[-1] == offsets[0]:
         return np.zeros(0, dtype=np.int64)

@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from studio.datasets import (PrepareOptions, count_tokens, counter_for, export_files, openai_jsonl, prepare,
@@ -64,6 +65,11 @@ def test_a_tables_columns_count_as_its_examples_do():
                         + [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
                         for p, r in zip(prompts, responses, strict=True)]
             assert counter.count_chats(system, prompts, responses) == counter.count_examples(examples), (model, system)
+        # A text of a str subclass (a hand-built table of numpy strings) is text in both.
+        numpy_text = [[{"role": "user", "content": np.str_("hello there")}, {"role": "assistant", "content": "hi"}]]
+        assert counter.count_examples(numpy_text) == counter.count_chats("", ["hello there"], ["hi"])
+        with pytest.raises(ValueError):
+            counter.count_chats("", prompts, responses[:-1])
 
 
 def test_without_a_tokenizer_the_count_is_a_labelled_overestimate():

@@ -334,37 +334,6 @@ def test_garbage_made_while_datasets_are_prepared_is_still_collected():
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
-def test_the_collector_pauses_only_while_examples_are_built_and_resumes_after_the_last_build():
-    import gc
-    import threading
-
-    from studio.datasets.prepare import collection_paused
-
-    inside, leave = threading.Event(), threading.Event()
-
-    def another_build():
-        with collection_paused():
-            inside.set()
-            leave.wait(10)
-
-    other = threading.Thread(target=another_build)
-    other.start()
-    inside.wait(10)
-    with collection_paused():
-        assert not gc.isenabled()
-    assert not gc.isenabled()   # the other build still runs: it does not resume early
-    leave.set()
-    other.join()
-    assert gc.isenabled()
-    gc.disable()   # an app that turned the collector off itself keeps it off
-    try:
-        with collection_paused():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-
-
 def test_a_table_built_by_hand_with_non_text_cells_reports_them_as_empty():
     # Through the engine's API (not the file readers, which give text only): a number or a
     # missing cell is not a prompt, and says so instead of failing the whole dataset.
