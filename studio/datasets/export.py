@@ -19,11 +19,12 @@ import functools
 import io
 import json
 from itertools import chain, repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Iterable
 
 from studio.datasets.tokens import plain_messages, texts_holding
-from studio.datasets.types import TRAIN, VALIDATION, DatasetError, Example, PreparedDataset
+from studio.datasets.types import TRAIN, VALIDATION, DatasetError, Example, PreparedDataset, TableExample
 
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -69,6 +70,9 @@ def _uniform_bytes(examples: list[Example]) -> bytes | None:
     """The file's bytes, built column by column, when every example has the same roles in the
     same order and every message is exactly {"role", "content": text} (a dataset built from a
     table always is); None otherwise. The same bytes as the general path."""
+    columns = _table_columns(examples)
+    if columns is not None:
+        return _lines_from_columns(columns, len(examples))
     messages = [e.messages for e in examples]
     width = len(messages[0]) if messages else 0
     if not width or set(map(type, messages)) != {list} or set(map(len, messages)) != {width}:
@@ -81,11 +85,30 @@ def _uniform_bytes(examples: list[Example]) -> bytes | None:
     if plain is None:
         return None
     roles, contents = plain
-    n, parts = len(messages), [""]   # parts: text every line has, and columns of text (a list each)
-    for i, role in enumerate(roles[:width]):
-        if roles[i::width].count(role) != n:
-            return None
-        texts = contents[i::width]
+    columns = [(role, contents[i::width]) for i, role in enumerate(roles[:width])]
+    if any(roles[i::width].count(role) != len(messages) for i, (role, _texts) in enumerate(columns)):
+        return None
+    return _lines_from_columns(columns, len(messages))
+
+
+def _table_columns(examples: list[Example]) -> list[tuple[str, list[str]]] | None:
+    """(role, texts) of each message, when the examples are rows of a table whose messages were
+    never made (TableExample), with one system prompt and text cells; else None."""
+    if not examples or set(map(type, examples)) != {TableExample} or any(map(attrgetter("built"), examples)):
+        return None
+    systems = list(map(attrgetter("system_text"), examples))
+    prompts = list(map(attrgetter("prompt_text"), examples))
+    responses = list(map(attrgetter("response_text"), examples))
+    if systems.count(systems[0]) != len(systems) or set(map(type, prompts + responses + systems[:1])) != {str}:
+        return None
+    return ([("system", systems)] if systems[0] else []) + [("user", prompts), ("assistant", responses)]
+
+
+def _lines_from_columns(columns: list[tuple[str, list[str]]], n: int) -> bytes:
+    """n lines {"messages": [{"role": role, "content": text}, ...]}, from each message's role
+    and its n texts."""
+    parts = [""]   # text every line has, and columns of text (a list each)
+    for i, (role, texts) in enumerate(columns):
         parts[-1] += ('{"messages": [' if i == 0 else ", ") + _HEADS[role]
         if texts.count(texts[0]) == n:   # the same text on every line (a system prompt): encoded once
             parts[-1] += _string(texts[0]) + "}"

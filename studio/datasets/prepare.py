@@ -26,7 +26,8 @@ import numpy as np
 
 from studio.datasets import pricing, tokens, validation
 from studio.datasets.types import (EXCLUDED, TRAIN, VALIDATION, ChatSource, Counts, DatasetError, Example,
-                                   PrepareOptions, PreparedDataset, SourceTable, TokenSummary, ValidationIssue)
+                                   PrepareOptions, PreparedDataset, SourceTable, TableExample, TokenSummary,
+                                   ValidationIssue)
 
 MAX_VALIDATION_FRACTION = 0.5
 EXCLUDED_BY_USER = "excluded by you"
@@ -85,13 +86,7 @@ def _table_examples(table: SourceTable, options: PrepareOptions):
         issues = [ValidationIssue(row, "suffix_present", f"already ends with {signature!r}: not added again", "info")
                   for row in compress(table.rows, signed)]
         responses = [r if done or not r.strip() else r + suffix for r, done in zip(responses, signed, strict=True)]
-    rows = zip(table.rows, prompts, responses, strict=True)
-    if system:
-        examples = [Example(row, [{"role": "system", "content": system}, {"role": "user", "content": prompt},
-                                  {"role": "assistant", "content": response}]) for row, prompt, response in rows]
-    else:
-        examples = [Example(row, [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
-                    for row, prompt, response in rows]
+    examples = TableExample.from_table(table.rows, system, prompts, responses)
     return examples, issues, prompts, responses
 
 

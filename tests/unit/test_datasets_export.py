@@ -158,6 +158,33 @@ def test_openai_jsonl_is_json_dumps_of_each_example_whatever_its_shape():
                                              for m in shapes * 2).encode("utf-8")
 
 
+def test_a_table_rows_example_is_an_example_whose_messages_are_made_when_read():
+    import copy
+    import dataclasses
+    import pickle
+
+    from studio.datasets.types import TableExample
+
+    def dumped(examples):
+        return "".join(json.dumps({"messages": e.messages}, ensure_ascii=False) + "\n" for e in examples).encode()
+
+    rows = TableExample.from_table([2, 3, 4], "Sign '-Sam'.", ["Hi \"there\"", "é\n🎉", "Hi"], ["Yo -Sam", "ok\\", "x"])
+    assert [(e.prompt, e.response, e.split, e.tokens, e.built) for e in rows[:2]] == \
+        [('Hi "there"', "Yo -Sam", "train", 0, False), ("é\n🎉", "ok\\", "train", 0, False)]
+    assert openai_jsonl(rows) == dumped(rows)                     # from the texts (nothing made yet)
+    rows[0].messages[-1]["weight"] = 0                            # made on first read; changes stay
+    rows[1].messages = [{"role": "user", "content": "new"}, {"role": "assistant", "content": "reply"}]
+    assert rows[0].messages[-1] == {"role": "assistant", "content": "Yo -Sam", "weight": 0}
+    assert rows[1].prompt == "new" and openai_jsonl(rows) == dumped(rows)
+    assert openai_jsonl(TableExample.from_table([5], "", ["a"], ["b"])) == b'{"messages": [{"role": "user", ' \
+        b'"content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    for twin in (dataclasses.replace(rows[2], split="validation"), pickle.loads(pickle.dumps(rows[2])),
+                 copy.deepcopy(rows[2])):
+        assert twin.messages == rows[2].messages and twin.prompt == "Hi" and twin.response == "x"
+    with pytest.raises(ValueError):
+        TableExample.from_table([2, 3], "", ["a"], ["b", "c"])
+
+
 def test_fast_local_counts_match_the_tokenizer_on_odd_text():
     import random
     from studio.datasets.tokens import WordCachedCounter, load_local_tokenizer
