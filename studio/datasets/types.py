@@ -7,6 +7,7 @@ counts and the token/cost estimate. Saved, it becomes a `DatasetVersion` of a `D
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
@@ -91,6 +92,7 @@ class Example:
 
 _MESSAGES = Example.messages   # the slot that holds an example's messages
 _UNBUILT = object()            # a TableExample's messages before they are first read
+_BUILDING = threading.RLock()
 
 
 class TableExample(Example):
@@ -116,6 +118,8 @@ class TableExample(Example):
                   **{f.name: (f.default_factory() for _ in rows) for f in fields(Example)
                      if f.default_factory is not MISSING},
                   "system_text": repeat(system), "prompt_text": prompts, "response_text": responses}
+        if {f.name for f in fields(Example)} - set(values) - {"messages"}:
+            raise TypeError("Example has a field that TableExample.from_table does not fill")
         for name, column in values.items():
             deque(map(setattr, examples, repeat(name), column), maxlen=0)
         deque(map(_MESSAGES.__set__, examples, repeat(_UNBUILT)), maxlen=0)
@@ -130,14 +134,26 @@ class TableExample(Example):
     def messages(self) -> list[dict[str, Any]]:
         messages = _MESSAGES.__get__(self)
         if messages is _UNBUILT:
-            messages = ([{"role": "system", "content": self.system_text}] if self.system_text else []) + [
-                {"role": "user", "content": self.prompt_text}, {"role": "assistant", "content": self.response_text}]
-            _MESSAGES.__set__(self, messages)
+            with _BUILDING:   # two threads reading at once get the same list (a change to it is kept)
+                messages = _MESSAGES.__get__(self)
+                if messages is _UNBUILT:
+                    messages = ([{"role": "system", "content": self.system_text}] if self.system_text else []) + [
+                        {"role": "user", "content": self.prompt_text},
+                        {"role": "assistant", "content": self.response_text}]
+                    _MESSAGES.__set__(self, messages)
         return messages
 
     @messages.setter
     def messages(self, value: list[dict[str, Any]]) -> None:
-        _MESSAGES.__set__(self, value)
+        with _BUILDING:   # not overwritten by a build under way in another thread
+            _MESSAGES.__set__(self, value)
+
+    def __eq__(self, other) -> bool:   # equal to an Example with the same fields, as a plain one would be
+        if not isinstance(other, Example):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Example))
+
+    __hash__ = None   # (mutable, like Example)
 
     @property
     def prompt(self) -> str:

@@ -163,7 +163,7 @@ def test_a_table_rows_example_is_an_example_whose_messages_are_made_when_read():
     import dataclasses
     import pickle
 
-    from studio.datasets.types import TableExample
+    from studio.datasets.types import Example, TableExample
 
     def dumped(examples):
         return "".join(json.dumps({"messages": e.messages}, ensure_ascii=False) + "\n" for e in examples).encode()
@@ -183,6 +183,30 @@ def test_a_table_rows_example_is_an_example_whose_messages_are_made_when_read():
         assert twin.messages == rows[2].messages and twin.prompt == "Hi" and twin.response == "x"
     with pytest.raises(ValueError):
         TableExample.from_table([2, 3], "", ["a"], ["b", "c"])
+    plain = Example(4, [{"role": "system", "content": "Sign '-Sam'."}, {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "x"}])
+    fresh = TableExample.from_table([4], "Sign '-Sam'.", ["Hi"], ["x"])[0]
+    assert fresh == plain and plain == fresh and fresh != dataclasses.replace(plain, tokens=3)
+
+
+def test_threads_reading_a_table_rows_messages_at_once_get_one_list():
+    import operator
+    import sys
+    import threading
+
+    from studio.datasets.types import TableExample
+    n = 100_000
+    rows = TableExample.from_table(list(range(n)), "", ["p"] * n, ["r"] * n)
+    seen: list[list] = [[], []]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)   # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=lambda out=out: out.extend(e.messages for e in rows)) for out in seen]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(map(operator.is_, seen[0], seen[1]))
 
 
 def test_fast_local_counts_match_the_tokenizer_on_odd_text():
