@@ -17,7 +17,7 @@ import gc
 import hashlib
 import math
 import threading
-from collections import Counter, deque
+from collections import Counter
 from itertools import compress, repeat
 from operator import attrgetter, eq, methodcaller, ne
 from pathlib import Path
@@ -27,7 +27,7 @@ import numpy as np
 from studio.datasets import pricing, tokens, validation
 from studio.datasets.types import (EXCLUDED, TRAIN, VALIDATION, ChatSource, Counts, DatasetError, Example,
                                    PrepareOptions, PreparedDataset, SourceTable, TableExample, TokenSummary,
-                                   ValidationIssue)
+                                   ValidationIssue, set_each)
 
 MAX_VALIDATION_FRACTION = 0.5
 EXCLUDED_BY_USER = "excluded by you"
@@ -92,11 +92,6 @@ def _table_examples(table: SourceTable, options: PrepareOptions):
 
 _SPLIT, _EXCLUDED_BECAUSE = attrgetter("split"), attrgetter("excluded_because")
 
-
-def _set_each(objects: list, name: str, values) -> None:
-    """setattr(object, name, value) for each pair, in a loop that runs in C (a dataset can have
-    hundreds of thousands of examples)."""
-    deque(map(setattr, objects, repeat(name), values), maxlen=0)
 _freeze_lock = threading.Lock()
 _freezes = 0
 
@@ -192,7 +187,7 @@ def _prepare(source, options, validation_source, model_dir, data_dir, price_tabl
     else:   # built here: [system], user, assistant, with the texts at hand
         sizes = counter.count_chats(options.system_prompt.strip(), list(compress(prompts, can_count)),
                                     list(compress(responses, can_count)))
-    _set_each(countable, "tokens", sizes)
+    set_each(countable, "tokens", sizes)
     too_long = [n > limit for n in sizes] if max(sizes, default=0) > limit else []
     for example in compress(countable, too_long):
         if example.split == EXCLUDED:
@@ -282,4 +277,4 @@ def assign_split(examples: list[Example], fraction: float, seed: int, prompts: l
             taken += sizes[prompt]
             if taken == wanted:
                 break
-    _set_each(examples, "split", map((TRAIN, VALIDATION).__getitem__, map(chosen.__contains__, prompts)))
+    set_each(examples, "split", map((TRAIN, VALIDATION).__getitem__, map(chosen.__contains__, prompts)))

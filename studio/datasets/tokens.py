@@ -49,12 +49,12 @@ class TokenCounter:
         """count_examples() of the examples [system (none when ""), user: prompt, assistant:
         response], from their texts: every dataset built from a table has this shape, and its
         columns are at hand (no pass over each message)."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         other = self.per_message + 1
         fixed = sum(self.per_message + self.role_tokens[role] if role in self.role_tokens else other
                     for role in (["system"] if system else []) + ["user", "assistant"])
         fixed += self.count_texts([system])[0] if system else self.default_system_tokens
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         counts = self.count_texts(list(prompts) + list(responses))
         n = len(prompts)
         return list(map(fixed.__add__, map(operator.add, counts[:n], counts[n:])))

@@ -90,6 +90,12 @@ class Example:
         return {"messages": self.messages}
 
 
+def set_each(objects: list, name: str, values) -> None:
+    """setattr(object, name, value) for each pair, in a loop that runs in C (a dataset can have
+    hundreds of thousands of examples)."""
+    deque(map(setattr, objects, repeat(name), values), maxlen=0)
+
+
 _MESSAGES = Example.messages   # the slot that holds an example's messages
 _UNBUILT = object()            # a TableExample's messages before they are first read
 _BUILDING = threading.RLock()
@@ -121,7 +127,7 @@ class TableExample(Example):
         if {f.name for f in fields(Example)} - set(values) - {"messages"}:
             raise TypeError("Example has a field that TableExample.from_table does not fill")
         for name, column in values.items():
-            deque(map(setattr, examples, repeat(name), column), maxlen=0)
+            set_each(examples, name, column)
         deque(map(_MESSAGES.__set__, examples, repeat(_UNBUILT)), maxlen=0)
         return examples
 
